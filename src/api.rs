@@ -1,0 +1,273 @@
+//! The `TracingRelation` custom resource (`tracing.relations.dev/v1alpha1`).
+//!
+//! The CRD under `crds/` is generated from these types (`tracing-relation-operator crd`);
+//! every doc comment here becomes `kubectl explain` text.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of the operator's resources, annotations and labels.
+pub const GROUP: &str = "tracing.relations.dev";
+/// The only interface a relation may declare (the seed's `RELATION_INTERFACE_NAME`).
+pub const INTERFACE_TRACING: &str = "tracing";
+/// The role a `TracingRelation` declares: it provides the Tempo endpoint.
+pub const ROLE_PROVIDES: &str = "provides";
+/// The role a consumer ConfigMap declares: it requires the Tempo endpoint.
+pub const ROLE_REQUIRES: &str = "requires";
+
+/// The seed's default ports.
+pub const DEFAULT_TEMPO_PORT: i32 = 3200;
+pub const DEFAULT_OTLP_GRPC_PORT: i32 = 4317;
+pub const DEFAULT_OTLP_HTTP_PORT: i32 = 4318;
+pub const DEFAULT_ZIPKIN_PORT: i32 = 9411;
+
+/// A DNS-1123 subdomain, as CEL sees it (IPv4 addresses also match).
+const DNS_RULE: &str = "self.size() <= 253 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";
+
+/// Declares a Grafana Tempo backend whose endpoints are written into the ConfigMaps
+/// of consumers that opt in with the label `tracing.relations.dev/relation: <name>`.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "tracing.relations.dev",
+    version = "v1alpha1",
+    kind = "TracingRelation",
+    namespaced,
+    shortname = "trel",
+    category = "tracing",
+    status = "TracingRelationStatus",
+    doc = "Declares a Grafana Tempo backend whose endpoint document the operator writes into consumer ConfigMaps labelled tracing.relations.dev/relation=<name>.",
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", priority = "1"),
+    printcolumn(name = "Hostname", type_ = "string", json_path = ".status.endpoint.hostname"),
+    printcolumn(name = "Bound", type_ = "integer", json_path = ".status.consumers.bound"),
+    printcolumn(name = "Rejected", type_ = "integer", json_path = ".status.consumers.rejected"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TracingRelationSpec {
+    /// The relation interface this backend speaks. Must be `tracing`, the interface
+    /// name of the charm library this operator carries over.
+    #[x_kube(validation = kube::core::Rule::new("self == 'tracing'").message("spec.interface must be 'tracing': this operator only relates tracing backends to their consumers"))]
+    pub interface: String,
+    /// The role this object plays in the relation. Must be `provides`: a
+    /// TracingRelation declares the Tempo side; consumers declare `requires`.
+    #[x_kube(validation = kube::core::Rule::new("self == 'provides'").message("spec.role must be 'provides': a TracingRelation declares the Tempo side, consumers declare 'requires' on their ConfigMap"))]
+    pub role: String,
+    /// Where the Tempo backend is reached. Exactly one of `service` or `endpoint`.
+    pub backend: Backend,
+    /// Which consumers may bind to this relation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<ConsumerPolicy>,
+}
+
+/// Where the Tempo backend is reached: exactly one of `service` or `endpoint`.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = kube::core::Rule::new("has(self.service) != has(self.endpoint)").message("spec.backend needs exactly one of 'service' or 'endpoint'"))]
+#[serde(rename_all = "camelCase")]
+pub struct Backend {
+    /// Follow a Service: the hostname is its cluster DNS name and each port is
+    /// looked up by its port name. Changes to the Service reach every consumer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceBackend>,
+    /// State the endpoint directly, as the seed's `tempo_endpoint` document does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<EndpointBackend>,
+}
+
+/// A Service that fronts Tempo.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceBackend {
+    /// Name of the Service.
+    #[x_kube(validation = kube::core::Rule::new("self.size() <= 63 && self.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("spec.backend.service.name must be a Service name (a DNS-1035 label)"))]
+    pub name: String,
+    /// Namespace of the Service. Defaults to the TracingRelation's own namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = kube::core::Rule::new("self.size() <= 63 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("spec.backend.service.namespace must be a namespace name (a DNS-1123 label)"))]
+    pub namespace: Option<String>,
+    /// Port names to look up on the Service, per receiver. An unset name tries the
+    /// names used by the Grafana Tempo Helm chart and by tempo-operator, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_names: Option<PortNames>,
+}
+
+/// Service port names, one per Tempo port. Each unset name falls back to the
+/// well-known names listed on the field.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PortNames {
+    /// Tempo's HTTP API port. Default: `http`, then `tempo-prom-metrics`, `http-metrics`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tempo: Option<String>,
+    /// OTLP over gRPC. Default: `otlp-grpc`, then `grpc-tempo-otlp`, `grpc-otlp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_grpc: Option<String>,
+    /// OTLP over HTTP. Default: `otlp-http`, then `tempo-otlp-http`, `http-otlp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_http: Option<String>,
+    /// Zipkin. Default: `zipkin`, then `tempo-zipkin`, `http-zipkin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zipkin: Option<String>,
+    /// Jaeger Thrift over HTTP. Default: `jaeger-thrift-http`, then `thrift-http`,
+    /// `tempo-jaeger-thrift-http`, `http-jaeger-thrift`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jaeger_thrift_http: Option<String>,
+    /// Jaeger gRPC. Default: `jaeger-grpc`, then `grpc-tempo-jaeger`, `grpc-jaeger`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jaeger_grpc: Option<String>,
+}
+
+/// The seed's endpoint document, stated directly.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointBackend {
+    /// Hostname (or IPv4 address) of Tempo, as consumers will dial it.
+    #[x_kube(validation = kube::core::Rule::new(DNS_RULE).message("spec.backend.endpoint.hostname must be a DNS name such as tempo.observability.svc.cluster.local (lowercase letters, digits, '-' and '.')"))]
+    pub hostname: String,
+    /// Tempo's HTTP API port (the seed's `tempo_port`).
+    #[serde(default = "default_tempo_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub tempo_port: i32,
+    /// OTLP gRPC receiver port.
+    #[serde(default = "default_otlp_grpc_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub otlp_grpc_port: i32,
+    /// OTLP HTTP receiver port.
+    #[serde(default = "default_otlp_http_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub otlp_http_port: i32,
+    /// Zipkin receiver port.
+    #[serde(default = "default_zipkin_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub zipkin_port: i32,
+    /// Jaeger Thrift HTTP receiver port. Not offered when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub jaeger_thrift_http_port: Option<i32>,
+    /// Jaeger gRPC receiver port. Not offered when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub jaeger_grpc_port: Option<i32>,
+}
+
+fn default_tempo_port() -> i32 {
+    DEFAULT_TEMPO_PORT
+}
+fn default_otlp_grpc_port() -> i32 {
+    DEFAULT_OTLP_GRPC_PORT
+}
+fn default_otlp_http_port() -> i32 {
+    DEFAULT_OTLP_HTTP_PORT
+}
+fn default_zipkin_port() -> i32 {
+    DEFAULT_ZIPKIN_PORT
+}
+
+/// Which consumers may bind.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerPolicy {
+    /// Namespaces whose ConfigMaps may bind to this relation. Absent: only this
+    /// relation's own namespace. `{}`: every namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+}
+
+/// What the operator observed and did for this relation.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TracingRelationStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The resolved endpoint document written to bound consumers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<ResolvedEndpoint>,
+    /// The resolved receivers (the v2 `receivers` list), sorted by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub receivers: Vec<ReceiverStatus>,
+    /// The union of the receivers that bound consumers asked for, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requested_receivers: Vec<String>,
+    /// How many consumers are bound and rejected.
+    #[serde(default)]
+    pub consumers: ConsumerCounts,
+    /// Rejected consumers with their reason, sorted by namespace and name, at most
+    /// 20 entries (see `consumers.rejected` for the full count).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<RejectedConsumer>,
+    /// Conditions; `Ready` tells whether the backend is resolved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// The resolved v0 endpoint (the seed's `tempo_endpoint` fields).
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedEndpoint {
+    /// Hostname consumers dial.
+    pub hostname: String,
+    /// Tempo HTTP API port, when offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tempo_port: Option<i32>,
+    /// OTLP gRPC port, when offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_grpc_port: Option<i32>,
+    /// OTLP HTTP port, when offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_http_port: Option<i32>,
+    /// Zipkin port, when offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zipkin_port: Option<i32>,
+    /// Jaeger Thrift HTTP port, when offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jaeger_thrift_http_port: Option<i32>,
+    /// Jaeger gRPC port, when offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jaeger_grpc_port: Option<i32>,
+}
+
+/// One entry of the v2 receivers list.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiverStatus {
+    /// Protocol name: otlp_grpc, otlp_http, zipkin, jaeger_thrift_http or jaeger_grpc.
+    pub name: String,
+    /// Transport: `grpc` or `http`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// URL consumers use: `host:port` for grpc, `http://host:port` for http.
+    pub url: String,
+}
+
+/// Consumer counts.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerCounts {
+    /// ConfigMaps holding this relation's current document.
+    #[serde(default)]
+    pub bound: i64,
+    /// ConfigMaps that name this relation but were refused.
+    #[serde(default)]
+    pub rejected: i64,
+}
+
+/// A consumer that was refused, and why.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectedConsumer {
+    /// Namespace of the consumer ConfigMap.
+    pub namespace: String,
+    /// Name of the consumer ConfigMap.
+    pub name: String,
+    /// Machine-readable reason, e.g. `RelationInterfaceMismatch`.
+    pub reason: String,
+    /// What is wrong and what to do about it.
+    pub message: String,
+}
+
+/// Most entries kept in `status.rejected`.
+pub const MAX_REJECTED_IN_STATUS: usize = 20;
