@@ -15,7 +15,7 @@ kube_version=$(awk '$1=="k8s.io/kubernetes" && $2 ~ /^v/ {print $2; exit}' go.mo
 helm_version=$(awk '$1=="helm.sh/helm/v3" {print $2; exit}' go.mod)
 kube_minor=$(echo "$kube_version" | cut -d. -f2)
 # The cache key covers the pinned graph, so a changed go.sum rebuilds.
-key=$(cat go.mod go.sum etcd/main.go build.sh | sha256sum | cut -c1-12)
+key=$(cat go.mod go.sum etcd/main.go | sha256sum | cut -c1-12)
 bin_dir=${CONTROLPLANE_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/tracing-relation-operator/controlplane-${kube_version}-${key}}
 if [ "${1:-}" = "--print-dir" ]; then echo "$bin_dir"; exit 0; fi
 mkdir -p "$bin_dir"
