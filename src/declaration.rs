@@ -149,11 +149,15 @@ pub fn parse(
 
 /// Shortens a value for messages so a hostile annotation cannot bloat status.
 pub fn truncate(s: &str) -> String {
-    const MAX: usize = 80;
-    if s.len() <= MAX {
+    truncate_to(s, 80)
+}
+
+/// Shortens `s` to at most `max` bytes (plus "..."), on a character boundary.
+pub fn truncate_to(s: &str, max: usize) -> String {
+    if s.len() <= max {
         return s.to_string();
     }
-    let mut end = MAX;
+    let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }

@@ -1,2 +1,881 @@
-//! Reading the endpoint document inside a consumer pod (placeholder; see issue 6).
+//! Reading the endpoint document inside a consumer pod.
+//!
+//! The operator writes the data keys of [`crate::document`] into a consumer
+//! ConfigMap; a pod mounts that ConfigMap as a directory (one file per key).
+//! This module reads such a directory back:
+//!
+//! * [`read_dir`] reads one consistent snapshot of the directory and parses it
+//!   into [`Endpoints`]: the seed's v0 `tempo_endpoint` YAML document
+//!   ([`TempoEndpoint`]), the v2 `receivers` JSON list and the plain URL keys.
+//! * [`Endpoints::otlp_grpc_endpoint`] gives `http://host:port` exactly as the
+//!   seed's `TracingEndpointProvider.otlp_grpc_endpoint`;
+//!   [`Endpoints::endpoint_for`] gives the receiver URL of any protocol, from the
+//!   receivers list and else from the v0 document.
+//! * [`wait_until_bound`] polls until the relation has bound (init containers).
+//! * [`Watcher`] reports changes of the document (the kubelet updates mounted
+//!   ConfigMaps in place by swapping the `..data` symlink).
+//!
+//! Errors are typed ([`Error`]): [`Error::NotBound`] when the directory or the
+//! keys are missing or empty (the relation has not bound yet),
+//! [`Error::Malformed`] naming the key and field when a document cannot be used.
+//!
+//! ```no_run
+//! use tracing_relation_operator::consumer;
+//! use tracing_relation_operator::document::Protocol;
+//!
+//! let endpoints = consumer::read_dir("/etc/tracing")?;
+//! let grpc = endpoints.otlp_grpc_endpoint(); // Some("http://tempo.obs.svc:4317")
+//! let zipkin = endpoints.endpoint_for(Protocol::Zipkin); // Some("http://tempo.obs.svc:9411")
+//! # Ok::<(), consumer::Error>(())
+//! ```
+//!
+//! ## How `tempo_endpoint` is read
+//!
+//! The seed reads it with `yaml.safe_load` and converts each port with Python's
+//! `int()`. Here ports are accepted as YAML integers and as strings that `int()`
+//! accepts (`"4317"`, `" 4317 "`, `"+4317"`, `"4_317"`); anything else — a missing
+//! field, a float, a boolean, null, a list or mapping, a non-numeric string, a
+//! value outside 1-65535 — is [`Error::Malformed`] naming the field. (Unlike the
+//! seed, floats such as `4317.0` and booleans are refused rather than truncated.)
+//! The hostname must be a string; plain scalars that PyYAML reads as strings but
+//! YAML 1.2 reads as numbers (`1e3`, `0o17`) are taken as the text written.
+//! The YAML 1.1-only integer notations that PyYAML's `safe_dump` never writes
+//! (plain octal `010335`, sexagesimal `1:11:57`) are read like the string
+//! `int()` would read them: `010335` is 10335, `1:11:57` is refused.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::document::{
+    DATA_KEYS, KEY_OTEL_ENDPOINT, KEY_OTEL_PROTOCOL, KEY_OTLP_GRPC_ENDPOINT,
+    KEY_OTLP_HTTP_ENDPOINT, KEY_RECEIVERS, KEY_TEMPO_ENDPOINT, Protocol, Receiver,
+};
+
 pub mod cli;
+mod parse;
+mod watch;
+
+pub use watch::{DEFAULT_POLL_INTERVAL, Watcher};
+
+/// The symlink through which the kubelet publishes a ConfigMap volume's files.
+pub const DATA_SYMLINK: &str = "..data";
+
+/// Why the endpoint document cannot be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// The directory or the keys are missing or empty: the relation has not
+    /// bound this consumer yet (or the ConfigMap is not mounted).
+    #[error("the tracing relation is not bound yet: {detail}")]
+    NotBound { detail: String },
+    /// A key holds a document that cannot be used. `field` names the field
+    /// (`tempo_port`, `[1].url`, ...) when the problem is inside the document.
+    #[error("malformed {key}{}: {detail}", field_suffix(.field))]
+    Malformed {
+        key: &'static str,
+        field: Option<String>,
+        detail: String,
+    },
+    /// The document is bound but does not offer the protocol asked for.
+    #[error("protocol {protocol} is not offered (offered: {})", offered_list(.offered))]
+    NotOffered {
+        protocol: Protocol,
+        offered: Vec<Protocol>,
+    },
+    /// The directory or a file in it could not be read.
+    #[error("cannot read {}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: Arc<io::Error>,
+    },
+}
+
+fn field_suffix(field: &Option<String>) -> String {
+    field
+        .as_ref()
+        .map(|f| format!(" (field {f})"))
+        .unwrap_or_default()
+}
+
+fn offered_list(offered: &[Protocol]) -> String {
+    if offered.is_empty() {
+        return "none".to_string();
+    }
+    offered
+        .iter()
+        .map(|p| p.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Error {
+    /// Whether this is [`Error::NotBound`].
+    pub fn is_not_bound(&self) -> bool {
+        matches!(self, Error::NotBound { .. })
+    }
+
+    fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source: Arc::new(source),
+        }
+    }
+}
+
+pub(crate) fn malformed(
+    key: &'static str,
+    field: Option<&str>,
+    detail: impl Into<String>,
+) -> Error {
+    Error::Malformed {
+        key,
+        field: field.map(str::to_string),
+        detail: detail.into(),
+    }
+}
+
+/// The seed's v0 document (`tempo_endpoint`), ports converted to integers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct TempoEndpoint {
+    pub hostname: String,
+    pub tempo_port: u16,
+    pub otlp_grpc_port: u16,
+    pub otlp_http_port: u16,
+    pub zipkin_port: u16,
+}
+
+impl TempoEndpoint {
+    /// Parses a `tempo_endpoint` value (YAML, as PyYAML's `safe_dump` writes it).
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        parse::tempo_endpoint(text)
+    }
+
+    /// `http://host:otlp_grpc_port`, the seed's `otlp_grpc_endpoint`.
+    pub fn otlp_grpc_endpoint(&self) -> String {
+        format!("http://{}:{}", self.hostname, self.otlp_grpc_port)
+    }
+
+    /// `http://host:otlp_http_port`.
+    pub fn otlp_http_endpoint(&self) -> String {
+        format!("http://{}:{}", self.hostname, self.otlp_http_port)
+    }
+
+    /// The port of a protocol the v0 document carries (OTLP and Zipkin).
+    pub fn port(&self, protocol: Protocol) -> Option<u16> {
+        match protocol {
+            Protocol::OtlpGrpc => Some(self.otlp_grpc_port),
+            Protocol::OtlpHttp => Some(self.otlp_http_port),
+            Protocol::Zipkin => Some(self.zipkin_port),
+            Protocol::JaegerGrpc | Protocol::JaegerThriftHttp => None,
+        }
+    }
+}
+
+/// Parses a `receivers` value (the v2 JSON list). Entries of protocols this
+/// version does not know are kept (and ignored by the lookups); entries of known
+/// protocols must have the right `type` and a URL with a port.
+pub fn parse_receivers(text: &str) -> Result<Vec<Receiver>, Error> {
+    parse::receivers(text)
+}
+
+/// Everything a consumer can read from its endpoint document.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Endpoints {
+    /// `tempo_endpoint`: written when the backend offers all four seed ports.
+    pub tempo_endpoint: Option<TempoEndpoint>,
+    /// `receivers`, as written (sorted by name).
+    pub receivers: Vec<Receiver>,
+    /// `otlp_grpc_endpoint`, as written.
+    pub otlp_grpc_endpoint: Option<String>,
+    /// `otlp_http_endpoint`, as written.
+    pub otlp_http_endpoint: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, as written.
+    #[serde(rename = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otel_exporter_otlp_endpoint: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL`, as written.
+    #[serde(rename = "OTEL_EXPORTER_OTLP_PROTOCOL")]
+    pub otel_exporter_otlp_protocol: Option<String>,
+}
+
+impl Endpoints {
+    /// Parses ConfigMap data (key → value, e.g. `ConfigMap.data`). Keys that are
+    /// missing or blank count as absent; with none of the operator's keys present
+    /// the relation is [`Error::NotBound`].
+    pub fn from_data(data: &BTreeMap<String, String>) -> Result<Self, Error> {
+        from_data_at(data, "the ConfigMap data")
+    }
+
+    /// The hostname of the backend.
+    pub fn hostname(&self) -> Option<&str> {
+        if let Some(t) = &self.tempo_endpoint {
+            return Some(&t.hostname);
+        }
+        self.known_receivers()
+            .next()
+            .and_then(|(_, r)| parse::split_url(&r.url))
+            .map(|(host, _)| host)
+            .or_else(|| {
+                [&self.otlp_grpc_endpoint, &self.otlp_http_endpoint]
+                    .into_iter()
+                    .flatten()
+                    .find_map(|u| parse::split_url(u))
+                    .map(|(host, _)| host)
+            })
+    }
+
+    /// The seed's `otlp_grpc_endpoint`: `http://host:port` of OTLP gRPC, from the
+    /// v0 document, else the `otlp_grpc_endpoint` key, else the receivers list.
+    pub fn otlp_grpc_endpoint(&self) -> Option<String> {
+        if let Some(t) = &self.tempo_endpoint {
+            return Some(t.otlp_grpc_endpoint());
+        }
+        if let Some(u) = &self.otlp_grpc_endpoint {
+            return Some(u.clone());
+        }
+        self.receiver(Protocol::OtlpGrpc)
+            .map(|r| with_scheme(&r.url))
+    }
+
+    /// `http://host:port` of OTLP HTTP (from the receivers list, the
+    /// `otlp_http_endpoint` key, else the v0 document).
+    pub fn otlp_http_endpoint(&self) -> Option<String> {
+        self.endpoint_for(Protocol::OtlpHttp)
+            .map(|u| with_scheme(&u))
+    }
+
+    /// The receiver URL of `protocol` in the v2 form — bare `host:port` for
+    /// grpc, `http://host:port` for http — from the receivers list, falling back
+    /// to the v0 document (OTLP and Zipkin) and then to the `otlp_*_endpoint` keys.
+    pub fn endpoint_for(&self, protocol: Protocol) -> Option<String> {
+        if let Some(r) = self.receiver(protocol) {
+            return Some(r.url.clone());
+        }
+        if let Some(t) = &self.tempo_endpoint
+            && let Some(port) = t.port(protocol)
+        {
+            return Some(protocol.url(&t.hostname, port));
+        }
+        let key = match protocol {
+            Protocol::OtlpGrpc => self.otlp_grpc_endpoint.as_deref(),
+            Protocol::OtlpHttp => self.otlp_http_endpoint.as_deref(),
+            _ => None,
+        }?;
+        let (host, port) = parse::split_url(key)?;
+        Some(protocol.url(host, port))
+    }
+
+    /// The URL the `endpoint` subcommand prints: the seed's `http://host:port`
+    /// for `otlp_grpc` ([`Self::otlp_grpc_endpoint`]), else [`Self::endpoint_for`].
+    pub fn url_for(&self, protocol: Protocol) -> Option<String> {
+        match protocol {
+            Protocol::OtlpGrpc => self.otlp_grpc_endpoint(),
+            p => self.endpoint_for(p),
+        }
+    }
+
+    /// Like [`Self::url_for`], with [`Error::NotOffered`] when absent.
+    pub fn require(&self, protocol: Protocol) -> Result<String, Error> {
+        self.url_for(protocol).ok_or_else(|| Error::NotOffered {
+            protocol,
+            offered: self.offered(),
+        })
+    }
+
+    /// The port of `protocol`, when offered.
+    pub fn port_for(&self, protocol: Protocol) -> Option<u16> {
+        let url = self.endpoint_for(protocol)?;
+        parse::split_url(&url).map(|(_, port)| port)
+    }
+
+    /// The protocols offered, sorted by name.
+    pub fn offered(&self) -> Vec<Protocol> {
+        Protocol::ALL
+            .into_iter()
+            .filter(|p| self.endpoint_for(*p).is_some())
+            .collect()
+    }
+
+    /// The environment keys written for `envFrom` (`OTEL_EXPORTER_OTLP_ENDPOINT`,
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL`, `otlp_grpc_endpoint`, `otlp_http_endpoint`),
+    /// those present, in that order.
+    pub fn env_vars(&self) -> Vec<(&'static str, &str)> {
+        [
+            (KEY_OTEL_ENDPOINT, &self.otel_exporter_otlp_endpoint),
+            (KEY_OTEL_PROTOCOL, &self.otel_exporter_otlp_protocol),
+            (KEY_OTLP_GRPC_ENDPOINT, &self.otlp_grpc_endpoint),
+            (KEY_OTLP_HTTP_ENDPOINT, &self.otlp_http_endpoint),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+        .collect()
+    }
+
+    fn known_receivers(&self) -> impl Iterator<Item = (Protocol, &Receiver)> {
+        self.receivers
+            .iter()
+            .filter_map(|r| Some((r.protocol.name.parse::<Protocol>().ok()?, r)))
+    }
+
+    fn receiver(&self, protocol: Protocol) -> Option<&Receiver> {
+        self.known_receivers()
+            .find(|(p, _)| *p == protocol)
+            .map(|(_, r)| r)
+    }
+}
+
+impl fmt::Display for Endpoints {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let offered: Vec<String> = self
+            .offered()
+            .into_iter()
+            .filter_map(|p| Some(format!("{p}={}", self.url_for(p)?)))
+            .collect();
+        write!(f, "{}", offered.join(" "))
+    }
+}
+
+/// Adds `http://` to a bare `host:port`.
+fn with_scheme(url: &str) -> String {
+    if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    }
+}
+
+fn from_data_at(data: &BTreeMap<String, String>, location: &str) -> Result<Endpoints, Error> {
+    let get = |key: &str| {
+        data.get(key)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
+    };
+    if DATA_KEYS.iter().all(|k| get(k).is_none()) {
+        return Err(Error::NotBound {
+            detail: format!(
+                "none of the keys {} is set in {location}",
+                DATA_KEYS.join(", ")
+            ),
+        });
+    }
+    let text = |key: &str| get(key).map(|v| v.trim().to_string());
+    Ok(Endpoints {
+        tempo_endpoint: get(KEY_TEMPO_ENDPOINT)
+            .map(TempoEndpoint::parse)
+            .transpose()?,
+        receivers: get(KEY_RECEIVERS)
+            .map(parse_receivers)
+            .transpose()?
+            .unwrap_or_default(),
+        otlp_grpc_endpoint: text(KEY_OTLP_GRPC_ENDPOINT),
+        otlp_http_endpoint: text(KEY_OTLP_HTTP_ENDPOINT),
+        otel_exporter_otlp_endpoint: text(KEY_OTEL_ENDPOINT),
+        otel_exporter_otlp_protocol: text(KEY_OTEL_PROTOCOL),
+    })
+}
+
+/// Reads the operator's keys from a mounted ConfigMap directory, as one
+/// consistent snapshot: when the kubelet's `..data` symlink is present, all
+/// files are read from the directory it points to, and the read is retried if
+/// the symlink is swapped meanwhile. `Ok(None)`: the directory does not exist.
+pub(crate) fn read_data(dir: &Path) -> Result<Option<BTreeMap<String, String>>, Error> {
+    const ATTEMPTS: usize = 5;
+    let mut last_err = None;
+    for _ in 0..ATTEMPTS {
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::io(dir, io::Error::other("not a directory")));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(dir, e)),
+        }
+        let link = dir.join(DATA_SYMLINK);
+        let base = match std::fs::canonicalize(&link) {
+            Ok(p) => Some(p),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(link, e)),
+        };
+        let root = base.as_deref().unwrap_or(dir);
+        let mut data = BTreeMap::new();
+        let mut failed = None;
+        for key in DATA_KEYS {
+            let path = root.join(key);
+            match std::fs::read(&path) {
+                Ok(bytes) => match String::from_utf8(bytes) {
+                    Ok(s) => {
+                        data.insert(key.to_string(), s);
+                    }
+                    Err(_) => {
+                        failed = Some(malformed(key, None, "is not valid UTF-8"));
+                        break;
+                    }
+                },
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    failed = Some(Error::io(path, e));
+                    break;
+                }
+            }
+        }
+        // A swap during the read: read again from the new target.
+        if let Some(b) = &base
+            && std::fs::canonicalize(&link).ok().as_ref() != Some(b)
+        {
+            last_err = failed;
+            continue;
+        }
+        return match failed {
+            Some(e) => Err(e),
+            None => Ok(Some(data)),
+        };
+    }
+    match last_err {
+        Some(e) => Err(e),
+        None => Err(Error::io(
+            dir,
+            io::Error::other("the ..data symlink kept changing while reading"),
+        )),
+    }
+}
+
+fn endpoints_from(dir: &Path, data: Option<BTreeMap<String, String>>) -> Result<Endpoints, Error> {
+    match data {
+        None => Err(Error::NotBound {
+            detail: format!("directory {} does not exist", dir.display()),
+        }),
+        Some(data) => from_data_at(&data, &dir.display().to_string()),
+    }
+}
+
+/// Reads and parses the endpoint document mounted at `dir`.
+pub fn read_dir(dir: impl AsRef<Path>) -> Result<Endpoints, Error> {
+    let dir = dir.as_ref();
+    endpoints_from(dir, read_data(dir)?)
+}
+
+/// Reads the document at `dir` and gives [`Endpoints::url_for`] `protocol`.
+pub fn read_endpoint(dir: impl AsRef<Path>, protocol: Protocol) -> Result<String, Error> {
+    read_dir(dir)?.require(protocol)
+}
+
+/// Polls `dir` every `interval` until the relation is bound (anything but
+/// [`Error::NotBound`]) or `timeout` has passed; then returns the last result.
+/// Blocks the calling thread.
+pub fn wait_until_bound(
+    dir: impl AsRef<Path>,
+    timeout: Duration,
+    interval: Duration,
+) -> Result<Endpoints, Error> {
+    let dir = dir.as_ref();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let result = read_dir(dir);
+        let now = Instant::now();
+        match result {
+            Err(e) if e.is_not_bound() && now < deadline => {
+                std::thread::sleep(interval.min(deadline - now));
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::document::{Endpoint, build};
+
+    fn seed_endpoint(host: &str) -> Endpoint {
+        Endpoint {
+            hostname: host.into(),
+            tempo_port: Some(3200),
+            otlp_grpc_port: Some(4317),
+            otlp_http_port: Some(4318),
+            zipkin_port: Some(9411),
+            ..Default::default()
+        }
+    }
+
+    fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn malformed_field(e: Error) -> (String, Option<String>, String) {
+        match e {
+            Error::Malformed { key, field, detail } => (key.to_string(), field, detail),
+            other => panic!("expected Malformed, got {other:?}"),
+        }
+    }
+
+    const SEED: &str = "hostname: tempo.obs.svc.cluster.local\notlp_grpc_port: 4317\notlp_http_port: 4318\ntempo_port: 3200\nzipkin_port: 9411\n";
+
+    #[test]
+    fn seed_document_parses() {
+        let t = TempoEndpoint::parse(SEED).unwrap();
+        assert_eq!(
+            t,
+            TempoEndpoint {
+                hostname: "tempo.obs.svc.cluster.local".into(),
+                tempo_port: 3200,
+                otlp_grpc_port: 4317,
+                otlp_http_port: 4318,
+                zipkin_port: 9411,
+            }
+        );
+        assert_eq!(
+            t.otlp_grpc_endpoint(),
+            "http://tempo.obs.svc.cluster.local:4317"
+        );
+    }
+
+    #[test]
+    fn string_ports_are_read_like_python_int() {
+        let doc = "hostname: t\notlp_grpc_port: '4317'\notlp_http_port: ' +4318 '\ntempo_port: '3_200'\nzipkin_port: '09411'\n";
+        let t = TempoEndpoint::parse(doc).unwrap();
+        assert_eq!(
+            (
+                t.otlp_grpc_port,
+                t.otlp_http_port,
+                t.tempo_port,
+                t.zipkin_port
+            ),
+            (4317, 4318, 3200, 9411)
+        );
+    }
+
+    #[test]
+    fn yaml_integer_notations_are_ports() {
+        let doc = "hostname: t\notlp_grpc_port: 0x10DD\notlp_http_port: !!int '4318'\ntempo_port: +3200\nzipkin_port: 9_411\n";
+        let t = TempoEndpoint::parse(doc).unwrap();
+        assert_eq!(
+            (
+                t.otlp_grpc_port,
+                t.otlp_http_port,
+                t.tempo_port,
+                t.zipkin_port
+            ),
+            (4317, 4318, 3200, 9411)
+        );
+    }
+
+    #[test]
+    fn quoted_hostnames_stay_strings() {
+        for (yaml, host) in [
+            ("'123'", "123"),
+            ("'no'", "no"),
+            ("'null'", "null"),
+            ("'1.5'", "1.5"),
+            ("1e3", "1e3"),
+            ("0o17", "0o17"),
+            ("+.5", "+.5"),
+            ("10.0.0.1", "10.0.0.1"),
+        ] {
+            let doc = SEED.replace("tempo.obs.svc.cluster.local", yaml);
+            let t = TempoEndpoint::parse(&doc).unwrap_or_else(|e| panic!("{yaml}: {e}"));
+            assert_eq!(t.hostname, host, "{yaml}");
+        }
+    }
+
+    #[test]
+    fn malformed_fields_are_named() {
+        let cases: &[(&str, Option<&str>, &str)] = &[
+            (
+                "hostname: t\notlp_grpc_port: 4317\notlp_http_port: 4318\ntempo_port: 3200\n",
+                Some("zipkin_port"),
+                "missing",
+            ),
+            (
+                &SEED.replace("4317", "4317.0"),
+                Some("otlp_grpc_port"),
+                "not an integer",
+            ),
+            (
+                &SEED.replace("4317", "'43x7'"),
+                Some("otlp_grpc_port"),
+                "not an integer",
+            ),
+            (
+                &SEED.replace("4317", "true"),
+                Some("otlp_grpc_port"),
+                "boolean",
+            ),
+            (&SEED.replace("4317", "~"), Some("otlp_grpc_port"), "null"),
+            (
+                &SEED.replace("4317", "[4317]"),
+                Some("otlp_grpc_port"),
+                "list",
+            ),
+            (
+                &SEED.replace("4317", "{a: 1}"),
+                Some("otlp_grpc_port"),
+                "mapping",
+            ),
+            (
+                &SEED.replace("4317", "65536"),
+                Some("otlp_grpc_port"),
+                "out of range",
+            ),
+            (
+                &SEED.replace("4317", "0"),
+                Some("otlp_grpc_port"),
+                "out of range",
+            ),
+            (
+                &SEED.replace("4317", "-4317"),
+                Some("otlp_grpc_port"),
+                "out of range",
+            ),
+            (
+                &SEED.replace("4317", "'-1'"),
+                Some("otlp_grpc_port"),
+                "out of range",
+            ),
+            (
+                &SEED.replace("4317", "99999999999999999999999999"),
+                Some("otlp_grpc_port"),
+                "out of range",
+            ),
+            (
+                &SEED.replace("4317", "!custom 4317"),
+                Some("otlp_grpc_port"),
+                "tag",
+            ),
+            (
+                &SEED.replace("tempo.obs.svc.cluster.local", "''"),
+                Some("hostname"),
+                "empty",
+            ),
+            (
+                &SEED.replace("tempo.obs.svc.cluster.local", "123"),
+                Some("hostname"),
+                "expected a string",
+            ),
+            (
+                &SEED.replace("tempo.obs.svc.cluster.local", "true"),
+                Some("hostname"),
+                "expected a string",
+            ),
+            (
+                &SEED.replace("tempo.obs.svc.cluster.local", "~"),
+                Some("hostname"),
+                "null",
+            ),
+            (
+                &SEED.replace("hostname: tempo.obs.svc.cluster.local\n", ""),
+                Some("hostname"),
+                "missing",
+            ),
+            ("- a\n- b\n", None, "expected a mapping"),
+            ("just text\n", None, "expected a mapping"),
+            ("hostname: [\n", None, "invalid YAML"),
+            ("a: 1\n---\nb: 2\n", None, "invalid YAML"),
+        ];
+        for (doc, field, detail) in cases {
+            let (key, f, d) = malformed_field(TempoEndpoint::parse(doc).unwrap_err());
+            assert_eq!(key, KEY_TEMPO_ENDPOINT);
+            assert_eq!(f.as_deref(), *field, "{doc:?}: {d}");
+            assert!(d.contains(detail), "{doc:?}: {d:?} lacks {detail:?}");
+        }
+    }
+
+    #[test]
+    fn error_display_names_key_and_field() {
+        let e = TempoEndpoint::parse(&SEED.replace("9411", "'zip'")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "malformed tempo_endpoint (field zipkin_port): is not an integer: \"zip\""
+        );
+    }
+
+    #[test]
+    fn receivers_are_parsed_and_validated() {
+        let good = r#"[{"protocol":{"name":"otlp_grpc","type":"grpc"},"url":"h:4317"},{"protocol":{"name":"future_proto","type":"quic"},"url":"whatever"}]"#;
+        let list = parse_receivers(good).unwrap();
+        assert_eq!(list.len(), 2);
+        let bad: &[(&str, Option<&str>)] = &[
+            ("{}", None),
+            ("[", None),
+            ("[1]", Some("[0]")),
+            (r#"[{"url":"h:1"}]"#, Some("[0].protocol")),
+            (
+                r#"[{"protocol":{"type":"grpc"},"url":"h:1"}]"#,
+                Some("[0].protocol.name"),
+            ),
+            (
+                r#"[{"protocol":{"name":"otlp_grpc"},"url":"h:1"}]"#,
+                Some("[0].protocol.type"),
+            ),
+            (
+                r#"[{"protocol":{"name":"otlp_grpc","type":"http"},"url":"h:1"}]"#,
+                Some("[0].protocol.type"),
+            ),
+            (
+                r#"[{"protocol":{"name":"otlp_grpc","type":"grpc"}}]"#,
+                Some("[0].url"),
+            ),
+            (
+                r#"[{"protocol":{"name":"otlp_grpc","type":"grpc"},"url":""}]"#,
+                Some("[0].url"),
+            ),
+            (
+                r#"[{"protocol":{"name":"otlp_grpc","type":"grpc"},"url":"h"}]"#,
+                Some("[0].url"),
+            ),
+            (
+                r#"[{"protocol":{"name":"otlp_grpc","type":"grpc"},"url":"h:0"}]"#,
+                Some("[0].url"),
+            ),
+            (
+                r#"[{"protocol":{"name":"zipkin","type":"http"},"url":"http://h:1"},{"protocol":{"name":"zipkin","type":"http"},"url":"http://h:2"}]"#,
+                Some("[1].protocol.name"),
+            ),
+        ];
+        for (text, field) in bad {
+            let (key, f, _) = malformed_field(parse_receivers(text).unwrap_err());
+            assert_eq!(key, KEY_RECEIVERS);
+            assert_eq!(f.as_deref(), *field, "{text}");
+        }
+    }
+
+    #[test]
+    fn lookups_follow_the_seed() {
+        let doc = build(&seed_endpoint("tempo.obs"), None);
+        let e = Endpoints::from_data(&doc.data).unwrap();
+        assert_eq!(
+            e.otlp_grpc_endpoint().as_deref(),
+            Some("http://tempo.obs:4317")
+        );
+        assert_eq!(
+            e.otlp_http_endpoint().as_deref(),
+            Some("http://tempo.obs:4318")
+        );
+        assert_eq!(
+            e.endpoint_for(Protocol::OtlpGrpc).as_deref(),
+            Some("tempo.obs:4317")
+        );
+        assert_eq!(
+            e.endpoint_for(Protocol::Zipkin).as_deref(),
+            Some("http://tempo.obs:9411")
+        );
+        assert_eq!(e.endpoint_for(Protocol::JaegerGrpc), None);
+        assert_eq!(
+            e.url_for(Protocol::OtlpGrpc).as_deref(),
+            Some("http://tempo.obs:4317")
+        );
+        assert_eq!(e.port_for(Protocol::OtlpHttp), Some(4318));
+        assert_eq!(e.hostname(), Some("tempo.obs"));
+        assert_eq!(
+            e.offered(),
+            vec![Protocol::OtlpGrpc, Protocol::OtlpHttp, Protocol::Zipkin]
+        );
+        match e.require(Protocol::JaegerThriftHttp).unwrap_err() {
+            Error::NotOffered { protocol, offered } => {
+                assert_eq!(protocol, Protocol::JaegerThriftHttp);
+                assert_eq!(offered.len(), 3);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Protocols not in the receivers list come from the v0 document.
+    #[test]
+    fn endpoint_for_falls_back_to_v0() {
+        let doc = build(&seed_endpoint("t"), Some(&[Protocol::OtlpHttp]));
+        let e = Endpoints::from_data(&doc.data).unwrap();
+        assert_eq!(e.receivers.len(), 1);
+        assert_eq!(
+            e.endpoint_for(Protocol::OtlpGrpc).as_deref(),
+            Some("t:4317")
+        );
+        assert_eq!(e.otlp_grpc_endpoint().as_deref(), Some("http://t:4317"));
+        assert_eq!(
+            e.endpoint_for(Protocol::Zipkin).as_deref(),
+            Some("http://t:9411")
+        );
+        // Only the keys the operator wrote are offered for envFrom.
+        assert_eq!(
+            e.env_vars(),
+            vec![
+                (KEY_OTEL_ENDPOINT, "http://t:4318"),
+                (KEY_OTEL_PROTOCOL, "http/protobuf"),
+                (KEY_OTLP_HTTP_ENDPOINT, "http://t:4318"),
+            ]
+        );
+    }
+
+    /// Without the v0 document (a seed port missing) the receivers list is used.
+    #[test]
+    fn receivers_only_document() {
+        let mut ep = seed_endpoint("t");
+        ep.tempo_port = None;
+        ep.jaeger_grpc_port = Some(14250);
+        let doc = build(&ep, None);
+        let e = Endpoints::from_data(&doc.data).unwrap();
+        assert_eq!(e.tempo_endpoint, None);
+        assert_eq!(e.otlp_grpc_endpoint().as_deref(), Some("http://t:4317"));
+        assert_eq!(
+            e.endpoint_for(Protocol::JaegerGrpc).as_deref(),
+            Some("t:14250")
+        );
+        assert_eq!(e.hostname(), Some("t"));
+    }
+
+    #[test]
+    fn blank_or_missing_keys_are_not_bound() {
+        assert!(
+            Endpoints::from_data(&BTreeMap::new())
+                .unwrap_err()
+                .is_not_bound()
+        );
+        let blank = data(&[
+            (KEY_TEMPO_ENDPOINT, "  \n"),
+            (KEY_RECEIVERS, ""),
+            ("other", "x"),
+        ]);
+        assert!(Endpoints::from_data(&blank).unwrap_err().is_not_bound());
+        let e = read_dir("/nonexistent/tracing-relation-operator").unwrap_err();
+        assert!(e.is_not_bound(), "{e}");
+    }
+
+    #[test]
+    fn malformed_receivers_fail_the_document() {
+        let mut d = build(&seed_endpoint("t"), None).data;
+        d.insert(KEY_RECEIVERS.into(), "not json".into());
+        let (key, field, _) = malformed_field(Endpoints::from_data(&d).unwrap_err());
+        assert_eq!((key.as_str(), field), (KEY_RECEIVERS, None));
+    }
+
+    #[test]
+    fn python_int_semantics() {
+        use parse::python_int;
+        assert_eq!(python_int("4317"), Some(4317));
+        assert_eq!(python_int(" \t4317\n"), Some(4317));
+        assert_eq!(python_int("+4_3_1_7"), Some(4317));
+        assert_eq!(python_int("-5"), Some(-5));
+        assert_eq!(python_int("007"), Some(7));
+        for bad in [
+            "", " ", "_1", "1_", "1__2", "0x10", "4317.0", "1e3", "+", "--1", "4 317",
+        ] {
+            assert_eq!(python_int(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn url_splitting() {
+        use parse::split_url;
+        assert_eq!(split_url("h:4317"), Some(("h", 4317)));
+        assert_eq!(split_url("http://h:4318"), Some(("h", 4318)));
+        assert_eq!(split_url("https://h.x:4318/v1/traces"), Some(("h.x", 4318)));
+        assert_eq!(split_url("[::1]:4317"), Some(("[::1]", 4317)));
+        assert_eq!(split_url("h"), None);
+        assert_eq!(split_url(":4317"), None);
+        assert_eq!(split_url("h:70000"), None);
+    }
+}
