@@ -94,3 +94,18 @@ pub fn main(args: RunArgs) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The committed CRD is the one generated from the Rust types; regenerate with
+    /// `cargo run -- crd > crds/tracingrelations.tracing.relations.dev.yaml`.
+    #[test]
+    fn committed_crd_matches_the_types() {
+        let committed = include_str!("../crds/tracingrelations.tracing.relations.dev.yaml");
+        let generated = super::crd_yaml().expect("CRD serializes");
+        assert!(
+            committed == generated,
+            "crds/tracingrelations.tracing.relations.dev.yaml is stale: run `cargo run -- crd > crds/tracingrelations.tracing.relations.dev.yaml`"
+        );
+    }
+}
