@@ -123,14 +123,18 @@ if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then bah rmi "$old_id" > /dev
 # --- 4. checks --------------------------------------------------------------------
 step "check $image"
 bah inspect --type image "$image" > "$context/inspect.json"
-size=$(bah images --json "$image" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["size"])')
-read -r user entrypoint <<< "$(python3 - "$context/inspect.json" <<'PY'
+# Uncompressed size: the layers and the config, as the manifest records them.
+read -r size user entrypoint <<< "$(python3 - "$context/inspect.json" <<'PY'
 import json, sys
-cfg = json.load(open(sys.argv[1]))["OCIv1"]["config"]
-print(cfg.get("User", ""), json.dumps(cfg.get("Entrypoint"), separators=(",", ":")))
+d = json.load(open(sys.argv[1]))
+m = json.loads(d["Manifest"])
+size = m["config"]["size"] + sum(layer["size"] for layer in m["layers"])
+cfg = d["OCIv1"]["config"]
+print(size, cfg.get("User", ""), json.dumps(cfg.get("Entrypoint"), separators=(",", ":")))
 PY
 )"
-echo "image size: $size bytes ($(python3 -c "print(f'{$size/1e6:.2f} MB')"))"
+gz=$(gzip -c "$binary" | wc -c)
+echo "image size: $size bytes uncompressed ($((size / 1000)) kB); ~$((gz / 1000)) kB gzip-compressed"
 [ "$size" -lt "$max_bytes" ] || die "image is $size bytes, limit $max_bytes"
 ok "size < 20 MB"
 [ "$user" = "65532:65532" ] || die "User is '$user', want 65532:65532"

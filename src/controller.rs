@@ -211,8 +211,21 @@ struct Desired {
     annotations: BTreeMap<&'static str, String>,
 }
 
-fn desired(decision: &Decision) -> Option<Desired> {
+fn desired(cm: &ConfigMap, decision: &Decision) -> Option<Desired> {
     match decision {
+        // The data of an immutable ConfigMap cannot change: keep whatever of ours
+        // is there and only record the rejection.
+        Decision::Reject(r) if r.reason == Reason::ConsumerImmutable => Some(Desired {
+            data: DATA_KEYS
+                .iter()
+                .filter_map(|k| Some((k.to_string(), cm.data.as_ref()?.get(*k)?.clone())))
+                .collect(),
+            annotations: BTreeMap::from([
+                (STATE_ANNOTATION, STATE_REJECTED.to_string()),
+                (REASON_ANNOTATION, r.reason.as_str().to_string()),
+                (MESSAGE_ANNOTATION, crate::declaration::truncate_to(&r.message, 1024)),
+            ]),
+        }),
         Decision::Keep(_) => None,
         Decision::Bind {
             relation, document, ..
@@ -330,7 +343,7 @@ impl Ctx {
 
     /// Writes `decision` into consumer `cm` if it changes anything.
     async fn sync_consumer(&self, cm: &ConfigMap, decision: &Decision) -> Result<(), Error> {
-        let Some(want) = desired(decision) else {
+        let Some(want) = desired(cm, decision) else {
             if let Decision::Keep(e) = decision {
                 debug!(consumer = %ObjectRef::from_obj(cm), reason = e.reason(), "backend unavailable; consumer left as it is");
             }
@@ -812,7 +825,8 @@ async fn run_controllers(ctx_parts: CtxParts, concurrency: u16, stop: impl std::
         write_errors: Mutex::default(),
         writes: Arc::new(Semaphore::new(usize::from(concurrency.max(1)))),
     });
-    let router = tokio::spawn(route(ctx.clone(), consumer_tx, relation_tx));
+    // Aborted when this term ends, also when the future is dropped on lost leadership.
+    let _router = AbortOnDrop(tokio::spawn(route(ctx.clone(), consumer_tx, relation_tx)));
     let consumers = Controller::for_stream(
         stream::pending::<Result<ConfigMap, watcher::Error>>(),
         ctx.caches.consumers.store.clone(),
@@ -832,7 +846,14 @@ async fn run_controllers(ctx_parts: CtxParts, concurrency: u16, stop: impl std::
     .run(reconcile_relation, relation_error_policy, ctx.clone())
     .for_each(|_| async {});
     futures::join!(consumers, relations);
-    router.abort();
+}
+
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What a leadership term's context is built from.
