@@ -32,7 +32,7 @@ use crate::backend::{self, BackendError};
 use crate::cache::{Cache, Change};
 use crate::checks::{self, Decision, Reason, Rejection};
 use crate::declaration::{
-    BOUND_TO_ANNOTATION, HASH_ANNOTATION, MESSAGE_ANNOTATION, OPERATOR_ANNOTATIONS,
+    BOUND_TO_ANNOTATION, HASH_ANNOTATION, MANAGED_LABEL, MESSAGE_ANNOTATION, OPERATOR_ANNOTATIONS,
     REASON_ANNOTATION, RELATION_LABEL, RELATION_NAMESPACE_ANNOTATION, STATE_ANNOTATION,
     STATE_BOUND, STATE_REJECTED,
 };
@@ -197,6 +197,7 @@ pub struct Ctx {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub cluster_domain: String,
+    watch_namespaces: Vec<String>,
     relation_tx: mpsc::UnboundedSender<ObjectRef<TracingRelation>>,
     failures: Mutex<HashMap<String, u32>>,
     /// Last failed consumer write per relation key, shown in its status.
@@ -261,6 +262,7 @@ fn needs_write(cm: &ConfigMap, want: &Desired) -> bool {
         }
     });
     data_differs
+        || cm.labels().get(MANAGED_LABEL).map(String::as_str) != Some("true")
         || OPERATOR_ANNOTATIONS
             .iter()
             .any(|k| ann.and_then(|a| a.get(*k)) != want.annotations.get(k))
@@ -360,6 +362,7 @@ impl Ctx {
             "kind": "ConfigMap",
             "metadata": {"name": name, "namespace": ns, "annotations": want.annotations},
         });
+        body["metadata"]["labels"] = json!({ MANAGED_LABEL: "true" });
         if !want.data.is_empty() {
             body["data"] = json!(want.data);
         }
@@ -434,6 +437,35 @@ impl Ctx {
             }
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(api_error(e, || format!("patch configmaps in namespace {ns}"))),
+        }
+    }
+
+    /// Cleans ConfigMaps the operator wrote to whose relation label is gone (the
+    /// label was removed while no replica was leading). Lists only those.
+    async fn sweep_orphans(&self) {
+        let selector = format!("{MANAGED_LABEL},!{RELATION_LABEL}");
+        let scopes: Vec<Api<PartialObjectMeta<ConfigMap>>> = if self.watch_namespaces.is_empty() {
+            vec![Api::all(self.client.clone())]
+        } else {
+            self.watch_namespaces.iter().map(|ns| Api::namespaced(self.client.clone(), ns)).collect()
+        };
+        for api in scopes {
+            let list = match api.list_metadata(&ListParams::default().labels(&selector)).await {
+                Ok(l) => l,
+                Err(e) => {
+                    warn!(error = %e, "cannot list ConfigMaps that left their relation");
+                    continue;
+                }
+            };
+            for orphan in list {
+                let cm = ConfigMap {
+                    metadata: orphan.metadata,
+                    ..Default::default()
+                };
+                if let Err(e) = self.unbind(&cm).await {
+                    warn!(consumer = %ObjectRef::from_obj(&cm), error = %e, "cannot remove operator keys from a consumer that left");
+                }
+            }
         }
     }
 
@@ -734,6 +766,10 @@ async fn route(
     };
     all_consumers(&consumer_tx);
     all_relations(&relation_tx);
+    {
+        let ctx = ctx.clone();
+        tokio::spawn(async move { ctx.sweep_orphans().await });
+    }
     // Relation events reach consumers only when the spec or deletion changes,
     // not on our own status writes.
     let mut generations: HashMap<ObjectRef<TracingRelation>, (Option<i64>, bool)> = HashMap::new();
@@ -820,6 +856,7 @@ async fn run_controllers(ctx_parts: CtxParts, concurrency: u16, stop: impl std::
         recorder: ctx_parts.recorder.clone(),
         metrics: ctx_parts.metrics.clone(),
         cluster_domain: ctx_parts.cluster_domain.clone(),
+        watch_namespaces: ctx_parts.watch_namespaces.clone(),
         relation_tx: relation_tx.clone(),
         failures: Mutex::default(),
         write_errors: Mutex::default(),
@@ -864,6 +901,7 @@ struct CtxParts {
     recorder: Recorder,
     metrics: Arc<Metrics>,
     cluster_domain: String,
+    watch_namespaces: Vec<String>,
 }
 
 /// Fails with a clear message when the CRD is missing.
@@ -947,6 +985,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         ),
         metrics: metrics.clone(),
         cluster_domain: args.cluster_domain.clone(),
+        watch_namespaces: args.watch_namespaces.clone(),
     };
     let shutdown = shutdown_signal().shared();
     loop {
@@ -1045,6 +1084,7 @@ mod tests {
         ConfigMap {
             metadata: ObjectMeta {
                 annotations: Some(ann.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                labels: Some(BTreeMap::from([(MANAGED_LABEL.to_string(), "true".to_string())])),
                 ..Default::default()
             },
             data: Some(data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),

@@ -29,6 +29,11 @@ pub const HASH_ANNOTATION: &str = "tracing.relations.dev/document-hash";
 /// Operator annotation: `namespace/name` of the relation that wrote the document.
 pub const BOUND_TO_ANNOTATION: &str = "tracing.relations.dev/bound-to";
 
+/// Operator label on every ConfigMap it has written to, so that one whose
+/// relation label was removed while no operator was leading can still be found
+/// (selector `managed,!relation`) and cleaned.
+pub const MANAGED_LABEL: &str = "tracing.relations.dev/managed";
+
 /// Every annotation the operator may write.
 pub const OPERATOR_ANNOTATIONS: [&str; 5] = [
     STATE_ANNOTATION,
