@@ -104,6 +104,38 @@ else
   fail "Chart.yaml appVersion '$app_version' differs from Cargo.toml version '$crate_version'"
 fi
 
+# --- every value is documented ------------------------------------------------
+if [ -f "$chart/README.md" ]; then
+  if out=$(python3 - "$chart" <<'PY'
+import re, sys, yaml
+chart = sys.argv[1]
+values = yaml.safe_load(open(f"{chart}/values.yaml"))
+readme = open(f"{chart}/README.md").read()
+readme = readme[readme.index("## Values"):] if "## Values" in readme else readme
+whole = {"resources", "podSecurityContext", "containerSecurityContext"}
+def leaves(d, prefix=""):
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else k
+        if isinstance(v, dict) and v and key not in whole:
+            yield from leaves(v, key)
+        else:
+            yield key
+keys = list(leaves(values))
+missing = [k for k in keys if f"| `{k}` |" not in readme]
+documented = set(re.findall(r"^\| `([A-Za-z.]+)` \|", readme, re.M))
+stale = sorted(documented - set(keys))
+if missing or stale:
+    print("missing in README: %s; not in values.yaml: %s" % (missing, stale))
+    sys.exit(1)
+print(f"{len(keys)} values")
+PY
+  ); then
+    pass "README values table documents every value ($out)"
+  else
+    fail "README values table: $out"
+  fi
+fi
+
 # --- values with every optional feature on -------------------------------------
 cat > "$work/values-full.yaml" <<'EOF'
 replicas: 3
