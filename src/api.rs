@@ -28,6 +28,9 @@ const DNS_RULE: &str = "self.size() <= 253 && self.matches('^[a-z0-9]([-a-z0-9]*
 
 /// Declares a Grafana Tempo backend whose endpoints are written into the ConfigMaps
 /// of consumers that opt in with the label `tracing.relations.dev/relation: <name>`.
+// Several printcolumn(...) entries repeat `type_ = ...`, which clippy mistakes for
+// duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "tracing.relations.dev",

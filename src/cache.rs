@@ -15,6 +15,9 @@ use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::watcher::{self, Event};
 use tokio::sync::broadcast;
 
+/// A watcher stream and the namespace it watches (`None`: the whole cluster).
+pub type ScopedStream<K> = (Option<String>, BoxStream<'static, watcher::Result<Event<K>>>);
+
 /// What happened to an object of a cache.
 pub enum Change<K: Resource<DynamicType = ()>> {
     /// Added or modified; the store holds the new version.
@@ -63,7 +66,7 @@ where
     /// (`Some(ns)`) or a single cluster-wide one (`None`).
     pub fn spawn(
         kind: &'static str,
-        streams: Vec<(Option<String>, BoxStream<'static, watcher::Result<Event<K>>>)>,
+        streams: Vec<ScopedStream<K>>,
     ) -> Self {
         let writer: Writer<K> = Writer::default();
         let store = writer.as_reader();
@@ -85,7 +88,7 @@ async fn feed<K>(
     mut writer: Writer<K>,
     store: Store<K>,
     tx: broadcast::Sender<Change<K>>,
-    streams: Vec<(Option<String>, BoxStream<'static, watcher::Result<Event<K>>>)>,
+    streams: Vec<ScopedStream<K>>,
 ) where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + Debug + 'static,
 {

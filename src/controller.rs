@@ -111,7 +111,7 @@ impl Caches {
             namespaces: &[String],
             cfg: watcher::Config,
             strip: fn(&mut K),
-        ) -> Vec<(Option<String>, futures::stream::BoxStream<'static, watcher::Result<watcher::Event<K>>>)>
+        ) -> Vec<crate::cache::ScopedStream<K>>
         where
             K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
                 + Clone

@@ -89,9 +89,9 @@ pub fn run(args: EndpointArgs) -> ExitCode {
         Some(timeout) => {
             let first = read_dir(&args.dir);
             match first {
-                Err(e) if e.is_not_bound() => {
+                Err(Error::NotBound { detail }) => {
                     eprintln!(
-                        "waiting up to {} for the tracing relation to bind ({e})",
+                        "waiting up to {} for the tracing relation to bind: {detail}",
                         humantime::format_duration(timeout)
                     );
                     wait_until_bound(&args.dir, timeout, args.interval)

@@ -44,7 +44,6 @@
 //! `int()` would read them: `010335` is 10335, `1:11:57` is refused.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -324,17 +323,6 @@ impl Endpoints {
         self.known_receivers()
             .find(|(p, _)| *p == protocol)
             .map(|(_, r)| r)
-    }
-}
-
-impl fmt::Display for Endpoints {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let offered: Vec<String> = self
-            .offered()
-            .into_iter()
-            .filter_map(|p| Some(format!("{p}={}", self.url_for(p)?)))
-            .collect();
-        write!(f, "{}", offered.join(" "))
     }
 }
 
