@@ -21,7 +21,9 @@ pub fn default_port_names(which: PortKind) -> &'static [&'static str] {
             "tempo-jaeger-thrift-http",
             "http-jaeger-thrift",
         ],
-        PortKind::Proto(Protocol::JaegerGrpc) => &["jaeger-grpc", "grpc-tempo-jaeger", "grpc-jaeger"],
+        PortKind::Proto(Protocol::JaegerGrpc) => {
+            &["jaeger-grpc", "grpc-tempo-jaeger", "grpc-jaeger"]
+        }
     }
 }
 
@@ -39,7 +41,9 @@ pub enum BackendError {
     Ambiguous,
     #[error("Service {namespace}/{name} does not exist")]
     ServiceNotFound { namespace: String, name: String },
-    #[error("Service {namespace}/{name} has no port named for any receiver (looked for {looked_for})")]
+    #[error(
+        "Service {namespace}/{name} has no port named for any receiver (looked for {looked_for})"
+    )]
     NoPorts {
         namespace: String,
         name: String,
@@ -228,7 +232,10 @@ mod tests {
             ..Default::default()
         });
         let s = svc(&[("otlp-grpc", 1), ("custom", 2)]);
-        assert_eq!(resolve(&b, "o", Some(&s), "c").unwrap().otlp_grpc_port, Some(2));
+        assert_eq!(
+            resolve(&b, "o", Some(&s), "c").unwrap().otlp_grpc_port,
+            Some(2)
+        );
     }
 
     /// A missing Service and a Service with no known port are distinct reasons.
@@ -239,7 +246,9 @@ mod tests {
             "ServiceNotFound"
         );
         assert_eq!(
-            resolve(&follow("t"), "o", Some(&svc(&[("web", 80)])), "c").unwrap_err().reason(),
+            resolve(&follow("t"), "o", Some(&svc(&[("web", 80)])), "c")
+                .unwrap_err()
+                .reason(),
             "ServicePortsNotFound"
         );
     }
@@ -259,6 +268,9 @@ mod tests {
                 jaeger_grpc_port: None,
             }),
         };
-        assert!(matches!(resolve(&b, "o", None, "c"), Err(BackendError::InvalidEndpoint(_))));
+        assert!(matches!(
+            resolve(&b, "o", None, "c"),
+            Err(BackendError::InvalidEndpoint(_))
+        ));
     }
 }

@@ -16,7 +16,10 @@ use kube::runtime::watcher::{self, Event};
 use tokio::sync::broadcast;
 
 /// A watcher stream and the namespace it watches (`None`: the whole cluster).
-pub type ScopedStream<K> = (Option<String>, BoxStream<'static, watcher::Result<Event<K>>>);
+pub type ScopedStream<K> = (
+    Option<String>,
+    BoxStream<'static, watcher::Result<Event<K>>>,
+);
 
 /// What happened to an object of a cache.
 pub enum Change<K: Resource<DynamicType = ()>> {
@@ -64,10 +67,7 @@ where
 
     /// Starts the cache: `streams` holds one watcher stream per namespace
     /// (`Some(ns)`) or a single cluster-wide one (`None`).
-    pub fn spawn(
-        kind: &'static str,
-        streams: Vec<ScopedStream<K>>,
-    ) -> Self {
+    pub fn spawn(kind: &'static str, streams: Vec<ScopedStream<K>>) -> Self {
         let writer: Writer<K> = Writer::default();
         let store = writer.as_reader();
         let (tx, _) = broadcast::channel(8192);
@@ -93,7 +93,8 @@ async fn feed<K>(
     K: Resource<DynamicType = ()> + Clone + Send + Sync + Debug + 'static,
 {
     let single = streams.len() == 1;
-    let mut pending_first_init: HashSet<Option<String>> = streams.iter().map(|(ns, _)| ns.clone()).collect();
+    let mut pending_first_init: HashSet<Option<String>> =
+        streams.iter().map(|(ns, _)| ns.clone()).collect();
     let mut seen: HashMap<Option<String>, HashSet<ObjectRef<K>>> = HashMap::new();
     let mut all: SelectAll<_> = streams
         .into_iter()

@@ -13,12 +13,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, watcher};
-use kube::runtime::WatchStreamExt;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -85,13 +85,28 @@ impl Error {
 
 fn api_error(e: kube::Error, what: impl FnOnce() -> String) -> Error {
     match e {
-        kube::Error::Api(ae) if ae.code == 403 => Error::Forbidden(format!("{}: {}", what(), ae.message)),
+        kube::Error::Api(ae) if ae.code == 403 => {
+            Error::Forbidden(format!("{}: {}", what(), ae.message))
+        }
         e => Error::Kube(e),
     }
 }
 
 fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(ae) if ae.code == 404)
+}
+
+/// A uid-preconditioned apply to a consumer that no longer exists: 404, 409 "uid
+/// mismatch" (no object), or 422 "uid is immutable" (a new object of the same name).
+fn is_gone(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(ae) => {
+            ae.code == 404
+                || (ae.code == 409 && ae.message.contains("uid"))
+                || (ae.code == 422 && ae.message.contains("uid"))
+        }
+        _ => false,
+    }
 }
 
 /// The caches every replica keeps.
@@ -130,7 +145,10 @@ impl Caches {
             };
             apis.into_iter()
                 .map(|(ns, api)| {
-                    let s = watcher(api, cfg.clone()).default_backoff().modify(strip).boxed();
+                    let s = watcher(api, cfg.clone())
+                        .default_backoff()
+                        .modify(strip)
+                        .boxed();
                     (ns, s)
                 })
                 .collect()
@@ -138,10 +156,31 @@ impl Caches {
         let consumers_cfg = watcher::Config::default().labels(RELATION_LABEL);
         let relations = Cache::spawn(
             "TracingRelation",
-            per_ns(client, namespaces, watcher::Config::default(), strip_managed_fields::<TracingRelation>),
+            per_ns(
+                client,
+                namespaces,
+                watcher::Config::default(),
+                strip_managed_fields::<TracingRelation>,
+            ),
         );
-        let consumers = Cache::spawn("ConfigMap", per_ns(client, namespaces, consumers_cfg, strip_managed_fields::<ConfigMap>));
-        let services = Cache::spawn("Service", per_ns(client, namespaces, watcher::Config::default(), strip_service));
+        let consumers = Cache::spawn(
+            "ConfigMap",
+            per_ns(
+                client,
+                namespaces,
+                consumers_cfg,
+                strip_managed_fields::<ConfigMap>,
+            ),
+        );
+        let services = Cache::spawn(
+            "Service",
+            per_ns(
+                client,
+                namespaces,
+                watcher::Config::default(),
+                strip_service,
+            ),
+        );
         let namespaces = namespaces.is_empty().then(|| {
             let api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
             let s = watcher(api, watcher::Config::default())
@@ -224,7 +263,10 @@ fn desired(cm: &ConfigMap, decision: &Decision) -> Option<Desired> {
             annotations: BTreeMap::from([
                 (STATE_ANNOTATION, STATE_REJECTED.to_string()),
                 (REASON_ANNOTATION, r.reason.as_str().to_string()),
-                (MESSAGE_ANNOTATION, crate::declaration::truncate_to(&r.message, 1024)),
+                (
+                    MESSAGE_ANNOTATION,
+                    crate::declaration::truncate_to(&r.message, 1024),
+                ),
             ]),
         }),
         Decision::Keep(_) => None,
@@ -243,7 +285,10 @@ fn desired(cm: &ConfigMap, decision: &Decision) -> Option<Desired> {
             annotations: BTreeMap::from([
                 (STATE_ANNOTATION, STATE_REJECTED.to_string()),
                 (REASON_ANNOTATION, r.reason.as_str().to_string()),
-                (MESSAGE_ANNOTATION, crate::declaration::truncate_to(&r.message, 1024)),
+                (
+                    MESSAGE_ANNOTATION,
+                    crate::declaration::truncate_to(&r.message, 1024),
+                ),
             ]),
         }),
     }
@@ -252,7 +297,10 @@ fn desired(cm: &ConfigMap, decision: &Decision) -> Option<Desired> {
 /// Whether the consumer's operator-owned fields differ from `want`.
 fn needs_write(cm: &ConfigMap, want: &Desired) -> bool {
     let ann = cm.metadata.annotations.as_ref();
-    let bound_by_us = ann.and_then(|a| a.get(STATE_ANNOTATION)).map(String::as_str) == Some(STATE_BOUND);
+    let bound_by_us = ann
+        .and_then(|a| a.get(STATE_ANNOTATION))
+        .map(String::as_str)
+        == Some(STATE_BOUND);
     let data = cm.data.as_ref();
     let data_differs = DATA_KEYS.iter().any(|k| {
         let cur = data.and_then(|d| d.get(*k));
@@ -315,26 +363,39 @@ impl Ctx {
     fn resolve(&self, rel: &TracingRelation) -> Result<Endpoint, BackendError> {
         let (svc_ns, svc) = match backend::service_ref(rel) {
             Some((ns, name)) => {
-                let svc = self.caches.services.store.get(&ObjectRef::new(&name).within(&ns));
+                let svc = self
+                    .caches
+                    .services
+                    .store
+                    .get(&ObjectRef::new(&name).within(&ns));
                 (ns, svc)
             }
             None => (String::new(), None),
         };
-        backend::resolve(&rel.spec.backend, &svc_ns, svc.as_deref(), &self.cluster_domain)
+        backend::resolve(
+            &rel.spec.backend,
+            &svc_ns,
+            svc.as_deref(),
+            &self.cluster_domain,
+        )
     }
 
     /// Consumers that name `ns/name` as their relation.
     fn consumers_of(&self, ns: &str, name: &str) -> Vec<Arc<ConfigMap>> {
         self.caches.consumers.store.state_filter(|cm| {
             named_relation(cm).is_some_and(|r| r.name == name && r.namespace.as_deref() == Some(ns))
-                || bound_to(cm).is_some_and(|r| r.name == name && r.namespace.as_deref() == Some(ns))
+                || bound_to(cm)
+                    .is_some_and(|r| r.name == name && r.namespace.as_deref() == Some(ns))
         })
     }
 
     fn decide(&self, cm: &ConfigMap) -> Decision {
         let ns = cm.namespace().unwrap_or_default();
-        let rel = named_relation(cm).and_then(|r| self.relation(r.namespace.as_deref().unwrap_or_default(), &r.name));
-        checks::decide(cm, rel.as_deref(), &self.namespace_labels(&ns), |r| self.resolve(r))
+        let rel = named_relation(cm)
+            .and_then(|r| self.relation(r.namespace.as_deref().unwrap_or_default(), &r.name));
+        checks::decide(cm, rel.as_deref(), &self.namespace_labels(&ns), |r| {
+            self.resolve(r)
+        })
     }
 
     fn notify(&self, r: Option<ObjectRef<TracingRelation>>) {
@@ -357,10 +418,12 @@ impl Ctx {
         }
         let name = cm.name_any();
         let ns = cm.namespace().unwrap_or_default();
+        // The uid makes the apply a precondition: an apply never re-creates a
+        // consumer that was deleted meanwhile (or writes into a new one of the same name).
         let mut body = json!({
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": ns, "annotations": want.annotations},
+            "metadata": {"name": name, "namespace": ns, "uid": cm.metadata.uid, "annotations": want.annotations},
         });
         body["metadata"]["labels"] = json!({ MANAGED_LABEL: "true" });
         if !want.data.is_empty() {
@@ -369,21 +432,31 @@ impl Ctx {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &ns);
         let _permit = self.writes.acquire().await;
         let relation_key = named_relation(cm).map(|r| key_of(&r));
-        match api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await {
+        match api
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&body),
+            )
+            .await
+        {
             Ok(_) => {
                 self.metrics.writes_sent.inc();
                 if let Some(k) = &relation_key {
                     self.write_errors.lock().map(|mut m| m.remove(k)).ok();
                 }
             }
-            Err(e) if is_not_found(&e) => {
+            Err(e) if is_gone(&e) => {
                 debug!(consumer = %ObjectRef::from_obj(cm), "consumer deleted before the write; nothing to do");
                 return Ok(());
             }
             Err(e) => {
                 let err = api_error(e, || format!("patch configmaps in namespace {ns}"));
                 if let Some(k) = relation_key {
-                    self.write_errors.lock().map(|mut m| m.insert(k, err.to_string())).ok();
+                    self.write_errors
+                        .lock()
+                        .map(|mut m| m.insert(k, err.to_string()))
+                        .ok();
                 }
                 self.notify(named_relation(cm));
                 return Err(err);
@@ -394,20 +467,31 @@ impl Ctx {
         let prev_reason = cm.annotations().get(REASON_ANNOTATION).cloned();
         match decision {
             Decision::Reject(Rejection { reason, message }) => {
-                if prev_state.as_deref() != Some(STATE_REJECTED) || prev_reason.as_deref() != Some(reason.as_str()) {
+                if prev_state.as_deref() != Some(STATE_REJECTED)
+                    || prev_reason.as_deref() != Some(reason.as_str())
+                {
                     self.metrics
                         .rejections
-                        .get_or_create(&ReasonLabel { reason: reason.as_str().to_string() })
+                        .get_or_create(&ReasonLabel {
+                            reason: reason.as_str().to_string(),
+                        })
                         .inc();
                     info!(consumer = %ObjectRef::from_obj(cm), reason = reason.as_str(), %message, "consumer rejected");
-                    self.event(cm, EventType::Warning, reason.as_str(), "Reject", message).await;
+                    self.event(cm, EventType::Warning, reason.as_str(), "Reject", message)
+                        .await;
                 }
             }
-            Decision::Bind { relation, document, .. } => {
+            Decision::Bind {
+                relation, document, ..
+            } => {
                 if prev_state.as_deref() != Some(STATE_BOUND) {
                     info!(consumer = %ObjectRef::from_obj(cm), relation = %relation, "consumer bound");
-                    let note = format!("bound to TracingRelation {relation}; receivers {}", names(&document.receivers));
-                    self.event(cm, EventType::Normal, "Bound", "Bind", &note).await;
+                    let note = format!(
+                        "bound to TracingRelation {relation}; receivers {}",
+                        names(&document.receivers)
+                    );
+                    self.event(cm, EventType::Normal, "Bound", "Bind", &note)
+                        .await;
                 } else {
                     debug!(consumer = %ObjectRef::from_obj(cm), relation = %relation, "endpoint document rewritten");
                 }
@@ -426,17 +510,26 @@ impl Ctx {
     async fn unbind(&self, cm: &ConfigMap) -> Result<(), Error> {
         let name = cm.name_any();
         let ns = cm.namespace().unwrap_or_default();
-        let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}});
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns, "uid": cm.metadata.uid}});
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &ns);
         let _permit = self.writes.acquire().await;
-        match api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await {
+        match api
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&body),
+            )
+            .await
+        {
             Ok(_) => {
                 self.metrics.writes_sent.inc();
                 info!(consumer = %ObjectRef::from_obj(cm), "consumer left; operator keys removed");
                 Ok(())
             }
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(api_error(e, || format!("patch configmaps in namespace {ns}"))),
+            Err(e) if is_gone(&e) => Ok(()),
+            Err(e) => Err(api_error(e, || {
+                format!("patch configmaps in namespace {ns}")
+            })),
         }
     }
 
@@ -447,10 +540,16 @@ impl Ctx {
         let scopes: Vec<Api<PartialObjectMeta<ConfigMap>>> = if self.watch_namespaces.is_empty() {
             vec![Api::all(self.client.clone())]
         } else {
-            self.watch_namespaces.iter().map(|ns| Api::namespaced(self.client.clone(), ns)).collect()
+            self.watch_namespaces
+                .iter()
+                .map(|ns| Api::namespaced(self.client.clone(), ns))
+                .collect()
         };
         for api in scopes {
-            let list = match api.list_metadata(&ListParams::default().labels(&selector)).await {
+            let list = match api
+                .list_metadata(&ListParams::default().labels(&selector))
+                .await
+            {
                 Ok(l) => l,
                 Err(e) => {
                     warn!(error = %e, "cannot list ConfigMaps that left their relation");
@@ -469,7 +568,14 @@ impl Ctx {
         }
     }
 
-    async fn event(&self, cm: &ConfigMap, type_: EventType, reason: &str, action: &str, note: &str) {
+    async fn event(
+        &self,
+        cm: &ConfigMap,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: &str,
+    ) {
         let ev = KubeEvent {
             type_,
             reason: reason.to_string(),
@@ -482,7 +588,13 @@ impl Ctx {
         }
     }
 
-    async fn relation_event(&self, rel: &TracingRelation, type_: EventType, reason: &str, note: &str) {
+    async fn relation_event(
+        &self,
+        rel: &TracingRelation,
+        type_: EventType,
+        reason: &str,
+        note: &str,
+    ) {
         let ev = KubeEvent {
             type_,
             reason: reason.to_string(),
@@ -551,8 +663,10 @@ async fn reconcile_relation(rel: Arc<TracingRelation>, ctx: Arc<Ctx>) -> Result<
     })
     .await
     .map_err(|e| match *Box::new(e) {
-        kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        kube::runtime::finalizer::Error::AddFinalizer(e) | kube::runtime::finalizer::Error::RemoveFinalizer(e) => {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        kube::runtime::finalizer::Error::AddFinalizer(e)
+        | kube::runtime::finalizer::Error::RemoveFinalizer(e) => {
             api_error(e, || format!("patch tracingrelations in namespace {ns}"))
         }
         e => Error::Finalizer(Box::new(e)),
@@ -609,14 +723,24 @@ fn relation_status(rel: &TracingRelation, ctx: &Ctx) -> (TracingRelationStatus, 
     rejected.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     let rejected_count = rejected.len() as i64;
     rejected.truncate(MAX_REJECTED_IN_STATUS);
-    let write_error = ctx.write_errors.lock().ok().and_then(|m| m.get(&key).cloned());
+    let write_error = ctx
+        .write_errors
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&key).cloned());
     let (ready, reason, message) = match (&resolved, write_error) {
         (Err((reason, msg)), _) => ("False", reason.to_string(), msg.clone()),
         (Ok(_), Some(err)) => ("False", "WriteFailed".to_string(), err),
         (Ok(ep), None) => {
-            let mut msg = format!("endpoint {} resolved; {bound} consumer(s) bound, {rejected_count} rejected", ep.hostname);
+            let mut msg = format!(
+                "endpoint {} resolved; {bound} consumer(s) bound, {rejected_count} rejected",
+                ep.hostname
+            );
             if let Err(missing) = ep.seed_ports() {
-                msg.push_str(&format!("; tempo_endpoint not written: no {}", missing.join(", ")));
+                msg.push_str(&format!(
+                    "; tempo_endpoint not written: no {}",
+                    missing.join(", ")
+                ));
             }
             ("True", "Resolved".to_string(), msg)
         }
@@ -683,7 +807,10 @@ async fn relation_apply(rel: &TracingRelation, ctx: &Ctx) -> Result<Action, Erro
         .as_ref()
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
         .map(|c| (c.status.clone(), c.reason.clone()));
-    let new_ready = status.conditions.first().map(|c| (c.status.clone(), c.reason.clone()));
+    let new_ready = status
+        .conditions
+        .first()
+        .map(|c| (c.status.clone(), c.reason.clone()));
     let old_host = rel.status.as_ref().and_then(|s| s.endpoint.clone());
     let api: Api<TracingRelation> = Api::namespaced(ctx.client.clone(), &ns);
     let body = json!({
@@ -691,18 +818,39 @@ async fn relation_apply(rel: &TracingRelation, ctx: &Ctx) -> Result<Action, Erro
         "kind": "TracingRelation",
         "status": status,
     });
-    api.patch_status(&rel.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
-        .await
-        .map_err(|e| api_error(e, || format!("patch tracingrelations/status in namespace {ns}")))?;
+    api.patch_status(
+        &rel.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(|e| {
+        api_error(e, || {
+            format!("patch tracingrelations/status in namespace {ns}")
+        })
+    })?;
     if old_ready != new_ready {
         if let Some(c) = status.conditions.first() {
-            let t = if c.status == "True" { EventType::Normal } else { EventType::Warning };
+            let t = if c.status == "True" {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            };
             ctx.relation_event(rel, t, &c.reason, &c.message).await;
         }
     } else if old_host.is_some() && old_host != status.endpoint {
-        let host = status.endpoint.as_ref().map(|e| e.hostname.as_str()).unwrap_or_default();
-        ctx.relation_event(rel, EventType::Normal, "EndpointChanged", &format!("endpoint is now {host}; bound consumers are rewritten"))
-            .await;
+        let host = status
+            .endpoint
+            .as_ref()
+            .map(|e| e.hostname.as_str())
+            .unwrap_or_default();
+        ctx.relation_event(
+            rel,
+            EventType::Normal,
+            "EndpointChanged",
+            &format!("endpoint is now {host}; bound consumers are rewritten"),
+        )
+        .await;
     }
     Ok(Action::await_change())
 }
@@ -773,11 +921,12 @@ async fn route(
     // Relation events reach consumers only when the spec or deletion changes,
     // not on our own status writes.
     let mut generations: HashMap<ObjectRef<TracingRelation>, (Option<i64>, bool)> = HashMap::new();
-    let consumers_of_rel = |r: &ObjectRef<TracingRelation>, tx: &mpsc::UnboundedSender<ObjectRef<ConfigMap>>| {
-        for cm in ctx.consumers_of(r.namespace.as_deref().unwrap_or_default(), &r.name) {
-            let _ = tx.send(ObjectRef::from_obj(&*cm));
-        }
-    };
+    let consumers_of_rel =
+        |r: &ObjectRef<TracingRelation>, tx: &mpsc::UnboundedSender<ObjectRef<ConfigMap>>| {
+            for cm in ctx.consumers_of(r.namespace.as_deref().unwrap_or_default(), &r.name) {
+                let _ = tx.send(ObjectRef::from_obj(&*cm));
+            }
+        };
     while let Some(input) = all.next().await {
         match input {
             In::Cm(Change::Applied(r)) => {
@@ -799,7 +948,10 @@ async fn route(
             In::Rel(Change::Applied(r)) => {
                 let _ = relation_tx.send(r.clone());
                 if let Some(rel) = caches.relations.store.get(&r) {
-                    let seen = (rel.metadata.generation, rel.metadata.deletion_timestamp.is_some());
+                    let seen = (
+                        rel.metadata.generation,
+                        rel.metadata.deletion_timestamp.is_some(),
+                    );
                     if generations.insert(r.clone(), seen) != Some(seen) {
                         consumers_of_rel(&r, &consumer_tx);
                     }
@@ -833,7 +985,11 @@ async fn route(
                 }
             }
             In::Ns(Change::Applied(r)) => {
-                for cm in caches.consumers.store.state_filter(|cm| cm.namespace().as_deref() == Some(r.name.as_str())) {
+                for cm in caches
+                    .consumers
+                    .store
+                    .state_filter(|cm| cm.namespace().as_deref() == Some(r.name.as_str()))
+                {
                     let _ = consumer_tx.send(ObjectRef::from_obj(&*cm));
                 }
             }
@@ -842,12 +998,18 @@ async fn route(
     }
 }
 
-fn unbounded<T: Send + 'static>(mut rx: mpsc::UnboundedReceiver<T>) -> impl Stream<Item = T> + Send {
+fn unbounded<T: Send + 'static>(
+    mut rx: mpsc::UnboundedReceiver<T>,
+) -> impl Stream<Item = T> + Send {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 /// Runs both controllers until `stop` resolves (graceful) or the future is dropped.
-async fn run_controllers(ctx_parts: CtxParts, concurrency: u16, stop: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static) {
+async fn run_controllers(
+    ctx_parts: CtxParts,
+    concurrency: u16,
+    stop: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
+) {
     let (consumer_tx, consumer_rx) = mpsc::unbounded_channel();
     let (relation_tx, relation_rx) = mpsc::unbounded_channel();
     let ctx = Arc::new(Ctx {
@@ -878,7 +1040,11 @@ async fn run_controllers(ctx_parts: CtxParts, concurrency: u16, stop: impl std::
         ctx.caches.relations.store.clone(),
     )
     .reconcile_on(unbounded(relation_rx))
-    .with_config(ControllerConfig::default().concurrency(4).debounce(Duration::from_millis(300)))
+    .with_config(
+        ControllerConfig::default()
+            .concurrency(4)
+            .debounce(Duration::from_millis(300)),
+    )
     .graceful_shutdown_on(stop)
     .run(reconcile_relation, relation_error_policy, ctx.clone())
     .for_each(|_| async {});
@@ -934,18 +1100,29 @@ async fn shutdown_signal() {
 
 /// Runs the operator until SIGTERM/SIGINT.
 pub async fn run(args: RunArgs) -> Result<(), Error> {
-    info!(version = env!("CARGO_PKG_VERSION"), "starting tracing-relation-operator");
-    let client = Client::try_default().await.map_err(|e| Error::Connect(e.to_string()))?;
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "starting tracing-relation-operator"
+    );
+    let client = Client::try_default()
+        .await
+        .map_err(|e| Error::Connect(e.to_string()))?;
     check_crd(&client, &args).await?;
-    let identity = args.identity.clone().unwrap_or_else(|| {
-        format!("tracing-relation-operator-{}", std::process::id())
-    });
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("tracing-relation-operator-{}", std::process::id()));
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
     let caches = Arc::new(Caches::spawn(&client, &args.watch_namespaces));
-    let http = crate::http::serve(args.metrics_addr, metrics.clone(), ready.clone(), caches.clone())
-        .await
-        .map_err(|e| Error::Serve(format!("cannot listen on {}: {e}", args.metrics_addr)))?;
+    let http = crate::http::serve(
+        args.metrics_addr,
+        metrics.clone(),
+        ready.clone(),
+        caches.clone(),
+    )
+    .await
+    .map_err(|e| Error::Serve(format!("cannot listen on {}: {e}", args.metrics_addr)))?;
     // Only this task waits on the stores themselves: a store's readiness wakes
     // one waiter, so everyone else waits on `synced`.
     let (synced_tx, mut synced) = watch::channel(false);
@@ -969,7 +1146,12 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     };
     // Without election this replica always leads; the sender is kept alive.
     let (elector, _always_leading) = if args.leader_elect {
-        (Some(tokio::spawn(Elector::new(client.clone(), lease_cfg.clone()).run(lead_tx))), None)
+        (
+            Some(tokio::spawn(
+                Elector::new(client.clone(), lease_cfg.clone()).run(lead_tx),
+            )),
+            None,
+        )
     } else {
         (None, Some(lead_tx))
     };
@@ -1053,23 +1235,31 @@ pub fn update_gauges(metrics: &Metrics, caches: &Caches) {
             Some(STATE_BOUND) => *counts.entry(("Bound", String::new())).or_default() += 1,
             Some(STATE_REJECTED) => {
                 *counts
-                    .entry(("Rejected", a.get(REASON_ANNOTATION).cloned().unwrap_or_default()))
+                    .entry((
+                        "Rejected",
+                        a.get(REASON_ANNOTATION).cloned().unwrap_or_default(),
+                    ))
                     .or_default() += 1
             }
             _ => {}
         }
     }
     for ((state, reason), n) in counts {
-        metrics.consumers.get_or_create(&ConsumerLabels { state, reason }).set(n);
+        metrics
+            .consumers
+            .get_or_create(&ConsumerLabels { state, reason })
+            .set(n);
     }
     let rels = caches.relations.store.state();
     metrics.relations.set(rels.len() as i64);
     let ready = rels
         .iter()
         .filter(|r| {
-            r.status
-                .as_ref()
-                .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            r.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
         })
         .count();
     metrics.relations_ready.set(ready as i64);
@@ -1083,11 +1273,22 @@ mod tests {
     fn cm(data: &[(&str, &str)], ann: &[(&str, &str)]) -> ConfigMap {
         ConfigMap {
             metadata: ObjectMeta {
-                annotations: Some(ann.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
-                labels: Some(BTreeMap::from([(MANAGED_LABEL.to_string(), "true".to_string())])),
+                annotations: Some(
+                    ann.iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                labels: Some(BTreeMap::from([(
+                    MANAGED_LABEL.to_string(),
+                    "true".to_string(),
+                )])),
                 ..Default::default()
             },
-            data: Some(data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
             ..Default::default()
         }
     }
@@ -1099,7 +1300,10 @@ mod tests {
             data: BTreeMap::from([("receivers".to_string(), "[]".to_string())]),
             annotations: BTreeMap::from([(STATE_ANNOTATION, STATE_BOUND.to_string())]),
         };
-        let same = cm(&[("receivers", "[]"), ("own", "x")], &[(STATE_ANNOTATION, STATE_BOUND), ("mine", "y")]);
+        let same = cm(
+            &[("receivers", "[]"), ("own", "x")],
+            &[(STATE_ANNOTATION, STATE_BOUND), ("mine", "y")],
+        );
         assert!(!needs_write(&same, &want));
         let edited = cm(&[("receivers", "[1]")], &[(STATE_ANNOTATION, STATE_BOUND)]);
         assert!(needs_write(&edited, &want));
@@ -1113,9 +1317,15 @@ mod tests {
             data: BTreeMap::new(),
             annotations: BTreeMap::from([(STATE_ANNOTATION, STATE_REJECTED.to_string())]),
         };
-        let ours = cm(&[("tempo_endpoint", "x")], &[(STATE_ANNOTATION, STATE_REJECTED)]);
+        let ours = cm(
+            &[("tempo_endpoint", "x")],
+            &[(STATE_ANNOTATION, STATE_REJECTED)],
+        );
         assert!(!needs_write(&ours, &want));
-        let was_bound = cm(&[("tempo_endpoint", "x")], &[(STATE_ANNOTATION, STATE_BOUND)]);
+        let was_bound = cm(
+            &[("tempo_endpoint", "x")],
+            &[(STATE_ANNOTATION, STATE_BOUND)],
+        );
         assert!(needs_write(&was_bound, &want));
     }
 }

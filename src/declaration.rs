@@ -71,7 +71,9 @@ pub enum DeclarationError {
     NoLabel,
     #[error("label {RELATION_LABEL}={0:?} is not a TracingRelation name (a DNS-1123 subdomain)")]
     BadRelationName(String),
-    #[error("annotation {RELATION_NAMESPACE_ANNOTATION}={0:?} is not a namespace name (a DNS-1123 label)")]
+    #[error(
+        "annotation {RELATION_NAMESPACE_ANNOTATION}={0:?} is not a namespace name (a DNS-1123 label)"
+    )]
     BadRelationNamespace(String),
     #[error("annotation {RECEIVERS_ANNOTATION}: {0}")]
     BadReceivers(String),
@@ -84,7 +86,8 @@ pub fn is_dns_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -103,7 +106,9 @@ pub fn parse_receivers(value: &str) -> Result<Vec<Protocol>, String> {
         if name.is_empty() {
             continue;
         }
-        let p: Protocol = name.parse().map_err(|e: crate::document::UnknownProtocol| e.to_string())?;
+        let p: Protocol = name
+            .parse()
+            .map_err(|e: crate::document::UnknownProtocol| e.to_string())?;
         if !out.contains(&p) {
             out.push(p);
         }
@@ -121,7 +126,9 @@ pub fn parse(
     labels: &BTreeMap<String, String>,
     annotations: &BTreeMap<String, String>,
 ) -> Result<Declaration, DeclarationError> {
-    let name = labels.get(RELATION_LABEL).ok_or(DeclarationError::NoLabel)?;
+    let name = labels
+        .get(RELATION_LABEL)
+        .ok_or(DeclarationError::NoLabel)?;
     if !is_dns_subdomain(name) {
         return Err(DeclarationError::BadRelationName(truncate(name)));
     }
@@ -137,7 +144,9 @@ pub fn parse(
         Some(ns) if is_dns_label(ns) => ns.to_string(),
         Some(ns) => return Err(DeclarationError::BadRelationNamespace(truncate(ns))),
     };
-    let interface = get(INTERFACE_ANNOTATION)?.unwrap_or(INTERFACE_TRACING).to_string();
+    let interface = get(INTERFACE_ANNOTATION)?
+        .unwrap_or(INTERFACE_TRACING)
+        .to_string();
     let role = get(ROLE_ANNOTATION)?.unwrap_or(ROLE_REQUIRES).to_string();
     let receivers = match get(RECEIVERS_ANNOTATION)? {
         None => None,
@@ -174,7 +183,10 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     /// Defaults: the ConfigMap's namespace, interface tracing, role requires, all receivers.
@@ -204,7 +216,11 @@ mod tests {
     fn malformed_names_are_errors() {
         let l = map(&[(RELATION_LABEL, "tempo")]);
         assert!(matches!(
-            parse("shop", &l, &map(&[(RELATION_NAMESPACE_ANNOTATION, "Not_A_Namespace")])),
+            parse(
+                "shop",
+                &l,
+                &map(&[(RELATION_NAMESPACE_ANNOTATION, "Not_A_Namespace")])
+            ),
             Err(DeclarationError::BadRelationNamespace(_))
         ));
         let long = "x".repeat(5000);

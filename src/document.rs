@@ -97,7 +97,9 @@ impl fmt::Display for Protocol {
 
 /// An unknown protocol name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown receiver protocol {0:?} (known: jaeger_grpc, jaeger_thrift_http, otlp_grpc, otlp_http, zipkin)")]
+#[error(
+    "unknown receiver protocol {0:?} (known: jaeger_grpc, jaeger_thrift_http, otlp_grpc, otlp_http, zipkin)"
+)]
 pub struct UnknownProtocol(pub String);
 
 impl FromStr for Protocol {
@@ -125,9 +127,7 @@ pub struct Endpoint {
 impl Endpoint {
     /// Protocols with a port, sorted by name.
     pub fn offered(&self) -> impl Iterator<Item = Protocol> + '_ {
-        Protocol::ALL
-            .into_iter()
-            .filter(|p| p.port(self).is_some())
+        Protocol::ALL.into_iter().filter(|p| p.port(self).is_some())
     }
 
     /// The seed's four ports, or the names of those missing.
@@ -343,7 +343,10 @@ fn pyyaml_style(s: &str) -> Style {
 }
 
 fn is_blank_or_break(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}' | '\0')
+    matches!(
+        c,
+        ' ' | '\t' | '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}' | '\0'
+    )
 }
 
 /// PyYAML's double-quoted writer for the characters that reach it here.
@@ -497,16 +500,81 @@ fn yaml_float(s: &str) -> bool {
         && rest.all(sexagesimal_part)
 }
 
-/// `[0-9]{4}-[0-9]{2}-[0-9]{2}` or the long timestamp form starting with it.
+/// PyYAML's timestamp resolver: `YYYY-MM-DD`, or
+/// `YYYY-M?M-D?D([Tt]|[ \t]+)h?h:mm:ss(\.f*)?([ \t]*(Z|[-+]h?h(:mm)?))?`.
 fn yaml_timestamp(s: &str) -> bool {
     let b = s.as_bytes();
-    let d = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
-    if b.len() == 10 {
-        return (0..4).all(d) && b[4] == b'-' && d(5) && d(6) && b[7] == b'-' && d(8) && d(9);
+    let mut i = 0;
+    let digits = |i: &mut usize, min: usize, max: usize| -> bool {
+        let start = *i;
+        while *i < b.len() && *i - start < max && b[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i - start >= min
+    };
+    let lit = |i: &mut usize, c: u8| -> bool {
+        if b.get(*i) == Some(&c) {
+            *i += 1;
+            true
+        } else {
+            false
+        }
+    };
+    if b.len() == 10
+        && (0..4).all(|k| b[k].is_ascii_digit())
+        && b[4] == b'-'
+        && b[5..7].iter().all(u8::is_ascii_digit)
+        && b[7] == b'-'
+        && b[8..10].iter().all(u8::is_ascii_digit)
+    {
+        return true;
     }
-    // The long form needs a time part with ':'; such strings never come from a
-    // DNS name, so err on the side of quoting: any `YYYY-M` prefix plus ':'.
-    b.len() > 10 && (0..4).all(d) && b[4] == b'-' && s.contains(':')
+    if !(digits(&mut i, 4, 4)
+        && lit(&mut i, b'-')
+        && digits(&mut i, 1, 2)
+        && lit(&mut i, b'-')
+        && digits(&mut i, 1, 2))
+    {
+        return false;
+    }
+    if !(lit(&mut i, b'T') || lit(&mut i, b't')) {
+        let start = i;
+        while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+    }
+    if !(digits(&mut i, 1, 2)
+        && lit(&mut i, b':')
+        && digits(&mut i, 2, 2)
+        && lit(&mut i, b':')
+        && digits(&mut i, 2, 2))
+    {
+        return false;
+    }
+    if lit(&mut i, b'.') {
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+    }
+    if i == b.len() {
+        return true;
+    }
+    while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
+        i += 1;
+    }
+    if lit(&mut i, b'Z') {
+        return i == b.len();
+    }
+    if !(lit(&mut i, b'-') || lit(&mut i, b'+')) || !digits(&mut i, 1, 2) {
+        return false;
+    }
+    if lit(&mut i, b':') && !digits(&mut i, 2, 2) {
+        return false;
+    }
+    i == b.len()
 }
 
 /// Everything the operator writes into a bound consumer's data.
@@ -612,7 +680,10 @@ mod tests {
     /// The v0 document is the seed's `yaml.safe_dump` output: sorted keys, trailing newline.
     #[test]
     fn tempo_endpoint_matches_safe_dump_layout() {
-        let doc = build(&seed_endpoint("tempo.observability.svc.cluster.local"), None);
+        let doc = build(
+            &seed_endpoint("tempo.observability.svc.cluster.local"),
+            None,
+        );
         assert_eq!(
             doc.data[KEY_TEMPO_ENDPOINT],
             "hostname: tempo.observability.svc.cluster.local\notlp_grpc_port: 4317\notlp_http_port: 4318\ntempo_port: 3200\nzipkin_port: 9411\n"

@@ -24,7 +24,10 @@ struct AppState {
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     update_gauges(&s.metrics, &s.caches);
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         s.metrics.encode(),
     )
 }

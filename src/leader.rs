@@ -84,7 +84,11 @@ impl Elector {
         let record = format!(
             "{holder}|{:?}|{}",
             spec.renew_time,
-            current.metadata.resource_version.clone().unwrap_or_default()
+            current
+                .metadata
+                .resource_version
+                .clone()
+                .unwrap_or_default()
         );
         let now = Instant::now();
         match &self.observed {
@@ -133,7 +137,9 @@ impl Elector {
             spec.renew_time = None;
             spec.lease_duration_seconds = Some(1);
         }
-        self.api.replace(&self.cfg.name, &PostParams::default(), &lease).await?;
+        self.api
+            .replace(&self.cfg.name, &PostParams::default(), &lease)
+            .await?;
         self.last_renew = None;
         Ok(())
     }

@@ -57,17 +57,20 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("tracing_relation_operator");
         let reconciles = Family::<ControllerLabel, Counter>::default();
-        registry.register("reconciles", "Reconciles run, by controller", reconciles.clone());
+        registry.register(
+            "reconciles",
+            "Reconciles run, by controller",
+            reconciles.clone(),
+        );
         let reconcile_failures = Family::<FailureLabels, Counter>::default();
         registry.register(
             "reconcile_failures",
             "Reconciles that failed, by controller and reason",
             reconcile_failures.clone(),
         );
-        let reconcile_duration =
-            Family::<ControllerLabel, Histogram>::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
-            });
+        let reconcile_duration = Family::<ControllerLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
         registry.register(
             "reconcile_duration_seconds",
             "Time spent in one reconcile, by controller",
@@ -80,11 +83,23 @@ impl Default for Metrics {
             consumers.clone(),
         );
         let relations_ready = Gauge::default();
-        registry.register("relations_ready", "TracingRelations whose Ready condition is True", relations_ready.clone());
+        registry.register(
+            "relations_ready",
+            "TracingRelations whose Ready condition is True",
+            relations_ready.clone(),
+        );
         let relations = Gauge::default();
-        registry.register("relations", "TracingRelations in the cache", relations.clone());
+        registry.register(
+            "relations",
+            "TracingRelations in the cache",
+            relations.clone(),
+        );
         let writes_sent = Counter::default();
-        registry.register("consumer_writes_sent", "Server-side applies sent to consumer ConfigMaps", writes_sent.clone());
+        registry.register(
+            "consumer_writes_sent",
+            "Server-side applies sent to consumer ConfigMaps",
+            writes_sent.clone(),
+        );
         let writes_skipped = Counter::default();
         registry.register(
             "consumer_writes_skipped",
@@ -98,7 +113,11 @@ impl Default for Metrics {
             rejections.clone(),
         );
         let leader = Gauge::default();
-        registry.register("leader", "1 while this replica holds the leader Lease", leader.clone());
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease",
+            leader.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -120,7 +139,9 @@ impl Metrics {
     pub fn observe(&self, controller: &'static str, elapsed: Duration) {
         let l = ControllerLabel { controller };
         self.reconciles.get_or_create(&l).inc();
-        self.reconcile_duration.get_or_create(&l).observe(elapsed.as_secs_f64());
+        self.reconcile_duration
+            .get_or_create(&l)
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Counts a failed reconcile.

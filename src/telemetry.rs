@@ -3,10 +3,18 @@ use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 /// Installs the global subscriber. `format` is `text` or `json`.
 pub fn init(format: &str, level: &str) -> Result<(), String> {
-    let filter = EnvFilter::try_new(level).map_err(|e| format!("invalid --log-level {level:?}: {e}"))?;
+    let filter =
+        EnvFilter::try_new(level).map_err(|e| format!("invalid --log-level {level:?}: {e}"))?;
     let registry = tracing_subscriber::registry().with(filter);
     let res = if format == "json" {
-        registry.with(fmt::layer().json().flatten_event(true).with_current_span(false)).try_init()
+        registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false),
+            )
+            .try_init()
     } else {
         registry.with(fmt::layer()).try_init()
     };

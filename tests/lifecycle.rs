@@ -1,0 +1,2003 @@
+//! Lifecycle of relations and consumers on a real control plane (etcd +
+//! kube-apiserver), with the operator binary running against it.
+//!
+//! One operator serves the whole file: it is spawned once (`shared_operator`)
+//! against this test binary's `ControlPlane::shared()`, and every test works in
+//! namespaces of its own, so tests run in parallel without seeing each other.
+//! A second operator on the same control plane would reconcile the same
+//! objects, so there is never one. The no-op test counts every ConfigMap write
+//! the API server receives, which other tests' writes would disturb: it runs on
+//! a private control plane (`ControlPlane::start`) with an operator of its own.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{ControlPlane, ControlPlaneOptions, Operator};
+use futures::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{
+    Api, DeleteParams, GetParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams,
+};
+use kube::{Client, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+use tracing_relation_operator::api::TracingRelation;
+use tracing_relation_operator::document::{self, Endpoint, Protocol};
+
+// ---- the contract, spelled out (not imported, so a rename in src/ fails here) ----
+
+const RELATION_LABEL: &str = "tracing.relations.dev/relation";
+const RELATION_NS_ANNOTATION: &str = "tracing.relations.dev/relation-namespace";
+const RECEIVERS_ANNOTATION: &str = "tracing.relations.dev/receivers";
+const STATE: &str = "tracing.relations.dev/state";
+const REASON: &str = "tracing.relations.dev/reason";
+const MESSAGE: &str = "tracing.relations.dev/message";
+const HASH: &str = "tracing.relations.dev/document-hash";
+const BOUND_TO: &str = "tracing.relations.dev/bound-to";
+/// The label the operator puts on every ConfigMap it wrote to (src/declaration.rs).
+const MANAGED_LABEL: &str = "tracing.relations.dev/managed";
+const FINALIZER: &str = "tracing.relations.dev/cleanup";
+const OPERATOR_MANAGER: &str = "tracing-relation-operator";
+const OPERATOR_DATA_KEYS: [&str; 6] = [
+    "tempo_endpoint",
+    "receivers",
+    "otlp_grpc_endpoint",
+    "otlp_http_endpoint",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+];
+const OPERATOR_ANNOTATIONS: [&str; 5] = [STATE, REASON, MESSAGE, HASH, BOUND_TO];
+const SEED_PORTS: [u16; 4] = [3200, 4317, 4318, 9411];
+
+const T_BIND: Duration = Duration::from_secs(60);
+
+// ---- the file's one operator ---------------------------------------------------
+
+struct SharedOperator {
+    operator: std::sync::Mutex<Operator>,
+    log: PathBuf,
+}
+
+static SHARED: OnceCell<SharedOperator> = OnceCell::const_new();
+
+/// A command for the operator: the harness's defaults plus JSON logs (so log
+/// lines can be counted by level).
+fn operator_command(cp: &ControlPlane) -> std::process::Command {
+    let mut cmd = cp.operator_command();
+    cmd.env("LOG_FORMAT", "json");
+    cmd
+}
+
+/// Spawns an operator on `cp` and waits until `/readyz` says ok.
+async fn start_operator(cp: &ControlPlane) -> Operator {
+    let started = Instant::now();
+    let mut op = cp.spawn_operator(&operator_command(cp));
+    loop {
+        if let Ok((200, _)) = op.http_get("/readyz").await {
+            break;
+        }
+        if let Some(status) = op.try_wait() {
+            panic!(
+                "operator exited ({status}) before becoming ready; log:\n{}",
+                op.logs()
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "operator not ready within 60 s; log:\n{}",
+            op.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("operator ready in {:.2?}", started.elapsed());
+    op
+}
+
+async fn shared_operator() -> &'static SharedOperator {
+    SHARED
+        .get_or_init(|| async {
+            let cp = ControlPlane::shared();
+            cp.apply_crds().await;
+            let op = start_operator(cp).await;
+            SharedOperator {
+                log: op.log_path().to_owned(),
+                operator: std::sync::Mutex::new(op),
+            }
+        })
+        .await
+}
+
+/// The shared control plane, an admin client, and the running shared operator.
+struct Env {
+    cp: &'static ControlPlane,
+    client: Client,
+    op: &'static SharedOperator,
+}
+
+impl Env {
+    async fn get() -> Env {
+        let cp = ControlPlane::shared();
+        let op = shared_operator().await;
+        {
+            let mut guard = op.operator.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(status) = guard.try_wait() {
+                panic!(
+                    "the shared operator has exited ({status}); log tail:\n{}",
+                    tail(&guard.logs(), 60)
+                );
+            }
+        }
+        Env {
+            cp,
+            client: cp.admin_client().await,
+            op,
+        }
+    }
+
+    fn logs(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.op.log).unwrap_or_default()).into_owned()
+    }
+
+    fn log_tail(&self) -> String {
+        tail(&self.logs(), 40)
+    }
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+// ---- objects ------------------------------------------------------------------
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A ConfigMap with these labels, annotations and data.
+fn configmap(
+    name: &str,
+    labels: &[(&str, &str)],
+    annotations: &[(&str, &str)],
+    data: &[(&str, &str)],
+) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(map(labels)),
+            annotations: Some(map(annotations)),
+            ..Default::default()
+        },
+        data: Some(map(data)),
+        ..Default::default()
+    }
+}
+
+async fn create<K>(api: &Api<K>, obj: &K) -> K
+where
+    K: kube::Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    api.create(&PostParams::default(), obj)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create {:?}: {e}", obj.meta().name))
+}
+
+/// A TracingRelation named `name` with `backend` and, when given, `consumers`.
+fn relation(name: &str, backend: Value, consumers: Option<Value>) -> TracingRelation {
+    let mut spec = json!({"interface": "tracing", "role": "provides", "backend": backend});
+    if let Some(c) = consumers {
+        spec["consumers"] = c;
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "tracing.relations.dev/v1alpha1",
+        "kind": "TracingRelation",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .expect("valid TracingRelation")
+}
+
+fn endpoint_backend(hostname: &str) -> Value {
+    json!({"endpoint": {"hostname": hostname}})
+}
+
+/// A Service named `name` with named ports.
+fn service(name: &str, ports: &[(&str, i32)]) -> Service {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "selector": {"app.kubernetes.io/name": name},
+            "ports": ports.iter().map(|(n, p)| json!({"name": n, "port": p})).collect::<Vec<_>>(),
+        },
+    }))
+    .expect("valid Service")
+}
+
+// ---- what a consumer holds ----------------------------------------------------
+
+/// The consumer's own part of a ConfigMap: everything but what the operator owns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Own {
+    data: BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+}
+
+fn own(cm: &ConfigMap) -> Own {
+    let mut data = cm.data.clone().unwrap_or_default();
+    data.retain(|k, _| !OPERATOR_DATA_KEYS.contains(&k.as_str()));
+    let mut labels = cm.metadata.labels.clone().unwrap_or_default();
+    labels.remove(MANAGED_LABEL);
+    let mut annotations = cm.metadata.annotations.clone().unwrap_or_default();
+    annotations.retain(|k, _| !OPERATOR_ANNOTATIONS.contains(&k.as_str()));
+    Own {
+        data,
+        labels,
+        annotations,
+    }
+}
+
+/// The operator's data keys in a ConfigMap.
+fn operator_data(cm: &ConfigMap) -> BTreeMap<String, String> {
+    let mut data = cm.data.clone().unwrap_or_default();
+    data.retain(|k, _| OPERATOR_DATA_KEYS.contains(&k.as_str()));
+    data
+}
+
+fn annotation<'a>(cm: &'a ConfigMap, key: &str) -> Option<&'a str> {
+    cm.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
+
+fn state(cm: &ConfigMap) -> Option<&str> {
+    annotation(cm, STATE)
+}
+
+fn summary(cm: &ConfigMap) -> String {
+    format!(
+        "labels {:?}\n  annotations {:?}\n  data {:?}",
+        cm.metadata.labels, cm.metadata.annotations, cm.data
+    )
+}
+
+/// The document the operator must write for this endpoint and request.
+fn expected_document(
+    hostname: &str,
+    [tempo, grpc, http, zipkin]: [u16; 4],
+    requested: Option<&[Protocol]>,
+) -> document::Document {
+    let ep = Endpoint {
+        hostname: hostname.to_string(),
+        tempo_port: Some(tempo),
+        otlp_grpc_port: Some(grpc),
+        otlp_http_port: Some(http),
+        zipkin_port: Some(zipkin),
+        ..Default::default()
+    };
+    document::build(&ep, requested)
+}
+
+/// Bound to `bound_to`, holding exactly `doc` (data and hash).
+fn holds(cm: &ConfigMap, doc: &document::Document, bound_to: &str) -> bool {
+    state(cm) == Some("Bound")
+        && operator_data(cm) == doc.data
+        && annotation(cm, HASH) == Some(doc.hash().as_str())
+        && annotation(cm, BOUND_TO) == Some(bound_to)
+}
+
+/// The seed's `tempo_endpoint`, literally.
+fn seed_text(hostname: &str, [tempo, grpc, http, zipkin]: [u16; 4]) -> String {
+    format!(
+        "hostname: {hostname}\notlp_grpc_port: {grpc}\notlp_http_port: {http}\ntempo_port: {tempo}\nzipkin_port: {zipkin}\n"
+    )
+}
+
+// ---- waiting ------------------------------------------------------------------
+
+/// Polls `get` until `pred` holds; panics after `timeout` with the last value
+/// seen and the operator's log tail.
+async fn wait_until<T, G, Fut, P>(
+    what: impl Display,
+    timeout: Duration,
+    logs: impl Fn() -> String,
+    mut get: G,
+    pred: P,
+) -> T
+where
+    T: std::fmt::Debug,
+    G: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+    P: Fn(&T) -> bool,
+{
+    let start = Instant::now();
+    let mut last = None;
+    loop {
+        if let Ok(got) = tokio::time::timeout(Duration::from_secs(10), get()).await {
+            match got {
+                Some(v) if pred(&v) => return v,
+                other => last = other,
+            }
+        }
+        if start.elapsed() > timeout {
+            panic!(
+                "timed out after {:.1?} waiting for {what}\nlast seen: {last:#?}\noperator log tail:\n{}",
+                start.elapsed(),
+                logs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+impl Env {
+    async fn wait_cm(
+        &self,
+        api: &Api<ConfigMap>,
+        name: &str,
+        what: impl Display,
+        pred: impl Fn(&ConfigMap) -> bool,
+    ) -> ConfigMap {
+        wait_until(
+            format!("ConfigMap {name}: {what}"),
+            T_BIND,
+            || self.log_tail(),
+            || async { api.get_opt(name).await.ok().flatten() },
+            pred,
+        )
+        .await
+    }
+
+    async fn wait_rel(
+        &self,
+        api: &Api<TracingRelation>,
+        name: &str,
+        what: impl Display,
+        pred: impl Fn(&TracingRelation) -> bool,
+    ) -> TracingRelation {
+        wait_until(
+            format!("TracingRelation {name}: {what}"),
+            T_BIND,
+            || self.log_tail(),
+            || async { api.get_opt(name).await.ok().flatten() },
+            pred,
+        )
+        .await
+    }
+}
+
+/// `(status, reason)` of the relation's Ready condition.
+fn ready(rel: &TracingRelation) -> Option<(String, String)> {
+    rel.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+fn is_ready(rel: &TracingRelation, status: &str, reason: &str) -> bool {
+    ready(rel).is_some_and(|(s, r)| s == status && r == reason)
+}
+
+fn bound_count(rel: &TracingRelation) -> i64 {
+    rel.status.as_ref().map_or(-1, |s| s.consumers.bound)
+}
+
+// ---- metrics ------------------------------------------------------------------
+
+/// Sum of the samples of `name` (any labels) in a Prometheus text exposition.
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+async fn operator_metrics(addr: SocketAddr) -> String {
+    let (status, body) = tokio::task::spawn_blocking(move || {
+        common::process::http_get_blocking(addr, "/metrics", Duration::from_secs(5))
+    })
+    .await
+    .expect("metrics task")
+    .unwrap_or_else(|e| panic!("GET http://{addr}/metrics: {e}"));
+    assert_eq!(status, 200, "operator /metrics: {body}");
+    body
+}
+
+/// The operator's count of server-side applies sent to consumers.
+async fn writes_sent(addr: SocketAddr) -> f64 {
+    metric_sum(
+        &operator_metrics(addr).await,
+        "tracing_relation_operator_consumer_writes_sent_total",
+    )
+}
+
+async fn writes_skipped(addr: SocketAddr) -> f64 {
+    metric_sum(
+        &operator_metrics(addr).await,
+        "tracing_relation_operator_consumer_writes_skipped_total",
+    )
+}
+
+/// GET `path` on the API server as text (e.g. `/metrics`).
+async fn apiserver_text(client: &Client, path: &str) -> String {
+    let mut request = kube::core::Request::new(path)
+        .list(&Default::default())
+        .expect("request");
+    *request.uri_mut() = path.parse().expect("valid path");
+    client
+        .request_text(request)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path} on the API server: {e}"))
+}
+
+/// Mutating requests on configmaps the API server has served, by verb
+/// (`apiserver_request_total{resource="configmaps",verb=...}`; server-side apply
+/// is verb `APPLY`, merge/JSON patches `PATCH`).
+async fn apiserver_configmap_writes(client: &Client) -> BTreeMap<String, u64> {
+    let text = apiserver_text(client, "/metrics").await;
+    let mut out: BTreeMap<String, u64> = ["APPLY", "PATCH", "POST", "PUT", "DELETE"]
+        .iter()
+        .map(|v| (v.to_string(), 0))
+        .collect();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |key: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{key}=\"")))
+                .map(|v| v.trim_end_matches('"').to_string())
+        };
+        if label("resource").as_deref() != Some("configmaps")
+            || label("group").as_deref().is_some_and(|g| !g.is_empty())
+        {
+            continue;
+        }
+        let verb = label("verb").unwrap_or_default();
+        let n: f64 = value.trim().parse().unwrap_or(0.0);
+        if let Some(slot) = out.get_mut(&verb) {
+            *slot += n as u64;
+        }
+    }
+    out
+}
+
+// ---- examples -----------------------------------------------------------------
+
+/// Every object of `examples/<file>` as (kind, YAML value).
+fn example_objects(file: &str) -> Vec<(String, serde_yaml::Value)> {
+    use serde::Deserialize;
+    let path = common::repo_dir().join("examples").join(file);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| serde_yaml::Value::deserialize(doc).expect("valid YAML"))
+        .filter(|v| !v.is_null())
+        .map(|v| {
+            let kind = v["kind"].as_str().expect("kind").to_string();
+            (kind, v)
+        })
+        .collect()
+}
+
+fn example<T: DeserializeOwned>(file: &str, kind: &str) -> T {
+    let (_, v) = example_objects(file)
+        .into_iter()
+        .find(|(k, _)| k == kind)
+        .unwrap_or_else(|| panic!("examples/{file} has no {kind}"));
+    serde_yaml::from_value(v).unwrap_or_else(|e| panic!("examples/{file}: bad {kind}: {e}"))
+}
+
+// =================================================================================
+// 1. The examples.
+
+/// examples/ applied (namespaces swapped for fresh ones): the consumer gets every
+/// key, keeps its own `app.conf`, labels and annotations; the relation's status
+/// is complete and its printer columns show it.
+#[tokio::test(flavor = "multi_thread")]
+async fn examples_bind_the_consumer_and_fill_the_relation_status() {
+    let env = Env::get().await;
+    let example_shop: Namespace = example("consumer-configmap.yaml", "Namespace");
+    let shop_labels = example_shop.metadata.labels.clone().unwrap_or_default();
+    let shop_labels: Vec<(&str, &str)> = shop_labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let obs = env.cp.namespace("ex-observability").await;
+    let shop = env.cp.namespace_with_labels("ex-shop", &shop_labels).await;
+
+    let mut svc: Service = example("tempo-service.yaml", "Service");
+    svc.metadata.namespace = Some(obs.to_string());
+    let mut rel: TracingRelation = example("tracing-relation.yaml", "TracingRelation");
+    rel.metadata.namespace = Some(obs.to_string());
+    let mut cm: ConfigMap = example("consumer-configmap.yaml", "ConfigMap");
+    cm.metadata.namespace = Some(shop.to_string());
+    let ann = cm.metadata.annotations.get_or_insert_with(BTreeMap::new);
+    assert_eq!(
+        ann.insert(RELATION_NS_ANNOTATION.into(), obs.to_string())
+            .as_deref(),
+        Some("observability"),
+        "the example consumer names the example relation's namespace"
+    );
+    ann.insert("example.com/owner".into(), "team-cart".into());
+    cm.metadata
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert("app.kubernetes.io/name".into(), "cart".into());
+    let own_before = own(&cm);
+    assert!(own_before.data.contains_key("app.conf"));
+
+    let started = Instant::now();
+    let svcs: Api<Service> = Api::namespaced(env.client.clone(), &obs);
+    let rels: Api<TracingRelation> = Api::namespaced(env.client.clone(), &obs);
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &shop);
+    create(&svcs, &svc).await;
+    create(&rels, &rel).await;
+    create(&cms, &cm).await;
+
+    let host = format!("tempo.{obs}.svc.cluster.local");
+    let requested = [Protocol::OtlpGrpc, Protocol::OtlpHttp];
+    let doc = expected_document(&host, SEED_PORTS, Some(&requested));
+    let bound_to = format!("{obs}/tempo");
+    let got = env
+        .wait_cm(&cms, "cart-tracing", "bound with the document", |c| {
+            holds(c, &doc, &bound_to)
+        })
+        .await;
+    println!("example consumer bound in {:.2?}", started.elapsed());
+
+    // Every key, with the literal values of the contract.
+    let data = operator_data(&got);
+    let expected: BTreeMap<String, String> = map(&[
+        ("tempo_endpoint", &seed_text(&host, SEED_PORTS)),
+        (
+            "receivers",
+            &format!(
+                r#"[{{"protocol":{{"name":"otlp_grpc","type":"grpc"}},"url":"{host}:4317"}},{{"protocol":{{"name":"otlp_http","type":"http"}},"url":"http://{host}:4318"}}]"#
+            ),
+        ),
+        ("otlp_grpc_endpoint", &format!("http://{host}:4317")),
+        ("otlp_http_endpoint", &format!("http://{host}:4318")),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            &format!("http://{host}:4318"),
+        ),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+    ]);
+    assert_eq!(data, expected);
+    assert!(annotation(&got, HASH).is_some_and(|h| h.starts_with("sha256:")));
+    assert_eq!(annotation(&got, REASON), None);
+    assert_eq!(own(&got), own_before, "the consumer's own fields changed");
+    assert_eq!(
+        got.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(MANAGED_LABEL))
+            .map(String::as_str),
+        Some("true")
+    );
+    assert_operator_owns_only_its_fields(&got);
+
+    // The relation's status.
+    let rel = env
+        .wait_rel(
+            &rels,
+            "tempo",
+            "Ready with 1 consumer and its receivers",
+            |r| {
+                is_ready(r, "True", "Resolved")
+                    && bound_count(r) == 1
+                    && r.status
+                        .as_ref()
+                        .is_some_and(|s| !s.requested_receivers.is_empty())
+            },
+        )
+        .await;
+    let status = rel.status.clone().expect("status");
+    assert_eq!(status.observed_generation, rel.metadata.generation);
+    assert!(status.observed_generation.is_some());
+    let ep = status.endpoint.clone().expect("status.endpoint");
+    assert_eq!(ep.hostname, host);
+    assert_eq!(
+        (
+            ep.tempo_port,
+            ep.otlp_grpc_port,
+            ep.otlp_http_port,
+            ep.zipkin_port
+        ),
+        (Some(3200), Some(4317), Some(4318), Some(9411))
+    );
+    assert_eq!(
+        (ep.jaeger_grpc_port, ep.jaeger_thrift_http_port),
+        (None, None)
+    );
+    let receivers: Vec<(String, String, String)> = status
+        .receivers
+        .iter()
+        .map(|r| (r.name.clone(), r.type_.clone(), r.url.clone()))
+        .collect();
+    assert_eq!(
+        receivers,
+        vec![
+            ("otlp_grpc".into(), "grpc".into(), format!("{host}:4317")),
+            (
+                "otlp_http".into(),
+                "http".into(),
+                format!("http://{host}:4318")
+            ),
+            (
+                "zipkin".into(),
+                "http".into(),
+                format!("http://{host}:9411")
+            ),
+        ]
+    );
+    assert_eq!(status.requested_receivers, vec!["otlp_grpc", "otlp_http"]);
+    assert_eq!((status.consumers.bound, status.consumers.rejected), (1, 0));
+    assert!(status.rejected.is_empty());
+    let cond = &status.conditions[0];
+    assert_eq!(cond.observed_generation, rel.metadata.generation);
+    assert!(
+        rel.finalizers().iter().any(|f| f == FINALIZER),
+        "finalizer missing: {:?}",
+        rel.finalizers()
+    );
+
+    // The printer columns, as declared in the CRD read back from the API server...
+    let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
+    let crd = crds
+        .get("tracingrelations.tracing.relations.dev")
+        .await
+        .expect("CRD");
+    let version = crd
+        .spec
+        .versions
+        .iter()
+        .find(|v| v.name == "v1alpha1")
+        .expect("v1alpha1");
+    let columns: BTreeMap<String, String> = version
+        .additional_printer_columns
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| (c.name, c.json_path))
+        .collect();
+    for (name, path) in [
+        ("Ready", ".status.conditions[?(@.type==\"Ready\")].status"),
+        ("Hostname", ".status.endpoint.hostname"),
+        ("Bound", ".status.consumers.bound"),
+        ("Rejected", ".status.consumers.rejected"),
+        ("Age", ".metadata.creationTimestamp"),
+    ] {
+        assert_eq!(
+            columns.get(name).map(String::as_str),
+            Some(path),
+            "printer column {name}: {columns:?}"
+        );
+    }
+    // ...and as `kubectl get trel` shows them: the API server's Table rendering.
+    let table = get_as_table(
+        &env.client,
+        &format!("/apis/tracing.relations.dev/v1alpha1/namespaces/{obs}/tracingrelations"),
+        "tempo",
+    )
+    .await;
+    let cells = table_row(&table);
+    println!("kubectl get trel: {cells:?}");
+    assert_eq!(cells.get("Name"), Some(&json!("tempo")));
+    assert_eq!(cells.get("Ready"), Some(&json!("True")));
+    assert_eq!(cells.get("Hostname"), Some(&json!(host)));
+    assert_eq!(cells.get("Bound"), Some(&json!(1)));
+    assert_eq!(cells.get("Rejected"), Some(&json!(0)));
+    assert!(cells.contains_key("Age"));
+}
+
+/// GET an object as a meta.k8s.io/v1 Table (what kubectl prints).
+async fn get_as_table(client: &Client, collection: &str, name: &str) -> Value {
+    let mut request = kube::core::Request::new(collection)
+        .get(name, &GetParams::default())
+        .expect("request");
+    request.headers_mut().insert(
+        "accept",
+        "application/json;as=Table;v=v1;g=meta.k8s.io"
+            .parse()
+            .expect("header"),
+    );
+    client
+        .request::<Value>(request)
+        .await
+        .unwrap_or_else(|e| panic!("GET {collection}/{name} as Table: {e}"))
+}
+
+/// The first row of a Table, by column name.
+fn table_row(table: &Value) -> BTreeMap<String, Value> {
+    assert_eq!(table["kind"], "Table", "{table}");
+    let names: Vec<String> = table["columnDefinitions"]
+        .as_array()
+        .expect("columnDefinitions")
+        .iter()
+        .map(|c| c["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let cells = table["rows"][0]["cells"]
+        .as_array()
+        .expect("one row")
+        .clone();
+    names.into_iter().zip(cells).collect()
+}
+
+/// The operator's field manager owns nothing but its own data keys, its
+/// annotations and the managed label.
+fn assert_operator_owns_only_its_fields(cm: &ConfigMap) {
+    let entries: Vec<_> = cm
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.manager.as_deref() == Some(OPERATOR_MANAGER))
+        .collect();
+    assert_eq!(
+        entries.len(),
+        1,
+        "one managedFields entry for {OPERATOR_MANAGER}: {:?}",
+        cm.metadata.managed_fields
+    );
+    assert_eq!(entries[0].operation.as_deref(), Some("Apply"));
+    let fields = serde_json::to_value(&entries[0].fields_v1).expect("fieldsV1");
+    let allowed_data: BTreeSet<String> = OPERATOR_DATA_KEYS
+        .iter()
+        .map(|k| format!("f:{k}"))
+        .collect();
+    let allowed_ann: BTreeSet<String> = OPERATOR_ANNOTATIONS
+        .iter()
+        .map(|k| format!("f:{k}"))
+        .collect();
+    let keys = |v: &Value| -> BTreeSet<String> {
+        v.as_object()
+            .map(|o| o.keys().filter(|k| *k != ".").cloned().collect())
+            .unwrap_or_default()
+    };
+    let data = keys(&fields["f:data"]);
+    assert!(data.is_subset(&allowed_data), "operator owns data {data:?}");
+    let ann = keys(&fields["f:metadata"]["f:annotations"]);
+    assert!(
+        ann.is_subset(&allowed_ann),
+        "operator owns annotations {ann:?}"
+    );
+    let labels = keys(&fields["f:metadata"]["f:labels"]);
+    assert!(
+        labels.iter().all(|l| l == &format!("f:{MANAGED_LABEL}")),
+        "operator owns labels {labels:?}"
+    );
+}
+
+// =================================================================================
+// 2. An explicit endpoint.
+
+/// An explicit endpoint with only a hostname: the document has the seed's default
+/// ports, byte for byte; a hostname PyYAML must quote is quoted as PyYAML does.
+#[tokio::test(flavor = "multi_thread")]
+async fn explicit_endpoint_writes_the_seed_document_with_default_ports() {
+    let env = Env::get().await;
+    let ns = env.cp.namespace("explicit").await;
+    let rels: Api<TracingRelation> = Api::namespaced(env.client.clone(), &ns);
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &ns);
+    create(
+        &rels,
+        &relation("tempo", endpoint_backend("tempo.example.internal"), None),
+    )
+    .await;
+    create(
+        &cms,
+        &configmap("app", &[(RELATION_LABEL, "tempo")], &[], &[]),
+    )
+    .await;
+    let bound_to = format!("{ns}/tempo");
+    let got = env
+        .wait_cm(&cms, "app", "Bound", |c| {
+            state(c) == Some("Bound") && operator_data(c).contains_key("tempo_endpoint")
+        })
+        .await;
+    let data = got.data.clone().unwrap_or_default();
+    assert_eq!(
+        data["tempo_endpoint"].as_bytes(),
+        b"hostname: tempo.example.internal\notlp_grpc_port: 4317\notlp_http_port: 4318\ntempo_port: 3200\nzipkin_port: 9411\n"
+    );
+    // No receivers annotation: every offered receiver.
+    assert_eq!(
+        data["receivers"],
+        r#"[{"protocol":{"name":"otlp_grpc","type":"grpc"},"url":"tempo.example.internal:4317"},{"protocol":{"name":"otlp_http","type":"http"},"url":"http://tempo.example.internal:4318"},{"protocol":{"name":"zipkin","type":"http"},"url":"http://tempo.example.internal:9411"}]"#
+    );
+    assert_eq!(
+        data["otlp_grpc_endpoint"],
+        "http://tempo.example.internal:4317"
+    );
+    assert_eq!(data["OTEL_EXPORTER_OTLP_PROTOCOL"], "http/protobuf");
+    assert!(holds(
+        &got,
+        &expected_document("tempo.example.internal", SEED_PORTS, None),
+        &bound_to
+    ));
+    let rel = env
+        .wait_rel(&rels, "tempo", "Ready, 1 bound", |r| {
+            is_ready(r, "True", "Resolved") && bound_count(r) == 1
+        })
+        .await;
+    let ep = rel.status.and_then(|s| s.endpoint).expect("endpoint");
+    assert_eq!(
+        (
+            ep.tempo_port,
+            ep.otlp_grpc_port,
+            ep.otlp_http_port,
+            ep.zipkin_port
+        ),
+        (Some(3200), Some(4317), Some(4318), Some(9411))
+    );
+
+    // A hostname that PyYAML reads as a date unless quoted.
+    rels.patch(
+        "tempo",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"backend": {"endpoint": {"hostname": "2024-01-02"}}}})),
+    )
+    .await
+    .expect("patch hostname");
+    let got = env
+        .wait_cm(&cms, "app", "rewritten for 2024-01-02", |c| {
+            holds(
+                c,
+                &expected_document("2024-01-02", SEED_PORTS, None),
+                &bound_to,
+            )
+        })
+        .await;
+    assert_eq!(
+        got.data.unwrap_or_default()["tempo_endpoint"],
+        "hostname: '2024-01-02'\notlp_grpc_port: 4317\notlp_http_port: 4318\ntempo_port: 3200\nzipkin_port: 9411\n"
+    );
+}
+
+// =================================================================================
+// 3. A followed Service.
+
+/// Port changes of the followed Service reach every bound consumer; when the
+/// Service goes, consumers keep their document and the relation says
+/// ServiceNotFound; a new Service with other ports is followed again.
+#[tokio::test(flavor = "multi_thread")]
+async fn consumers_follow_the_service() {
+    let env = Env::get().await;
+    let ns = env.cp.namespace("follow").await;
+    let svcs: Api<Service> = Api::namespaced(env.client.clone(), &ns);
+    let rels: Api<TracingRelation> = Api::namespaced(env.client.clone(), &ns);
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &ns);
+    let default_ports = [
+        ("http", 3200),
+        ("otlp-grpc", 4317),
+        ("otlp-http", 4318),
+        ("zipkin", 9411),
+    ];
+    create(&svcs, &service("tempo", &default_ports)).await;
+    create(
+        &rels,
+        &relation("tempo", json!({"service": {"name": "tempo"}}), None),
+    )
+    .await;
+    let names: Vec<String> = (0..3).map(|i| format!("app-{i}")).collect();
+    for n in &names {
+        create(
+            &cms,
+            &configmap(n, &[(RELATION_LABEL, "tempo")], &[], &[("own", n)]),
+        )
+        .await;
+    }
+    let host = format!("tempo.{ns}.svc.cluster.local");
+    let bound_to = format!("{ns}/tempo");
+    let all_hold = |doc: document::Document, what: &'static str| {
+        let env = &env;
+        let cms = &cms;
+        let names = &names;
+        let bound_to = &bound_to;
+        async move {
+            let started = Instant::now();
+            for n in names {
+                let got = env
+                    .wait_cm(cms, n, what, |c| holds(c, &doc, bound_to))
+                    .await;
+                assert_eq!(own(&got).data, map(&[("own", n)]));
+            }
+            println!(
+                "{what}: all {} consumers in {:.2?}",
+                names.len(),
+                started.elapsed()
+            );
+            doc
+        }
+    };
+    all_hold(expected_document(&host, SEED_PORTS, None), "bound").await;
+
+    // Change a port.
+    let changed = [
+        ("http", 3200),
+        ("otlp-grpc", 14317),
+        ("otlp-http", 4318),
+        ("zipkin", 9411),
+    ];
+    svcs.patch(
+        "tempo",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"ports": changed.iter().map(|(n, p)| json!({"name": n, "port": p, "targetPort": p})).collect::<Vec<_>>()}})),
+    )
+    .await
+    .expect("patch Service ports");
+    let doc = all_hold(
+        expected_document(&host, [3200, 14317, 4318, 9411], None),
+        "otlp-grpc port changed to 14317",
+    )
+    .await;
+    assert!(doc.data["tempo_endpoint"].contains("otlp_grpc_port: 14317\n"));
+
+    // Delete the Service: consumers keep the document; the relation is not Ready.
+    svcs.delete("tempo", &DeleteParams::default())
+        .await
+        .expect("delete Service");
+    let rel = env
+        .wait_rel(&rels, "tempo", "Ready=False ServiceNotFound", |r| {
+            is_ready(r, "False", "ServiceNotFound")
+        })
+        .await;
+    println!(
+        "relation after the Service went: {:?}",
+        rel.status.as_ref().map(|s| &s.conditions[0].message)
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for n in &names {
+        let got = cms.get(n).await.expect("consumer");
+        assert!(
+            holds(&got, &doc, &bound_to),
+            "consumer {n} lost its document when the Service went:\n  {}",
+            summary(&got)
+        );
+    }
+
+    // Recreate it with other ports (the Grafana Tempo chart's names).
+    let chart_ports = [
+        ("tempo-prom-metrics", 13200),
+        ("grpc-tempo-otlp", 24317),
+        ("tempo-otlp-http", 24318),
+        ("tempo-zipkin", 29411),
+    ];
+    create(&svcs, &service("tempo", &chart_ports)).await;
+    all_hold(
+        expected_document(&host, [13200, 24317, 24318, 29411], None),
+        "Service recreated with other ports",
+    )
+    .await;
+    env.wait_rel(&rels, "tempo", "Ready again with 3 bound", |r| {
+        is_ready(r, "True", "Resolved") && bound_count(r) == 3
+    })
+    .await;
+}
+
+// =================================================================================
+// 4. Removing the label.
+
+/// Removing the label removes the operator's data keys, annotations and label,
+/// and nothing of the consumer's own.
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_the_label_removes_only_the_operators_fields() {
+    let env = Env::get().await;
+    let ns = env.cp.namespace("unlabel").await;
+    let rels: Api<TracingRelation> = Api::namespaced(env.client.clone(), &ns);
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &ns);
+    create(
+        &rels,
+        &relation("tempo", endpoint_backend("tempo.unlabel.test"), None),
+    )
+    .await;
+    let cm = configmap(
+        "app",
+        &[
+            (RELATION_LABEL, "tempo"),
+            ("app.kubernetes.io/name", "app"),
+            ("team", "a"),
+        ],
+        &[
+            (RECEIVERS_ANNOTATION, "otlp_grpc"),
+            ("example.com/owner", "team-a"),
+        ],
+        &[
+            ("app.conf", "level=debug\n"),
+            ("settings.json", "{\"a\":1}"),
+        ],
+    );
+    create(&cms, &cm).await;
+    env.wait_cm(&cms, "app", "Bound", |c| state(c) == Some("Bound"))
+        .await;
+
+    cms.patch(
+        "app",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {RELATION_LABEL: null}}})),
+    )
+    .await
+    .expect("remove label");
+    let started = Instant::now();
+    let got = env
+        .wait_cm(&cms, "app", "operator fields removed", |c| {
+            operator_data(c).is_empty()
+                && OPERATOR_ANNOTATIONS
+                    .iter()
+                    .all(|a| annotation(c, a).is_none())
+        })
+        .await;
+    println!(
+        "operator fields removed {:.2?} after the label",
+        started.elapsed()
+    );
+    let mut want = own(&cm);
+    want.labels.remove(RELATION_LABEL);
+    assert_eq!(got.data.clone().unwrap_or_default(), want.data);
+    assert_eq!(got.metadata.labels.clone().unwrap_or_default(), want.labels);
+    assert_eq!(
+        got.metadata.annotations.clone().unwrap_or_default(),
+        want.annotations
+    );
+    // And it stays so.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = cms.get("app").await.expect("consumer");
+    assert_eq!(later.data, got.data);
+    assert_eq!(later.metadata.labels, got.metadata.labels);
+    assert_eq!(later.metadata.annotations, got.metadata.annotations);
+}
+
+// =================================================================================
+// 5. Deleting the relation.
+
+/// Deleting the relation: before it goes, the finalizer removes the operator's
+/// data from every consumer (in its namespace and others); the ConfigMaps stay.
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_the_relation_cleans_every_consumer_first() {
+    let env = Env::get().await;
+    let a = env.cp.namespace("reldel-a").await;
+    let b = env.cp.namespace("reldel-b").await;
+    let rels: Api<TracingRelation> = Api::namespaced(env.client.clone(), &a);
+    create(
+        &rels,
+        &relation(
+            "tempo",
+            endpoint_backend("tempo.reldel.test"),
+            Some(json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": b.to_string()}}})),
+        ),
+    )
+    .await;
+    let mut consumers = Vec::new();
+    for (ns, n) in [(&a, "c0"), (&a, "c1"), (&b, "c2"), (&b, "c3")] {
+        let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), ns);
+        let cm = configmap(
+            n,
+            &[(RELATION_LABEL, "tempo")],
+            &[(RELATION_NS_ANNOTATION, &a)],
+            &[("app.conf", n)],
+        );
+        create(&api, &cm).await;
+        consumers.push((api, n, own(&cm)));
+    }
+    // c0, c1 are in the relation's own namespace but the selector admits only b.
+    for (api, n, _) in &consumers {
+        env.wait_cm(api, n, "Bound or NamespaceNotAllowed", |c| {
+            state(c) == Some("Bound") || annotation(c, REASON) == Some("NamespaceNotAllowed")
+        })
+        .await;
+    }
+    // Admit both namespaces.
+    rels.patch(
+        "tempo",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"consumers": {"namespaceSelector": {"matchLabels": null, "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": [a.to_string(), b.to_string()]}]}}}})),
+    )
+    .await
+    .expect("widen selector");
+    for (api, n, _) in &consumers {
+        env.wait_cm(api, n, "Bound", |c| {
+            state(c) == Some("Bound") && !operator_data(c).is_empty()
+        })
+        .await;
+    }
+    env.wait_rel(&rels, "tempo", "4 bound", |r| bound_count(r) == 4)
+        .await;
+
+    let started = Instant::now();
+    rels.delete("tempo", &DeleteParams::default())
+        .await
+        .expect("delete relation");
+    wait_until(
+        "the relation to disappear",
+        T_BIND,
+        || env.log_tail(),
+        || async { Some(rels.get_opt("tempo").await.ok()?.is_none()) },
+        |gone| *gone,
+    )
+    .await;
+    println!("relation gone {:.2?} after delete", started.elapsed());
+    // The finalizer ran before the object went: every consumer is already clean.
+    for (api, n, own_before) in &consumers {
+        let got = api
+            .get_opt(n)
+            .await
+            .expect("get")
+            .unwrap_or_else(|| panic!("consumer {n} was deleted with the relation"));
+        assert!(
+            operator_data(&got).is_empty(),
+            "consumer {n} still holds operator data after its relation went:\n  {}",
+            summary(&got)
+        );
+        assert_eq!(&own(&got), own_before);
+        assert_eq!(state(&got), Some("Rejected"), "{}", summary(&got));
+        assert_eq!(annotation(&got, REASON), Some("RelationNotFound"));
+        assert_eq!(annotation(&got, HASH), None);
+        assert_eq!(annotation(&got, BOUND_TO), None);
+    }
+}
+
+// =================================================================================
+// 6. A consumer's own fields survive every write.
+
+/// The consumer's own data keys, labels and annotations are exactly as it set
+/// them after bind, rewrite, reject, re-bind and unbind.
+#[tokio::test(flavor = "multi_thread")]
+async fn own_fields_survive_every_operator_write() {
+    let env = Env::get().await;
+    let ns = env.cp.namespace("own").await;
+    let rels: Api<TracingRelation> = Api::namespaced(env.client.clone(), &ns);
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &ns);
+    create(
+        &rels,
+        &relation("tempo", endpoint_backend("tempo.own.test"), None),
+    )
+    .await;
+    let cm = configmap(
+        "app",
+        &[
+            (RELATION_LABEL, "tempo"),
+            ("app.kubernetes.io/name", "app"),
+            ("tracing.example.com/x", "y"),
+        ],
+        &[
+            ("example.com/owner", "team-a"),
+            ("kubectl.kubernetes.io/last-applied-configuration", "{}"),
+            (RECEIVERS_ANNOTATION, "otlp_http,zipkin"),
+        ],
+        &[
+            ("app.conf", "a=1\n"),
+            ("endpoint", "mine"),
+            ("tempo_endpoint.bak", "not the operator's"),
+        ],
+    );
+    create(&cms, &cm).await;
+    let want = own(&cm);
+    let bound_to = format!("{ns}/tempo");
+    let requested = [Protocol::OtlpHttp, Protocol::Zipkin];
+    let check = |got: &ConfigMap, step: &str| {
+        assert_eq!(
+            own(got),
+            want,
+            "after {step}: the consumer's own fields changed"
+        );
+        assert_operator_owns_only_its_fields(got);
+        println!("after {step}: own fields intact");
+    };
+
+    let doc = expected_document("tempo.own.test", SEED_PORTS, Some(&requested));
+    check(
+        &env.wait_cm(&cms, "app", "bound", |c| holds(c, &doc, &bound_to))
+            .await,
+        "bind",
+    );
+    assert!(!operator_data(&cms.get("app").await.unwrap()).contains_key("otlp_grpc_endpoint"));
+
+    rels.patch(
+        "tempo",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"backend": {"endpoint": {"hostname": "tempo2.own.test", "otlpHttpPort": 14318}}}})),
+    )
+    .await
+    .expect("patch relation");
+    let doc2 = expected_document(
+        "tempo2.own.test",
+        [3200, 4317, 14318, 9411],
+        Some(&requested),
+    );
+    check(
+        &env.wait_cm(&cms, "app", "rewritten", |c| holds(c, &doc2, &bound_to))
+            .await,
+        "rewrite",
+    );
+
+    // Reject: the relation stops admitting this namespace.
+    rels.patch(
+        "tempo",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"consumers": {"namespaceSelector": {"matchLabels": {"nobody": "here"}}}}})),
+    )
+    .await
+    .expect("narrow selector");
+    let rejected = env
+        .wait_cm(&cms, "app", "rejected", |c| {
+            annotation(c, REASON) == Some("NamespaceNotAllowed")
+        })
+        .await;
+    assert_eq!(state(&rejected), Some("Rejected"));
+    assert!(
+        operator_data(&rejected).is_empty(),
+        "{}",
+        summary(&rejected)
+    );
+    assert_eq!(annotation(&rejected, HASH), None);
+    check(&rejected, "reject");
+
+    // Bound again.
+    rels.patch(
+        "tempo",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"consumers": null}})),
+    )
+    .await
+    .expect("widen selector");
+    let rebound = env
+        .wait_cm(&cms, "app", "bound again", |c| holds(c, &doc2, &bound_to))
+        .await;
+    assert_eq!(annotation(&rebound, REASON), None);
+    assert_eq!(annotation(&rebound, MESSAGE), None);
+    check(&rebound, "re-bind");
+
+    // Unbind: the label goes (the consumer's own edit), nothing else of its own.
+    cms.patch(
+        "app",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {RELATION_LABEL: null}}})),
+    )
+    .await
+    .expect("remove label");
+    let got = env
+        .wait_cm(&cms, "app", "unbound", |c| {
+            state(c).is_none() && operator_data(c).is_empty()
+        })
+        .await;
+    let mut want_unbound = want.clone();
+    want_unbound.labels.remove(RELATION_LABEL);
+    assert_eq!(own(&got), want_unbound, "after unbind");
+    assert_eq!(
+        got.metadata.labels.clone().unwrap_or_default(),
+        want_unbound.labels
+    );
+    println!("after unbind: own fields intact");
+}
+
+// =================================================================================
+// 7. Fan-out.
+
+/// 200 consumers of one relation: a hostname edit reaches all of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn fan_out_rewrites_200_consumers() {
+    const N: usize = 200;
+    let env = Env::get().await;
+    let ns = env.cp.namespace("fanout").await;
+    let rels: Api<TracingRelation> = Api::namespaced(env.client.clone(), &ns);
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &ns);
+    create(
+        &rels,
+        &relation("tempo", endpoint_backend("tempo-a.fanout.test"), None),
+    )
+    .await;
+    let started = Instant::now();
+    stream::iter(0..N)
+        .map(|i| {
+            let cms = cms.clone();
+            async move {
+                let name = format!("c-{i:03}");
+                cms.create(
+                    &PostParams::default(),
+                    &configmap(
+                        &name,
+                        &[(RELATION_LABEL, "tempo")],
+                        &[],
+                        &[("i", &i.to_string())],
+                    ),
+                )
+                .await
+                .map(|_| ())
+            }
+        })
+        .buffer_unordered(8)
+        .try_collect::<Vec<()>>()
+        .await
+        .expect("create consumers");
+    println!("created {N} consumers in {:.2?}", started.elapsed());
+    let bound_to = format!("{ns}/tempo");
+    let count_holding = |doc: document::Document| {
+        let cms = &cms;
+        let bound_to = &bound_to;
+        async move {
+            let list = cms
+                .list(&ListParams::default().labels(RELATION_LABEL))
+                .await
+                .ok()?;
+            Some(
+                list.items
+                    .iter()
+                    .filter(|c| holds(c, &doc, bound_to))
+                    .count(),
+            )
+        }
+    };
+    let doc_a = expected_document("tempo-a.fanout.test", SEED_PORTS, None);
+    wait_until(
+        format!("all {N} consumers bound"),
+        Duration::from_secs(120),
+        || env.log_tail(),
+        || count_holding(doc_a.clone()),
+        |n| *n == N,
+    )
+    .await;
+    println!(
+        "all {N} bound {:.2?} after the first create",
+        started.elapsed()
+    );
+    env.wait_rel(&rels, "tempo", format!("{N} bound"), |r| {
+        bound_count(r) == N as i64
+    })
+    .await;
+
+    let edited = Instant::now();
+    rels.patch(
+        "tempo",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"spec": {"backend": {"endpoint": {"hostname": "tempo-b.fanout.test"}}}}),
+        ),
+    )
+    .await
+    .expect("edit hostname");
+    let doc_b = expected_document("tempo-b.fanout.test", SEED_PORTS, None);
+    wait_until(
+        format!("all {N} consumers to hold the new hostname"),
+        Duration::from_secs(120),
+        || env.log_tail(),
+        || count_holding(doc_b.clone()),
+        |n| *n == N,
+    )
+    .await;
+    println!(
+        "FAN-OUT: all {N} consumers hold the new document {:.2?} after the hostname edit",
+        edited.elapsed()
+    );
+    let rel = env
+        .wait_rel(&rels, "tempo", "status shows the new hostname", |r| {
+            r.status
+                .as_ref()
+                .and_then(|s| s.endpoint.as_ref())
+                .is_some_and(|e| e.hostname == "tempo-b.fanout.test")
+                && bound_count(r) == N as i64
+        })
+        .await;
+    assert_eq!(rel.status.unwrap().consumers.rejected, 0);
+}
+
+// =================================================================================
+// 8. No writes when nothing changes.
+
+/// With everything converged, reconciles that change nothing send no write:
+/// touching the relations' and the Service's metadata, touching each consumer's
+/// own annotation, and restarting the operator. Counted by the API server
+/// (`apiserver_request_total` for configmaps) and by the operator's own
+/// `consumer_writes_sent` counter. Runs on a private control plane so that no
+/// other test's writes are counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn converged_reconciles_send_no_writes() {
+    let t0 = Instant::now();
+    let cp = tokio::task::spawn_blocking(|| ControlPlane::start(ControlPlaneOptions::default()))
+        .await
+        .expect("start a private control plane");
+    cp.apply_crds().await;
+    let client = cp.admin_client().await;
+    let mut op = start_operator(&cp).await;
+    println!(
+        "private control plane and operator up in {:.2?}",
+        t0.elapsed()
+    );
+    let log = op.log_path().to_owned();
+    let logs = move || {
+        tail(
+            &String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()),
+            40,
+        )
+    };
+
+    let ns = cp.namespace("noop").await;
+    let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let rels: Api<TracingRelation> = Api::namespaced(client.clone(), &ns);
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    create(
+        &svcs,
+        &service(
+            "tempo",
+            &[
+                ("http", 3200),
+                ("otlp-grpc", 4317),
+                ("otlp-http", 4318),
+                ("zipkin", 9411),
+            ],
+        ),
+    )
+    .await;
+    create(
+        &rels,
+        &relation("by-service", json!({"service": {"name": "tempo"}}), None),
+    )
+    .await;
+    create(
+        &rels,
+        &relation("by-endpoint", endpoint_backend("tempo.noop.test"), None),
+    )
+    .await;
+    let mut names = Vec::new();
+    for i in 0..10 {
+        for (rel, receivers) in [
+            ("by-service", "otlp_grpc"),
+            ("by-endpoint", "otlp_http,zipkin"),
+        ] {
+            let name = format!("{rel}-{i}");
+            create(
+                &cms,
+                &configmap(
+                    &name,
+                    &[(RELATION_LABEL, rel)],
+                    &[(RECEIVERS_ANNOTATION, receivers)],
+                    &[("own", "x")],
+                ),
+            )
+            .await;
+            names.push(name);
+        }
+    }
+    // Two rejected consumers: no such relation; a key conflict.
+    create(
+        &cms,
+        &configmap("lost", &[(RELATION_LABEL, "missing")], &[], &[]),
+    )
+    .await;
+    create(
+        &cms,
+        &configmap(
+            "conflict",
+            &[(RELATION_LABEL, "by-endpoint")],
+            &[],
+            &[("receivers", "mine")],
+        ),
+    )
+    .await;
+    let all_consumers = names.len() + 2;
+    wait_until(
+        "every consumer bound or rejected",
+        T_BIND,
+        &logs,
+        || async {
+            let list = cms
+                .list(&ListParams::default().labels(RELATION_LABEL))
+                .await
+                .ok()?;
+            let bound = list
+                .items
+                .iter()
+                .filter(|c| state(c) == Some("Bound"))
+                .count();
+            let rejected: BTreeSet<String> = list
+                .items
+                .iter()
+                .filter(|c| state(c) == Some("Rejected"))
+                .filter_map(|c| annotation(c, REASON).map(str::to_string))
+                .collect();
+            Some((bound, rejected))
+        },
+        |(bound, rejected)| {
+            *bound == 20
+                && rejected
+                    == &BTreeSet::from(["KeyConflict".to_string(), "RelationNotFound".to_string()])
+        },
+    )
+    .await;
+    for rel in ["by-service", "by-endpoint"] {
+        wait_until(
+            format!("{rel} Ready with 10 bound"),
+            T_BIND,
+            &logs,
+            || async { rels.get_opt(rel).await.ok().flatten() },
+            |r| is_ready(r, "True", "Resolved") && bound_count(r) == 10,
+        )
+        .await;
+    }
+    let snapshot = |list: Vec<ConfigMap>| -> BTreeMap<String, (String, BTreeMap<String, String>)> {
+        list.into_iter()
+            .map(|c| {
+                (
+                    c.name_any(),
+                    (
+                        c.metadata.resource_version.clone().unwrap_or_default(),
+                        operator_data(&c),
+                    ),
+                )
+            })
+            .collect()
+    };
+
+    // Quiet: no ConfigMap write for 3 s, by either count.
+    let quiet = |addr: SocketAddr| {
+        let client = client.clone();
+        async move {
+            let started = Instant::now();
+            let mut last = (
+                apiserver_configmap_writes(&client).await,
+                writes_sent(addr).await,
+            );
+            let mut since = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let now = (
+                    apiserver_configmap_writes(&client).await,
+                    writes_sent(addr).await,
+                );
+                if now != last {
+                    last = now;
+                    since = Instant::now();
+                } else if since.elapsed() >= Duration::from_secs(3) {
+                    return last;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "ConfigMap writes never stopped: {last:?}"
+                );
+            }
+        }
+    };
+    let (api_before, op_before) = quiet(op.metrics_addr()).await;
+    println!(
+        "converged: API server configmap writes {api_before:?}, operator writes_sent {op_before}"
+    );
+    // What the API server's series look like (verb APPLY is server-side apply).
+    for line in apiserver_text(&client, "/metrics")
+        .await
+        .lines()
+        .filter(|l| {
+            l.starts_with("apiserver_request_total{") && l.contains("resource=\"configmaps\"")
+        })
+    {
+        println!("  {line}");
+    }
+    let skipped_before = writes_skipped(op.metrics_addr()).await;
+    let objects_before = snapshot(
+        cms.list(&ListParams::default().labels(RELATION_LABEL))
+            .await
+            .expect("list")
+            .items,
+    );
+
+    // Triggers that reconcile without changing anything.
+    for rel in ["by-service", "by-endpoint"] {
+        rels.patch(
+            rel,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"example.com/touched": "1"}}})),
+        )
+        .await
+        .expect("touch relation");
+    }
+    svcs.patch(
+        "tempo",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"example.com/touched": "1"}}})),
+    )
+    .await
+    .expect("touch Service");
+    let mut own_patches = 0u64;
+    for name in names
+        .iter()
+        .chain(["lost".to_string(), "conflict".to_string()].iter())
+    {
+        cms.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"example.com/touched": "1"}}})),
+        )
+        .await
+        .expect("touch consumer");
+        own_patches += 1;
+    }
+    // The operator did reconcile them: each skipped its write (at least one per
+    // consumer, for its own touched annotation).
+    let addr = op.metrics_addr();
+    wait_until(
+        format!("{all_consumers} more skipped writes"),
+        T_BIND,
+        &logs,
+        || async { Some(writes_skipped(addr).await) },
+        |s| *s >= skipped_before + all_consumers as f64,
+    )
+    .await;
+    let (api_after, op_after) = quiet(addr).await;
+    let skipped_after = writes_skipped(addr).await;
+    println!(
+        "after touching relations, Service and consumers: API server {api_after:?}, operator writes_sent {op_after}, skipped {skipped_before} -> {skipped_after}"
+    );
+    assert_eq!(
+        op_after - op_before,
+        0.0,
+        "the operator sent consumer writes that changed nothing"
+    );
+    assert_eq!(
+        api_after["APPLY"] - api_before["APPLY"],
+        0,
+        "the API server received server-side applies to configmaps"
+    );
+    assert_eq!(
+        api_after["PATCH"] - api_before["PATCH"],
+        own_patches,
+        "PATCH requests to configmaps other than the test's own {own_patches}"
+    );
+    for verb in ["POST", "PUT", "DELETE"] {
+        assert_eq!(api_after[verb], api_before[verb], "{verb} configmaps");
+    }
+
+    // Restart the operator: a full resync, still no write.
+    op.sigterm();
+    op.wait_exit(Duration::from_secs(30)).await;
+    drop(op);
+    let api_before = apiserver_configmap_writes(&client).await;
+    let restarted = Instant::now();
+    let op = start_operator(&cp).await;
+    let addr = op.metrics_addr();
+    let log = op.log_path().to_owned();
+    let logs = move || {
+        tail(
+            &String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()),
+            40,
+        )
+    };
+    wait_until(
+        format!("the restarted operator to reconcile all {all_consumers} consumers"),
+        T_BIND,
+        &logs,
+        || async { Some(writes_skipped(addr).await) },
+        |s| *s >= all_consumers as f64,
+    )
+    .await;
+    let (api_after, op_after) = quiet(addr).await;
+    println!(
+        "restarted operator converged in {:.2?}: writes_sent {op_after}, skipped {}, API server {api_after:?}",
+        restarted.elapsed(),
+        writes_skipped(addr).await
+    );
+    assert_eq!(op_after, 0.0, "the restarted operator sent consumer writes");
+    for verb in ["APPLY", "PATCH", "POST", "PUT", "DELETE"] {
+        assert_eq!(
+            api_after[verb], api_before[verb],
+            "{verb} configmaps after the restart"
+        );
+    }
+    let mut objects_after = snapshot(
+        cms.list(&ListParams::default().labels(RELATION_LABEL))
+            .await
+            .expect("list")
+            .items,
+    );
+    // Only the test's own touch changed resourceVersions; operator data is as it was.
+    for (name, (_, data)) in &objects_before {
+        let (_, after) = objects_after.remove(name).expect("consumer still there");
+        assert_eq!(&after, data, "{name}: operator data changed");
+    }
+    drop(op);
+    drop(cp);
+}
+
+// =================================================================================
+// 9. Consumers that vanish mid-reconcile.
+
+/// 50 consumers created and deleted at once: no error storm in the log, no
+/// ConfigMap brought back, and a new consumer is served afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn consumers_deleted_mid_reconcile_are_not_an_error_storm() {
+    const N: usize = 50;
+    let env = Env::get().await;
+    let ns = env.cp.namespace("vanish").await;
+    let rels: Api<TracingRelation> = Api::namespaced(env.client.clone(), &ns);
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &ns);
+    create(
+        &rels,
+        &relation("tempo", endpoint_backend("tempo.vanish.test"), None),
+    )
+    .await;
+    env.wait_rel(&rels, "tempo", "Ready", |r| is_ready(r, "True", "Resolved"))
+        .await;
+    let log_start = env.logs().len();
+    let started = Instant::now();
+    stream::iter(0..N)
+        .map(|i| {
+            let cms = cms.clone();
+            async move {
+                let name = format!("gone-{i:02}");
+                cms.create(
+                    &PostParams::default(),
+                    &configmap(&name, &[(RELATION_LABEL, "tempo")], &[], &[]),
+                )
+                .await?;
+                cms.delete(&name, &DeleteParams::default())
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .buffer_unordered(5)
+        .try_collect::<Vec<()>>()
+        .await
+        .expect("create and delete consumers");
+    println!(
+        "created and deleted {N} consumers in {:.2?}",
+        started.elapsed()
+    );
+
+    create(
+        &cms,
+        &configmap("after", &[(RELATION_LABEL, "tempo")], &[], &[]),
+    )
+    .await;
+    let served = Instant::now();
+    env.wait_cm(&cms, "after", "bound", |c| {
+        holds(
+            c,
+            &expected_document("tempo.vanish.test", SEED_PORTS, None),
+            &format!("{ns}/tempo"),
+        )
+    })
+    .await;
+    println!("a new consumer was bound {:.2?} later", served.elapsed());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let logs = env.logs();
+    let ours: Vec<&str> = logs[log_start.min(logs.len())..]
+        .lines()
+        .filter(|l| l.contains(ns.name()))
+        .filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\""))
+        .collect();
+    println!("{} WARN/ERROR log lines about {ns}", ours.len());
+    for l in ours.iter().take(10) {
+        println!("  {l}");
+    }
+    assert!(
+        ours.len() <= 3,
+        "{} WARN/ERROR lines about consumers that vanished (expected at most 3):\n{}",
+        ours.len(),
+        ours.join("\n")
+    );
+    // Nothing was brought back: server-side apply creates what is missing, so a
+    // write that raced the delete would resurrect the ConfigMap.
+    let left: Vec<ConfigMap> = cms
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter(|c| c.name_any().starts_with("gone-"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "{} of {N} deleted consumers exist again (recreated by the operator's server-side apply; \
+         {} empty, {} holding operator data): {:?}\n  e.g. {}: {}",
+        left.len(),
+        left.iter().filter(|c| operator_data(c).is_empty()).count(),
+        left.iter().filter(|c| !operator_data(c).is_empty()).count(),
+        left.iter().map(|c| c.name_any()).collect::<Vec<_>>(),
+        left[0].name_any(),
+        summary(&left[0])
+    );
+    let rel = env
+        .wait_rel(&rels, "tempo", "1 bound, none rejected", |r| {
+            bound_count(r) == 1 && r.status.as_ref().is_some_and(|s| s.consumers.rejected == 0)
+        })
+        .await;
+    assert!(is_ready(&rel, "True", "Resolved"));
+}
+
+/// A bound consumer that is deleted stays deleted: the operator does not bring
+/// it back while removing its keys.
+#[tokio::test(flavor = "multi_thread")]
+async fn deleted_bound_consumer_stays_deleted() {
+    let env = Env::get().await;
+    let ns = env.cp.namespace("deleted").await;
+    let rels: Api<TracingRelation> = Api::namespaced(env.client.clone(), &ns);
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &ns);
+    create(
+        &rels,
+        &relation("tempo", endpoint_backend("tempo.deleted.test"), None),
+    )
+    .await;
+    create(
+        &cms,
+        &configmap("app", &[(RELATION_LABEL, "tempo")], &[], &[("own", "x")]),
+    )
+    .await;
+    env.wait_cm(&cms, "app", "Bound", |c| state(c) == Some("Bound"))
+        .await;
+    env.wait_rel(&rels, "tempo", "1 bound", |r| bound_count(r) == 1)
+        .await;
+    cms.delete("app", &DeleteParams::default())
+        .await
+        .expect("delete consumer");
+    env.wait_rel(&rels, "tempo", "0 bound", |r| bound_count(r) == 0)
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let again = cms.get_opt("app").await.expect("get");
+    assert!(
+        again.is_none(),
+        "the deleted consumer exists again:\n  {}\n  managedFields: {:?}",
+        again.as_ref().map(summary).unwrap_or_default(),
+        again
+            .as_ref()
+            .and_then(|c| c.metadata.managed_fields.clone())
+    );
+}
+
+// =================================================================================
+// 10. Events.
+
+/// Events that `kubectl describe configmap` shows: `Bound` (Normal) for a bound
+/// consumer, the rejection reason (Warning) for rejected ones.
+#[tokio::test(flavor = "multi_thread")]
+async fn events_are_recorded_for_bound_and_rejected_consumers() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event;
+    let env = Env::get().await;
+    let ns = env.cp.namespace("events").await;
+    let other = env.cp.namespace("events-other").await;
+    let rels: Api<TracingRelation> = Api::namespaced(env.client.clone(), &ns);
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &ns);
+    let other_cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &other);
+    create(
+        &rels,
+        &relation("tempo", endpoint_backend("tempo.events.test"), None),
+    )
+    .await;
+    create(
+        &cms,
+        &configmap("good", &[(RELATION_LABEL, "tempo")], &[], &[]),
+    )
+    .await;
+    create(
+        &cms,
+        &configmap("lost", &[(RELATION_LABEL, "no-such")], &[], &[]),
+    )
+    .await;
+    create(
+        &other_cms,
+        &configmap(
+            "outsider",
+            &[(RELATION_LABEL, "tempo")],
+            &[(RELATION_NS_ANNOTATION, &ns)],
+            &[],
+        ),
+    )
+    .await;
+    let good = env
+        .wait_cm(&cms, "good", "Bound", |c| state(c) == Some("Bound"))
+        .await;
+    let lost = env
+        .wait_cm(&cms, "lost", "RelationNotFound", |c| {
+            annotation(c, REASON) == Some("RelationNotFound")
+        })
+        .await;
+    let outsider = env
+        .wait_cm(&other_cms, "outsider", "NamespaceNotAllowed", |c| {
+            annotation(c, REASON) == Some("NamespaceNotAllowed")
+        })
+        .await;
+
+    for (cm, type_, reason) in [
+        (&good, "Normal", "Bound"),
+        (&lost, "Warning", "RelationNotFound"),
+        (&outsider, "Warning", "NamespaceNotAllowed"),
+    ] {
+        let name = cm.name_any();
+        let cm_ns = cm.namespace().expect("namespace");
+        let uid = cm.metadata.uid.clone().expect("uid");
+        // events.k8s.io/v1, regarding the ConfigMap.
+        let events: Api<Event> = Api::namespaced(env.client.clone(), &cm_ns);
+        let ev = wait_until(
+            format!("a {type_} {reason} Event for {cm_ns}/{name}"),
+            Duration::from_secs(30),
+            || env.log_tail(),
+            || async {
+                let list = events.list(&ListParams::default()).await.ok()?;
+                list.items.into_iter().find(|e| {
+                    e.regarding.as_ref().is_some_and(|r| {
+                        r.kind.as_deref() == Some("ConfigMap")
+                            && r.name.as_deref() == Some(name.as_str())
+                            && r.uid.as_deref() == Some(uid.as_str())
+                    }) && e.reason.as_deref() == Some(reason)
+                })
+            },
+            |e| e.type_.as_deref() == Some(type_),
+        )
+        .await;
+        println!(
+            "Event {cm_ns}/{name}: {} {} {:?} (reporting {:?})",
+            type_, reason, ev.note, ev.reporting_controller
+        );
+        assert!(ev.note.as_deref().is_some_and(|n| !n.is_empty()));
+        if reason == "Bound" {
+            assert!(
+                ev.note
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains(&format!("{ns}/tempo")),
+                "{:?}",
+                ev.note
+            );
+        }
+        // What `kubectl describe configmap` lists: core/v1 Events selected by
+        // the involved object's fields.
+        let core: Api<CoreEvent> = Api::namespaced(env.client.clone(), &cm_ns);
+        let selector = format!(
+            "involvedObject.name={name},involvedObject.namespace={cm_ns},involvedObject.kind=ConfigMap,involvedObject.uid={uid}"
+        );
+        let described = core
+            .list(&ListParams::default().fields(&selector))
+            .await
+            .expect("list core events");
+        assert!(
+            described
+                .items
+                .iter()
+                .any(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some(type_)),
+            "kubectl describe would not show the {reason} Event of {cm_ns}/{name}: {:?}",
+            described
+                .items
+                .iter()
+                .map(|e| (&e.type_, &e.reason))
+                .collect::<Vec<_>>()
+        );
+    }
+    // A rejected consumer's reason is also in the relation's status.
+    let rel = env
+        .wait_rel(&rels, "tempo", "1 bound, 1 rejected", |r| {
+            bound_count(r) == 1 && r.status.as_ref().is_some_and(|s| s.consumers.rejected == 1)
+        })
+        .await;
+    let rejected = &rel.status.unwrap().rejected;
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(
+        (
+            rejected[0].namespace.as_str(),
+            rejected[0].name.as_str(),
+            rejected[0].reason.as_str()
+        ),
+        (other.name(), "outsider", "NamespaceNotAllowed")
+    );
+}
