@@ -646,6 +646,11 @@ async fn reconcile_consumer(cm: Arc<ConfigMap>, ctx: Arc<Ctx>) -> Result<Action,
 fn consumer_error_policy(cm: Arc<ConfigMap>, err: &Error, ctx: Arc<Ctx>) -> Action {
     ctx.metrics.failure(CONSUMER, err.reason());
     let action = ctx.backoff(format!("cm/{}", ObjectRef::from_obj(&*cm)));
+    if let Error::Forbidden(_) = err {
+        // A missing permission needs a person: say so loudly.
+        tracing::error!(consumer = %ObjectRef::from_obj(&*cm), reason = err.reason(), error = %err, "consumer write refused");
+        return action;
+    }
     warn!(consumer = %ObjectRef::from_obj(&*cm), reason = err.reason(), error = %err, "consumer reconcile failed; retrying with backoff");
     action
 }
@@ -1145,13 +1150,17 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         renew_interval: args.lease_renew_interval,
     };
     // Without election this replica always leads; the sender is kept alive.
+    // A replica competes for the Lease only once its caches have synced, so one
+    // that cannot read what it needs never keeps a healthy standby from leading.
     let (elector, _always_leading) = if args.leader_elect {
-        (
-            Some(tokio::spawn(
-                Elector::new(client.clone(), lease_cfg.clone()).run(lead_tx),
-            )),
-            None,
-        )
+        let elector = Elector::new(client.clone(), lease_cfg.clone());
+        let mut synced = synced.clone();
+        let task = tokio::spawn(async move {
+            if synced.wait_for(|s| *s).await.is_ok() {
+                elector.run(lead_tx).await;
+            }
+        });
+        (Some(task), None)
     } else {
         (None, Some(lead_tx))
     };
