@@ -90,6 +90,9 @@ pub struct TracingRelationSpec {
     pub consumers: Option<ConsumerPolicy>,
 }
 
+/// A label selector the operator can evaluate (as `kubectl` would).
+const SELECTOR_RULE: &str = "!has(self.namespaceSelector) || !has(self.namespaceSelector.matchExpressions) || self.namespaceSelector.matchExpressions.all(e, e.operator in ['In', 'NotIn'] ? (has(e.values) && size(e.values) > 0) : (e.operator in ['Exists', 'DoesNotExist'] && (!has(e.values) || size(e.values) == 0)))";
+
 /// Where the Tempo backend is reached: exactly one of `service` or `endpoint`.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[x_kube(validation = kube::core::Rule::new("has(self.service) != has(self.endpoint)").message("spec.backend needs exactly one of 'service' or 'endpoint'"))]
@@ -194,7 +197,8 @@ fn default_zipkin_port() -> i32 {
 }
 
 /// Which consumers may bind.
-#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = kube::core::Rule::new(SELECTOR_RULE).message("spec.consumers.namespaceSelector: each matchExpressions operator must be In, NotIn, Exists or DoesNotExist; In and NotIn need values, Exists and DoesNotExist take none"))]
 #[serde(rename_all = "camelCase")]
 pub struct ConsumerPolicy {
     /// Namespaces whose ConfigMaps may bind to this relation. Absent: only this

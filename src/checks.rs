@@ -13,7 +13,7 @@ use kube::core::{Selector, SelectorExt};
 
 use crate::api::{INTERFACE_TRACING, ROLE_PROVIDES, ROLE_REQUIRES, TracingRelation};
 use crate::backend::BackendError;
-use crate::declaration::{self, Declaration, STATE_ANNOTATION, STATE_BOUND};
+use crate::declaration::{self, Declaration};
 use crate::document::{self, DATA_KEYS, Document, Endpoint};
 
 /// Why a consumer is refused.
@@ -231,25 +231,25 @@ pub fn decide(
             "the ConfigMap is immutable: true, so the endpoint cannot be written; recreate it without immutable",
         );
     }
-    let bound_by_us = annotations.get(STATE_ANNOTATION).map(String::as_str) == Some(STATE_BOUND);
-    if !bound_by_us {
-        let held: Vec<&str> = DATA_KEYS
-            .iter()
-            .copied()
-            .filter(|k| {
-                cm.data.as_ref().is_some_and(|d| d.contains_key(*k))
-                    || cm.binary_data.as_ref().is_some_and(|d| d.contains_key(*k))
-            })
-            .collect();
-        if !held.is_empty() {
-            return reject(
-                Reason::KeyConflict,
-                format!(
-                    "the ConfigMap already holds {} of its own; the operator never overwrites a consumer's keys: remove or rename them",
-                    held.join(", ")
-                ),
-            );
-        }
+    // Keys in binaryData are never the operator's; keys in data are the
+    // operator's only once it has bound the consumer.
+    let bound_by_us = declaration::bound_by_operator(&cm.metadata);
+    let held: Vec<&str> = DATA_KEYS
+        .iter()
+        .copied()
+        .filter(|k| {
+            (!bound_by_us && cm.data.as_ref().is_some_and(|d| d.contains_key(*k)))
+                || cm.binary_data.as_ref().is_some_and(|d| d.contains_key(*k))
+        })
+        .collect();
+    if !held.is_empty() {
+        return reject(
+            Reason::KeyConflict,
+            format!(
+                "the ConfigMap already holds {} of its own; the operator never overwrites a consumer's keys: remove or rename them",
+                held.join(", ")
+            ),
+        );
     }
     let ep = match backend(rel) {
         Ok(ep) => ep,

@@ -41,8 +41,7 @@ use crate::leader::{Elector, LeaseConfig};
 use crate::metrics::{ConsumerLabels, Metrics, ReasonLabel};
 use crate::operator::RunArgs;
 
-/// The one server-side-apply field manager of the operator.
-pub const FIELD_MANAGER: &str = "tracing-relation-operator";
+pub use crate::declaration::FIELD_MANAGER;
 /// Finalizer that removes the operator's keys from consumers before a relation goes.
 pub const FINALIZER: &str = "tracing.relations.dev/cleanup";
 const CONSUMER: &str = "consumer";
@@ -165,12 +164,7 @@ impl Caches {
         );
         let consumers = Cache::spawn(
             "ConfigMap",
-            per_ns(
-                client,
-                namespaces,
-                consumers_cfg,
-                strip_managed_fields::<ConfigMap>,
-            ),
+            per_ns(client, namespaces, consumers_cfg, keep_own_managed_fields),
         );
         let services = Cache::spawn(
             "Service",
@@ -211,6 +205,17 @@ impl Caches {
     }
 }
 
+/// Consumers keep only the operator's own managedFields entry, without its
+/// field set: it is how the operator knows it has written there.
+fn keep_own_managed_fields(cm: &mut ConfigMap) {
+    if let Some(m) = cm.metadata.managed_fields.as_mut() {
+        m.retain(|e| e.manager.as_deref() == Some(FIELD_MANAGER));
+        for e in m.iter_mut() {
+            e.fields_v1 = None;
+        }
+    }
+}
+
 fn strip_managed_fields<K: Resource>(o: &mut K) {
     o.meta_mut().managed_fields = None;
 }
@@ -238,6 +243,7 @@ pub struct Ctx {
     pub cluster_domain: String,
     watch_namespaces: Vec<String>,
     relation_tx: mpsc::UnboundedSender<ObjectRef<TracingRelation>>,
+    dirty_relations: Mutex<std::collections::HashSet<ObjectRef<TracingRelation>>>,
     failures: Mutex<HashMap<String, u32>>,
     /// Last failed consumer write per relation key, shown in its status.
     write_errors: Mutex<HashMap<String, String>>,
@@ -258,6 +264,7 @@ fn desired(cm: &ConfigMap, decision: &Decision) -> Option<Desired> {
         Decision::Reject(r) if r.reason == Reason::ConsumerImmutable => Some(Desired {
             data: DATA_KEYS
                 .iter()
+                .filter(|_| crate::declaration::bound_by_operator(&cm.metadata))
                 .filter_map(|k| Some((k.to_string(), cm.data.as_ref()?.get(*k)?.clone())))
                 .collect(),
             annotations: BTreeMap::from([
@@ -297,10 +304,7 @@ fn desired(cm: &ConfigMap, decision: &Decision) -> Option<Desired> {
 /// Whether the consumer's operator-owned fields differ from `want`.
 fn needs_write(cm: &ConfigMap, want: &Desired) -> bool {
     let ann = cm.metadata.annotations.as_ref();
-    let bound_by_us = ann
-        .and_then(|a| a.get(STATE_ANNOTATION))
-        .map(String::as_str)
-        == Some(STATE_BOUND);
+    let bound_by_us = crate::declaration::bound_by_operator(&cm.metadata);
     let data = cm.data.as_ref();
     let data_differs = DATA_KEYS.iter().any(|k| {
         let cur = data.and_then(|d| d.get(*k));
@@ -398,9 +402,12 @@ impl Ctx {
         })
     }
 
+    /// Marks a relation whose consumers changed; its status is recomputed at the
+    /// next flush (see [`flush_relations`]), so a fan-out of N writes costs a few
+    /// status writes, not N, and no stream of consumer changes can postpone it.
     fn notify(&self, r: Option<ObjectRef<TracingRelation>>) {
-        if let Some(r) = r {
-            let _ = self.relation_tx.send(r);
+        if let (Some(r), Ok(mut dirty)) = (r, self.dirty_relations.lock()) {
+            dirty.insert(r);
         }
     }
 
@@ -452,7 +459,9 @@ impl Ctx {
             }
             Err(e) => {
                 let err = api_error(e, || format!("patch configmaps in namespace {ns}"));
-                if let Some(k) = relation_key {
+                // A missing permission affects every consumer: the relation shows it.
+                // Other failures concern this consumer only and are retried with backoff.
+                if let (Some(k), Error::Forbidden(_)) = (relation_key, &err) {
                     self.write_errors
                         .lock()
                         .map(|mut m| m.insert(k, err.to_string()))
@@ -695,6 +704,14 @@ fn relation_status(rel: &TracingRelation, ctx: &Ctx) -> (TracingRelationStatus, 
     let key = format!("{ns}/{name}");
     let resolved = checks::check_relation(rel)
         .map_err(|r| (r.reason.as_str(), r.message))
+        .and_then(|()| {
+            checks::namespace_allowed(rel, &ns, &BTreeMap::new())
+                .map(|_| ())
+                .map_err(|e| {
+                    let msg = format!("spec.consumers.namespaceSelector cannot be evaluated ({e}); no consumer is admitted");
+                    ("InvalidNamespaceSelector", msg)
+                })
+        })
         .and_then(|()| ctx.resolve(rel).map_err(|e| (e.reason(), e.to_string())));
     let endpoint = resolved.as_ref().ok().cloned();
     let mut bound = 0i64;
@@ -1025,12 +1042,14 @@ async fn run_controllers(
         cluster_domain: ctx_parts.cluster_domain.clone(),
         watch_namespaces: ctx_parts.watch_namespaces.clone(),
         relation_tx: relation_tx.clone(),
+        dirty_relations: Mutex::default(),
         failures: Mutex::default(),
         write_errors: Mutex::default(),
         writes: Arc::new(Semaphore::new(usize::from(concurrency.max(1)))),
     });
     // Aborted when this term ends, also when the future is dropped on lost leadership.
     let _router = AbortOnDrop(tokio::spawn(route(ctx.clone(), consumer_tx, relation_tx)));
+    let _flusher = AbortOnDrop(tokio::spawn(flush_relations(ctx.clone())));
     let consumers = Controller::for_stream(
         stream::pending::<Result<ConfigMap, watcher::Error>>(),
         ctx.caches.consumers.store.clone(),
@@ -1045,15 +1064,28 @@ async fn run_controllers(
         ctx.caches.relations.store.clone(),
     )
     .reconcile_on(unbounded(relation_rx))
-    .with_config(
-        ControllerConfig::default()
-            .concurrency(4)
-            .debounce(Duration::from_millis(300)),
-    )
+    .with_config(ControllerConfig::default().concurrency(4))
     .graceful_shutdown_on(stop)
     .run(reconcile_relation, relation_error_policy, ctx.clone())
     .for_each(|_| async {});
     futures::join!(consumers, relations);
+}
+
+/// Sends the relations marked by [`Ctx::notify`] to the relation controller
+/// every 300 ms: at most a few status writes per second per relation.
+async fn flush_relations(ctx: Arc<Ctx>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(300));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let dirty = match ctx.dirty_relations.lock() {
+            Ok(mut d) => std::mem::take(&mut *d),
+            Err(_) => continue,
+        };
+        for r in dirty {
+            let _ = ctx.relation_tx.send(r);
+        }
+    }
 }
 
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
@@ -1073,6 +1105,21 @@ struct CtxParts {
     metrics: Arc<Metrics>,
     cluster_domain: String,
     watch_namespaces: Vec<String>,
+}
+
+/// Host name plus a random suffix (as client-go does): unique even for replicas
+/// that all run as pid 1 in their own containers.
+fn default_identity() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "tracing-relation-operator".to_string());
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    format!("{host}_{:08x}", h.finish() as u32)
 }
 
 /// Fails with a clear message when the CRD is missing.
@@ -1113,10 +1160,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         .await
         .map_err(|e| Error::Connect(e.to_string()))?;
     check_crd(&client, &args).await?;
-    let identity = args
-        .identity
-        .clone()
-        .unwrap_or_else(|| format!("tracing-relation-operator-{}", std::process::id()));
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
     let caches = Arc::new(Caches::spawn(&client, &args.watch_namespaces));
@@ -1220,10 +1264,12 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     }
     if let Some(e) = elector {
         e.abort();
-        if let Err(err) = Elector::new(client.clone(), lease_cfg).release().await {
-            warn!(error = %err, "cannot release the Lease");
-        } else {
-            info!("Lease released");
+        // Bounded: an API server that does not answer must not keep us from exiting.
+        let mut releaser = Elector::new(client.clone(), lease_cfg);
+        match tokio::time::timeout(Duration::from_secs(3), releaser.release()).await {
+            Ok(Ok(())) => info!("Lease released"),
+            Ok(Err(err)) => warn!(error = %err, "cannot release the Lease"),
+            Err(_) => warn!("cannot release the Lease: the API server did not answer in time"),
         }
     }
     http.abort();

@@ -43,11 +43,32 @@ pub const OPERATOR_ANNOTATIONS: [&str; 5] = [
     BOUND_TO_ANNOTATION,
 ];
 
+/// The one server-side-apply field manager of the operator.
+pub const FIELD_MANAGER: &str = "tracing-relation-operator";
+
 pub const STATE_BOUND: &str = "Bound";
 pub const STATE_REJECTED: &str = "Rejected";
 
 /// Longest annotation value that is parsed at all; longer ones are refused.
 pub const MAX_VALUE_LEN: usize = 1024;
+
+/// Whether the operator bound this ConfigMap: its state annotation says `Bound`
+/// AND the operator's field manager has applied to it. The annotation alone is
+/// not enough: anyone can write it (or copy a bound ConfigMap's YAML), and it
+/// must never unlock a consumer's own keys.
+pub fn bound_by_operator(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> bool {
+    let state = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(STATE_ANNOTATION));
+    state.map(String::as_str) == Some(STATE_BOUND)
+        && meta.managed_fields.as_ref().is_some_and(|m| {
+            m.iter()
+                .any(|e| e.manager.as_deref() == Some(FIELD_MANAGER))
+        })
+}
 
 /// A consumer's parsed declaration.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -148,7 +148,15 @@ impl Elector {
     /// successful renewal is older than the lease duration steps down.
     pub async fn run(mut self, tx: watch::Sender<bool>) {
         loop {
-            let leading = match self.try_acquire_or_renew().await {
+            // A round that hangs (an API server that stopped answering) counts as
+            // failed after one renew interval, so a cut-off leader steps down in time.
+            let round =
+                tokio::time::timeout(self.cfg.renew_interval, self.try_acquire_or_renew()).await;
+            let leading = match round.unwrap_or_else(|_| {
+                Err(kube::Error::Service(
+                    "leader election round timed out".into(),
+                ))
+            }) {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::warn!(error = %e, lease = %self.cfg.name, "leader election round failed");

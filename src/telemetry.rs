@@ -16,7 +16,11 @@ pub fn init(format: &str, level: &str) -> Result<(), String> {
             )
             .try_init()
     } else {
-        registry.with(fmt::layer()).try_init()
+        // Colours only on a terminal (and never with NO_COLOR): `kubectl logs`
+        // and files get plain text.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout())
+            && std::env::var_os("NO_COLOR").is_none();
+        registry.with(fmt::layer().with_ansi(ansi)).try_init()
     };
     res.map_err(|e| format!("cannot install the logger: {e}"))
 }

@@ -1,0 +1,1115 @@
+//! Admission: what the API server itself refuses, before the operator sees it.
+//!
+//! * The CRD's schema and CEL rules refuse a bad `TracingRelation` with 422 and a
+//!   message naming the rule (one test per rule).
+//! * The ValidatingAdmissionPolicy in `crds/validating-admission-policy.yaml`
+//!   refuses labelled consumer ConfigMaps that declare a wrong interface or role or
+//!   an unknown receiver, and admits valid ones.
+//! * "Bypassed admission": on a second, private control plane whose policy binding
+//!   was deleted, the same bad consumers are created, and the operator reports the
+//!   reason names the policy's messages start with.
+//!
+//! Two control planes: the test binary's shared one (CRDs and policy as shipped, no
+//! operator: only the API server is under test) and a private one without the
+//! policy binding, with one operator for the whole file.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{ControlPlane, ControlPlaneOptions, Operator, wait_for_some_named};
+use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams,
+};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+use tracing_relation_operator::api::{
+    Backend, EndpointBackend, INTERFACE_TRACING, ROLE_PROVIDES, TracingRelation,
+    TracingRelationSpec,
+};
+use tracing_relation_operator::declaration::{
+    INTERFACE_ANNOTATION, MESSAGE_ANNOTATION, REASON_ANNOTATION, RECEIVERS_ANNOTATION,
+    RELATION_LABEL, ROLE_ANNOTATION, STATE_ANNOTATION, STATE_BOUND, STATE_REJECTED,
+};
+use tracing_relation_operator::document::DATA_KEYS;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+const BINDING: &str = "tracing-relation-consumers.tracing.relations.dev";
+
+// ---------------------------------------------------------------------------
+// Environments.
+
+/// The shared control plane with every file of `crds/` applied, the policy enforced.
+static SHIPPED: OnceCell<&'static ControlPlane> = OnceCell::const_new();
+
+async fn shipped() -> &'static ControlPlane {
+    SHIPPED
+        .get_or_init(|| async {
+            let cp = ControlPlane::shared();
+            let applied = cp.apply_crds().await;
+            assert!(
+                applied
+                    .iter()
+                    .any(|a| a == &format!("ValidatingAdmissionPolicyBinding/{BINDING}")),
+                "crds/ holds no binding for the policy: {applied:?}"
+            );
+            // Policies reach admission through an informer: wait until it refuses.
+            let api: Api<ConfigMap> = Api::namespaced(cp.admin_client().await, "default");
+            wait_for_some_named("the consumer policy to be enforced", TIMEOUT, || {
+                let api = api.clone();
+                async move { dry_run_create(&api, &bad_interface_probe()).await.err() }
+            })
+            .await;
+            cp
+        })
+        .await
+}
+
+/// A private control plane without the policy binding, and the operator on it.
+struct Bypassed {
+    cp: ControlPlane,
+    op: Operator,
+}
+
+static BYPASSED: OnceCell<Bypassed> = OnceCell::const_new();
+
+async fn bypassed() -> &'static Bypassed {
+    BYPASSED
+        .get_or_init(|| async {
+            let cp = ControlPlane::start(ControlPlaneOptions::default());
+            cp.apply_crds().await;
+            let client = cp.admin_client().await;
+            Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+                .delete(BINDING, &DeleteParams::default())
+                .await
+                .expect("delete the policy binding");
+            let api: Api<ConfigMap> = Api::namespaced(client, "default");
+            wait_for_some_named(
+                "the consumer policy to stop being enforced",
+                TIMEOUT,
+                || {
+                    let api = api.clone();
+                    async move { dry_run_create(&api, &bad_interface_probe()).await.ok() }
+                },
+            )
+            .await;
+            let op = cp.operator();
+            wait_for_some_named("the operator's /readyz", TIMEOUT, || async {
+                matches!(op.http_get("/readyz").await, Ok((200, _))).then_some(())
+            })
+            .await;
+            Bypassed { cp, op }
+        })
+        .await
+}
+
+// ---------------------------------------------------------------------------
+// Helpers.
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn configmap(
+    name: &str,
+    labels: &[(&str, &str)],
+    annotations: &[(&str, &str)],
+    data: &[(&str, &str)],
+) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: (!labels.is_empty()).then(|| map(labels)),
+            annotations: (!annotations.is_empty()).then(|| map(annotations)),
+            ..ObjectMeta::default()
+        },
+        data: (!data.is_empty()).then(|| map(data)),
+        ..ConfigMap::default()
+    }
+}
+
+/// A labelled consumer of relation `tempo` with the given annotations.
+fn consumer(name: &str, annotations: &[(&str, &str)]) -> ConfigMap {
+    configmap(
+        name,
+        &[(RELATION_LABEL, "tempo")],
+        annotations,
+        &[("app.conf", "own = 1\n")],
+    )
+}
+
+fn bad_interface_probe() -> ConfigMap {
+    consumer("admission-probe", &[(INTERFACE_ANNOTATION, "zipkin")])
+}
+
+async fn dry_run_create(
+    api: &Api<ConfigMap>,
+    cm: &ConfigMap,
+) -> Result<ConfigMap, kube::core::Status> {
+    let pp = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    match api.create(&pp, cm).await {
+        Ok(cm) => Ok(cm),
+        Err(kube::Error::Api(status)) => Err(*status),
+        Err(e) => panic!(
+            "dry-run create of {:?}: unexpected error {e}",
+            cm.metadata.name
+        ),
+    }
+}
+
+/// Panics unless `result` is a 422 whose message contains every one of `needles`.
+#[track_caller]
+fn assert_refused<T: std::fmt::Debug>(
+    what: &str,
+    result: Result<T, kube::Error>,
+    needles: &[&str],
+) -> String {
+    match result {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(
+                status.code, 422,
+                "{what}: expected 422 Unprocessable Entity, got {status:?}"
+            );
+            for n in needles {
+                assert!(
+                    status.message.contains(n),
+                    "{what}: the API server's message does not mention {n:?}:\n{}",
+                    status.message
+                );
+            }
+            status.message.clone()
+        }
+        other => panic!("{what}: expected a 422 refusal mentioning {needles:?}, got {other:?}"),
+    }
+}
+
+fn relations(client: kube::Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client, ns, &ApiResource::erase::<TracingRelation>(&()))
+}
+
+fn relation_object(name: &str, spec: Value) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "tracing.relations.dev/v1alpha1",
+        "kind": "TracingRelation",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .expect("a DynamicObject")
+}
+
+fn endpoint_spec(endpoint: Value) -> Value {
+    json!({"interface": "tracing", "role": "provides", "backend": {"endpoint": endpoint}})
+}
+
+fn valid_endpoint() -> Value {
+    json!({"hostname": "tempo.observability.svc.cluster.local"})
+}
+
+fn endpoint_relation(name: &str, hostname: &str) -> TracingRelation {
+    TracingRelation::new(
+        name,
+        TracingRelationSpec {
+            interface: INTERFACE_TRACING.into(),
+            role: ROLE_PROVIDES.into(),
+            backend: Backend {
+                service: None,
+                endpoint: Some(EndpointBackend {
+                    hostname: hostname.into(),
+                    tempo_port: 3200,
+                    otlp_grpc_port: 4317,
+                    otlp_http_port: 4318,
+                    zipkin_port: 9411,
+                    jaeger_thrift_http_port: None,
+                    jaeger_grpc_port: None,
+                }),
+            },
+            consumers: None,
+        },
+    )
+}
+
+fn annotation<'a>(cm: &'a ConfigMap, key: &str) -> Option<&'a str> {
+    cm.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
+}
+
+/// Waits until the operator has given consumer `name` a state, and returns it.
+async fn wait_decided(api: &Api<ConfigMap>, name: &str) -> ConfigMap {
+    wait_for_some_named(
+        format!("the operator to decide on consumer {name}"),
+        TIMEOUT,
+        || {
+            let api = api.clone();
+            async move {
+                api.get_opt(name)
+                    .await
+                    .ok()
+                    .flatten()
+                    .filter(|cm| annotation(cm, STATE_ANNOTATION).is_some())
+            }
+        },
+    )
+    .await
+}
+
+// ---------------------------------------------------------------------------
+// The CRD: schema and CEL rules.
+
+/// `spec.interface` other than `tracing` is refused with the rule's message.
+#[tokio::test(flavor = "multi_thread")]
+async fn crd_refuses_an_interface_other_than_tracing() {
+    let cp = shipped().await;
+    let ns = cp.namespace("adm-crd-interface").await;
+    let api = relations(cp.admin_client().await, &ns);
+    for bad in ["zipkin", "Tracing", " tracing", ""] {
+        let spec = json!({"interface": bad, "role": "provides", "backend": {"endpoint": valid_endpoint()}});
+        assert_refused(
+            &format!("interface {bad:?}"),
+            api.create(&PostParams::default(), &relation_object("tempo", spec))
+                .await,
+            &["spec.interface", "spec.interface must be 'tracing'"],
+        );
+    }
+}
+
+/// `spec.role` other than `provides` is refused with the rule's message.
+#[tokio::test(flavor = "multi_thread")]
+async fn crd_refuses_a_role_other_than_provides() {
+    let cp = shipped().await;
+    let ns = cp.namespace("adm-crd-role").await;
+    let api = relations(cp.admin_client().await, &ns);
+    for bad in ["requires", "Provides", "provider", ""] {
+        let spec =
+            json!({"interface": "tracing", "role": bad, "backend": {"endpoint": valid_endpoint()}});
+        assert_refused(
+            &format!("role {bad:?}"),
+            api.create(&PostParams::default(), &relation_object("tempo", spec))
+                .await,
+            &["spec.role", "spec.role must be 'provides'"],
+        );
+    }
+}
+
+/// A backend with both `service` and `endpoint`, or with neither, is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn crd_refuses_both_or_neither_backend() {
+    let cp = shipped().await;
+    let ns = cp.namespace("adm-crd-backend").await;
+    let api = relations(cp.admin_client().await, &ns);
+    let cases = [
+        (
+            "both",
+            json!({"service": {"name": "tempo"}, "endpoint": valid_endpoint()}),
+        ),
+        ("neither", json!({})),
+    ];
+    for (what, backend) in cases {
+        let spec = json!({"interface": "tracing", "role": "provides", "backend": backend});
+        assert_refused(
+            what,
+            api.create(&PostParams::default(), &relation_object("tempo", spec))
+                .await,
+            &[
+                "spec.backend",
+                "spec.backend needs exactly one of 'service' or 'endpoint'",
+            ],
+        );
+    }
+    // A missing backend is refused by the schema's required list.
+    let spec = json!({"interface": "tracing", "role": "provides"});
+    assert_refused(
+        "no backend",
+        api.create(&PostParams::default(), &relation_object("tempo", spec))
+            .await,
+        &["spec.backend", "Required value"],
+    );
+}
+
+/// Every port outside 1-65535 is refused, naming the field and the bound.
+#[tokio::test(flavor = "multi_thread")]
+async fn crd_refuses_ports_outside_1_to_65535() {
+    let cp = shipped().await;
+    let ns = cp.namespace("adm-crd-ports").await;
+    let api = relations(cp.admin_client().await, &ns);
+    let fields = [
+        "tempoPort",
+        "otlpGrpcPort",
+        "otlpHttpPort",
+        "zipkinPort",
+        "jaegerThriftHttpPort",
+        "jaegerGrpcPort",
+    ];
+    for field in fields {
+        for (bad, bound) in [
+            (json!(0), "should be greater than or equal to 1"),
+            (json!(-1), "should be greater than or equal to 1"),
+            (json!(65536), "should be less than or equal to 65535"),
+            (
+                json!(2_147_483_647),
+                "should be less than or equal to 65535",
+            ),
+        ] {
+            let mut ep = valid_endpoint();
+            ep[field] = bad.clone();
+            assert_refused(
+                &format!("{field}: {bad}"),
+                api.create(
+                    &PostParams::default(),
+                    &relation_object("tempo", endpoint_spec(ep)),
+                )
+                .await,
+                &[&format!("spec.backend.endpoint.{field}"), bound],
+            );
+        }
+    }
+    // Not a number at all.
+    let mut ep = valid_endpoint();
+    ep["tempoPort"] = json!("3200");
+    assert_refused(
+        "tempoPort as a string",
+        api.create(
+            &PostParams::default(),
+            &relation_object("tempo", endpoint_spec(ep)),
+        )
+        .await,
+        &["spec.backend.endpoint.tempoPort", "must be of type integer"],
+    );
+    // The edges themselves are admitted.
+    let mut ep = valid_endpoint();
+    ep["tempoPort"] = json!(1);
+    ep["zipkinPort"] = json!(65535);
+    api.create(
+        &PostParams::default(),
+        &relation_object("edges", endpoint_spec(ep)),
+    )
+    .await
+    .expect("ports 1 and 65535 are admitted");
+}
+
+/// A hostname that is not a DNS name is refused with the rule's message.
+#[tokio::test(flavor = "multi_thread")]
+async fn crd_refuses_a_hostname_that_is_not_a_dns_name() {
+    let cp = shipped().await;
+    let ns = cp.namespace("adm-crd-hostname").await;
+    let api = relations(cp.admin_client().await, &ns);
+    let too_long = format!("{}.example", "a".repeat(250));
+    let bad = [
+        "Tempo.Observability",
+        "tempo_svc",
+        "-tempo",
+        "tempo-",
+        "tempo..observability",
+        ".tempo",
+        "http://tempo:3200",
+        "tempo observability",
+        "",
+        "témpo",
+        too_long.as_str(),
+    ];
+    for host in bad {
+        let ep = json!({ "hostname": host });
+        assert_refused(
+            &format!("hostname {host:?}"),
+            api.create(
+                &PostParams::default(),
+                &relation_object("tempo", endpoint_spec(ep)),
+            )
+            .await,
+            &[
+                "spec.backend.endpoint.hostname",
+                "spec.backend.endpoint.hostname must be a DNS name",
+            ],
+        );
+    }
+    for (i, host) in ["tempo", "10.0.0.1", "tempo.observability.svc.cluster.local"]
+        .iter()
+        .enumerate()
+    {
+        let ep = json!({ "hostname": host });
+        api.create(
+            &PostParams::default(),
+            &relation_object(&format!("ok-{i}"), endpoint_spec(ep)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("hostname {host:?} must be admitted: {e}"));
+    }
+}
+
+/// A Service name that is not a DNS-1035 label, and a Service namespace that is not
+/// a DNS-1123 label, are refused with their rules' messages.
+#[tokio::test(flavor = "multi_thread")]
+async fn crd_refuses_bad_service_names() {
+    let cp = shipped().await;
+    let ns = cp.namespace("adm-crd-service").await;
+    let api = relations(cp.admin_client().await, &ns);
+    for name in ["Tempo", "1tempo", "tempo_svc", "tempo.observability", ""] {
+        let spec = json!({"interface": "tracing", "role": "provides", "backend": {"service": {"name": name}}});
+        assert_refused(
+            &format!("service name {name:?}"),
+            api.create(&PostParams::default(), &relation_object("tempo", spec))
+                .await,
+            &[
+                "spec.backend.service.name",
+                "spec.backend.service.name must be a Service name",
+            ],
+        );
+    }
+    for svc_ns in ["Observability", "obs_ns", "-obs", &"o".repeat(64)] {
+        let spec = json!({"interface": "tracing", "role": "provides",
+            "backend": {"service": {"name": "tempo", "namespace": svc_ns}}});
+        assert_refused(
+            &format!("service namespace {svc_ns:?}"),
+            api.create(&PostParams::default(), &relation_object("tempo", spec))
+                .await,
+            &[
+                "spec.backend.service.namespace",
+                "spec.backend.service.namespace must be a namespace name",
+            ],
+        );
+    }
+    let spec = json!({"interface": "tracing", "role": "provides",
+        "backend": {"service": {"name": "tempo", "namespace": "observability"}}});
+    api.create(&PostParams::default(), &relation_object("tempo", spec))
+        .await
+        .expect("a valid Service backend is admitted");
+}
+
+/// Updates are held to the same rules as creates: a valid relation cannot be
+/// edited into an invalid one.
+#[tokio::test(flavor = "multi_thread")]
+async fn crd_rules_apply_to_updates() {
+    let cp = shipped().await;
+    let ns = cp.namespace("adm-crd-update").await;
+    let api = relations(cp.admin_client().await, &ns);
+    api.create(
+        &PostParams::default(),
+        &relation_object("tempo", endpoint_spec(valid_endpoint())),
+    )
+    .await
+    .expect("a valid relation is admitted");
+    let patch = |spec: Value| json!({ "spec": spec });
+    assert_refused(
+        "update interface",
+        api.patch(
+            "tempo",
+            &PatchParams::default(),
+            &Patch::Merge(patch(json!({"interface": "prometheus_scrape"}))),
+        )
+        .await,
+        &["spec.interface must be 'tracing'"],
+    );
+    assert_refused(
+        "update to both backends",
+        api.patch(
+            "tempo",
+            &PatchParams::default(),
+            &Patch::Merge(patch(json!({"backend": {"service": {"name": "tempo"}}}))),
+        )
+        .await,
+        &["spec.backend needs exactly one of 'service' or 'endpoint'"],
+    );
+    assert_refused(
+        "update hostname",
+        api.patch(
+            "tempo",
+            &PatchParams::default(),
+            &Patch::Merge(patch(
+                json!({"backend": {"endpoint": {"hostname": "Not A Host"}}}),
+            )),
+        )
+        .await,
+        &["spec.backend.endpoint.hostname must be a DNS name"],
+    );
+}
+
+/// A namespaceSelector that is not a valid label selector (an unknown operator,
+/// or `In` without values) should be refused at apply time, like every other bad
+/// field: the operator cannot read it, so the relation silently admits nobody while
+/// its Ready condition says True.
+#[tokio::test(flavor = "multi_thread")]
+async fn crd_refuses_an_unreadable_namespace_selector() {
+    let cp = shipped().await;
+    let ns = cp.namespace("adm-crd-selector").await;
+    let api = relations(cp.admin_client().await, &ns);
+    let cases = [
+        (
+            "unknown operator",
+            json!({"matchExpressions": [{"key": "team", "operator": "Matches", "values": ["a"]}]}),
+        ),
+        (
+            "In without values",
+            json!({"matchExpressions": [{"key": "team", "operator": "In", "values": []}]}),
+        ),
+    ];
+    let mut admitted = Vec::new();
+    for (what, selector) in cases {
+        let mut spec = endpoint_spec(valid_endpoint());
+        spec["consumers"] = json!({ "namespaceSelector": selector });
+        match api
+            .create(&PostParams::default(), &relation_object("tempo", spec))
+            .await
+        {
+            Err(kube::Error::Api(s)) if s.code == 422 => {}
+            Err(e) => panic!("{what}: unexpected error {e}"),
+            Ok(_) => {
+                admitted.push(what);
+                api.delete("tempo", &DeleteParams::default()).await.unwrap();
+                // (no operator here: nothing holds a finalizer)
+            }
+        }
+    }
+    assert!(
+        admitted.is_empty(),
+        "BUG (crds/tracingrelations.tracing.relations.dev.yaml): a namespaceSelector the operator \
+         cannot read is admitted: {admitted:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The consumer policy, as shipped.
+
+/// A labelled consumer declaring another interface is refused, the message naming
+/// the reason `RelationInterfaceMismatch` and the annotation.
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_refuses_a_consumer_with_a_bad_interface() {
+    let cp = shipped().await;
+    let ns = cp.namespace("adm-vap-interface").await;
+    let api: Api<ConfigMap> = Api::namespaced(cp.admin_client().await, &ns);
+    for bad in ["zipkin", "Tracing", "TRACING", "", "tracing,zipkin"] {
+        assert_refused(
+            &format!("interface {bad:?}"),
+            api.create(
+                &PostParams::default(),
+                &consumer("c", &[(INTERFACE_ANNOTATION, bad)]),
+            )
+            .await,
+            &[
+                "RelationInterfaceMismatch",
+                INTERFACE_ANNOTATION,
+                "must declare interface \"tracing\"",
+            ],
+        );
+    }
+}
+
+/// A labelled consumer declaring a role other than `requires` is refused, naming
+/// `RelationRoleMismatch`.
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_refuses_a_consumer_with_a_bad_role() {
+    let cp = shipped().await;
+    let ns = cp.namespace("adm-vap-role").await;
+    let api: Api<ConfigMap> = Api::namespaced(cp.admin_client().await, &ns);
+    for bad in ["provides", "Requires", "require", ""] {
+        assert_refused(
+            &format!("role {bad:?}"),
+            api.create(
+                &PostParams::default(),
+                &consumer("c", &[(ROLE_ANNOTATION, bad)]),
+            )
+            .await,
+            &[
+                "RelationRoleMismatch",
+                ROLE_ANNOTATION,
+                "must declare role \"requires\"",
+            ],
+        );
+    }
+}
+
+/// A labelled consumer asking for an unknown receiver (or for none) is refused,
+/// naming `InvalidDeclaration` and listing the known names.
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_refuses_a_consumer_with_an_unknown_receiver() {
+    let cp = shipped().await;
+    let ns = cp.namespace("adm-vap-receivers").await;
+    let api: Api<ConfigMap> = Api::namespaced(cp.admin_client().await, &ns);
+    let long = "otlp_grpc,".repeat(110);
+    for bad in [
+        "carrier_pigeon",
+        "otlp_grpc,carrier_pigeon",
+        "OTLP_GRPC",
+        "otlp-grpc",
+        "",
+        ", ,",
+    ] {
+        assert_refused(
+            &format!("receivers {:?}", common_prefix(bad)),
+            api.create(
+                &PostParams::default(),
+                &consumer("c", &[(RECEIVERS_ANNOTATION, bad)]),
+            )
+            .await,
+            &[
+                "InvalidDeclaration",
+                RECEIVERS_ANNOTATION,
+                "otlp_grpc, otlp_http, zipkin, jaeger_thrift_http, jaeger_grpc",
+            ],
+        );
+    }
+    // Over 1 KiB: refused for its length, naming the annotation.
+    assert_refused(
+        "receivers over 1024 bytes",
+        api.create(
+            &PostParams::default(),
+            &consumer("c", &[(RECEIVERS_ANNOTATION, long.as_str())]),
+        )
+        .await,
+        &[
+            "InvalidDeclaration",
+            RECEIVERS_ANNOTATION,
+            "longer than 1024 bytes",
+        ],
+    );
+}
+
+fn common_prefix(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+/// Valid consumers are admitted: no annotations (defaults), every annotation
+/// spelled out, blanks around values and names, every known receiver.
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_admits_valid_consumers() {
+    let cp = shipped().await;
+    let ns = cp.namespace("adm-vap-valid").await;
+    let api: Api<ConfigMap> = Api::namespaced(cp.admin_client().await, &ns);
+    let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("defaults", vec![]),
+        (
+            "explicit",
+            vec![
+                (INTERFACE_ANNOTATION, "tracing"),
+                (ROLE_ANNOTATION, "requires"),
+                (RECEIVERS_ANNOTATION, "otlp_grpc,otlp_http"),
+            ],
+        ),
+        (
+            "blanks",
+            vec![
+                (INTERFACE_ANNOTATION, " tracing\n"),
+                (ROLE_ANNOTATION, "\trequires "),
+                (RECEIVERS_ANNOTATION, " otlp_http , ,zipkin "),
+            ],
+        ),
+        (
+            "all-receivers",
+            vec![(
+                RECEIVERS_ANNOTATION,
+                "otlp_grpc,otlp_http,zipkin,jaeger_thrift_http,jaeger_grpc",
+            )],
+        ),
+    ];
+    for (name, ann) in cases {
+        api.create(&PostParams::default(), &consumer(name, &ann))
+            .await
+            .unwrap_or_else(|e| panic!("valid consumer {name} must be admitted: {e}"));
+    }
+    // Unlabelled ConfigMaps are none of the policy's business, whatever they hold.
+    api.create(
+        &PostParams::default(),
+        &configmap(
+            "unlabelled",
+            &[],
+            &[
+                (INTERFACE_ANNOTATION, "zipkin"),
+                (ROLE_ANNOTATION, "provides"),
+            ],
+            &[],
+        ),
+    )
+    .await
+    .expect("an unlabelled ConfigMap is not checked");
+}
+
+/// Updates of a labelled consumer are checked too: changing the role to a wrong one
+/// is refused; changing anything else (as the operator's own writes do) is not.
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_checks_updates_of_consumers() {
+    let cp = shipped().await;
+    let ns = cp.namespace("adm-vap-update").await;
+    let api: Api<ConfigMap> = Api::namespaced(cp.admin_client().await, &ns);
+    api.create(
+        &PostParams::default(),
+        &consumer("c", &[(ROLE_ANNOTATION, "requires")]),
+    )
+    .await
+    .unwrap();
+    let set = |k: &str, v: &str| Patch::Merge(json!({"metadata": {"annotations": {k: v}}}));
+    assert_refused(
+        "role changed to provides",
+        api.patch(
+            "c",
+            &PatchParams::default(),
+            &set(ROLE_ANNOTATION, "provides"),
+        )
+        .await,
+        &["RelationRoleMismatch"],
+    );
+    assert_refused(
+        "interface added",
+        api.patch(
+            "c",
+            &PatchParams::default(),
+            &set(INTERFACE_ANNOTATION, "jaeger"),
+        )
+        .await,
+        &["RelationInterfaceMismatch"],
+    );
+    // What the operator writes: its own annotations and data keys.
+    let body = json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c",
+            "annotations": {STATE_ANNOTATION: STATE_REJECTED, REASON_ANNOTATION: "KeyConflict"}},
+        "data": {"receivers": "[]"},
+    });
+    api.patch(
+        "c",
+        &PatchParams::apply("admission-test").force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .expect("writes that leave the declaration alone are admitted");
+}
+
+/// The refusal message names the reason even when the refused value holds a line
+/// break. (A `messageExpression` whose result contains a line break is discarded by
+/// the API server, which then reports the bare CEL expression instead.)
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_message_names_the_reason_for_values_with_line_breaks() {
+    let cp = shipped().await;
+    let ns = cp.namespace("adm-vap-newline").await;
+    let api: Api<ConfigMap> = Api::namespaced(cp.admin_client().await, &ns);
+    let cases = [
+        (
+            ROLE_ANNOTATION,
+            "provides\nrequires",
+            "RelationRoleMismatch",
+        ),
+        (
+            INTERFACE_ANNOTATION,
+            "tracing\nzipkin",
+            "RelationInterfaceMismatch",
+        ),
+        (
+            RECEIVERS_ANNOTATION,
+            "otlp_grpc\ncarrier_pigeon",
+            "InvalidDeclaration",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (key, value, reason) in cases {
+        let msg = match api
+            .create(&PostParams::default(), &consumer("c", &[(key, value)]))
+            .await
+        {
+            Err(kube::Error::Api(s)) if s.code == 422 => s.message,
+            other => panic!("{key}={value:?} must be refused with 422, got {other:?}"),
+        };
+        if !msg.contains(reason) {
+            wrong.push(format!(
+                "{key}={value:?}: refused, but the message does not name {reason}:\n    {msg}"
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "BUG in crds/validating-admission-policy.yaml:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// A ConfigMap created without the label is not checked; labelling it is the
+/// moment it opts in, so the policy must check its declaration then. The policy
+/// skips values "unchanged by the update", and the annotations were there before
+/// the label: this shows whether labelling slips a bad declaration past admission.
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_checks_a_configmap_when_it_is_labelled() {
+    let cp = shipped().await;
+    let ns = cp.namespace("adm-vap-label-later").await;
+    let api: Api<ConfigMap> = Api::namespaced(cp.admin_client().await, &ns);
+    let cases = [
+        (
+            "interface",
+            INTERFACE_ANNOTATION,
+            "zipkin",
+            "RelationInterfaceMismatch",
+        ),
+        ("role", ROLE_ANNOTATION, "provides", "RelationRoleMismatch"),
+        (
+            "receivers",
+            RECEIVERS_ANNOTATION,
+            "carrier_pigeon",
+            "InvalidDeclaration",
+        ),
+    ];
+    let mut slipped = Vec::new();
+    for (name, key, value, reason) in cases {
+        api.create(
+            &PostParams::default(),
+            &configmap(name, &[], &[(key, value)], &[("own", "x")]),
+        )
+        .await
+        .expect("an unlabelled ConfigMap is admitted whatever its annotations");
+        let label = Patch::Merge(json!({"metadata": {"labels": {RELATION_LABEL: "tempo"}}}));
+        match api.patch(name, &PatchParams::default(), &label).await {
+            Err(kube::Error::Api(s)) if s.code == 422 && s.message.contains(reason) => {}
+            Err(e) => panic!("labelling {name}: unexpected error {e}"),
+            Ok(_) => slipped.push(format!(
+                "{key}={value:?}: labelling the ConfigMap was admitted (expected 422 {reason})"
+            )),
+        }
+    }
+    assert!(
+        slipped.is_empty(),
+        "BUG in crds/validating-admission-policy.yaml: a bad declaration gets past admission by \
+         creating the ConfigMap unlabelled and adding the label afterwards:\n{}",
+        slipped.join("\n")
+    );
+}
+
+/// Removing the label releases the ConfigMap from the policy: what the
+/// annotations then say is no longer checked.
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_releases_a_configmap_whose_label_is_removed() {
+    let cp = shipped().await;
+    let ns = cp.namespace("adm-vap-unlabel").await;
+    let api: Api<ConfigMap> = Api::namespaced(cp.admin_client().await, &ns);
+    api.create(&PostParams::default(), &consumer("c", &[]))
+        .await
+        .unwrap();
+    let unlabel = Patch::Merge(json!({"metadata": {"labels": {RELATION_LABEL: null}}}));
+    api.patch("c", &PatchParams::default(), &unlabel)
+        .await
+        .expect("removing the label is admitted");
+    let set = Patch::Merge(json!({"metadata": {"annotations": {ROLE_ANNOTATION: "provides"}}}));
+    api.patch("c", &PatchParams::default(), &set)
+        .await
+        .expect("an unlabelled ConfigMap's annotations are not checked");
+}
+
+// ---------------------------------------------------------------------------
+// Bypassed admission: the operator reports the same reasons itself.
+
+/// Reason named at the start of the policy's refusal (`<Reason>: ...`), if any.
+fn policy_reason(message: &str) -> Option<String> {
+    // "... denied request: RelationRoleMismatch: annotation ..."
+    let after = message.split("denied request: ").nth(1).unwrap_or(message);
+    let reason = after.split(':').next()?.trim();
+    (!reason.is_empty() && reason.chars().all(|c| c.is_ascii_alphabetic()))
+        .then(|| reason.to_string())
+}
+
+struct Outcome {
+    policy: Option<String>,
+    operator_state: String,
+    operator_reason: Option<String>,
+}
+
+/// Dry-runs `cm` on the shipped control plane (what the policy says) and creates it
+/// on the bypassed one (what the operator says).
+async fn both_sides(ns_shipped: &str, ns_bypassed: &str, cm: &ConfigMap) -> Outcome {
+    let shipped = shipped().await;
+    let b = bypassed().await;
+    let policy_api: Api<ConfigMap> = Api::namespaced(shipped.admin_client().await, ns_shipped);
+    let policy = match dry_run_create(&policy_api, cm).await {
+        Ok(_) => None,
+        Err(s) => {
+            assert_eq!(s.code, 422, "{s:?}");
+            Some(
+                policy_reason(&s.message)
+                    .unwrap_or_else(|| format!("<no reason in {:?}>", s.message)),
+            )
+        }
+    };
+    let api: Api<ConfigMap> = Api::namespaced(b.cp.admin_client().await, ns_bypassed);
+    api.create(&PostParams::default(), cm)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "without the binding, {:?} must be admitted: {e}",
+                cm.metadata.name
+            )
+        });
+    let name = cm.metadata.name.as_deref().unwrap_or_default();
+    let got = wait_decided(&api, name).await;
+    Outcome {
+        policy,
+        operator_state: annotation(&got, STATE_ANNOTATION)
+            .unwrap_or_default()
+            .to_string(),
+        operator_reason: annotation(&got, REASON_ANNOTATION).map(str::to_string),
+    }
+}
+
+/// Without the binding, the consumers the policy refuses reach the operator, which
+/// rejects them with the reason the policy's message starts with; a rejected
+/// consumer gets no endpoint data and keeps its own keys.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_policy_the_operator_reports_the_same_reasons() {
+    let shipped = shipped().await;
+    let b = bypassed().await;
+    let ns_s = shipped.namespace("adm-same-reasons").await;
+    let ns_b = b.cp.namespace("adm-same-reasons").await;
+    let rels: Api<TracingRelation> = Api::namespaced(b.cp.admin_client().await, &ns_b);
+    rels.create(
+        &PostParams::default(),
+        &endpoint_relation("tempo", "tempo.example"),
+    )
+    .await
+    .unwrap();
+    let cases: Vec<(&str, (&str, &str), &str)> = vec![
+        (
+            "iface-zipkin",
+            (INTERFACE_ANNOTATION, "zipkin"),
+            "RelationInterfaceMismatch",
+        ),
+        (
+            "iface-case",
+            (INTERFACE_ANNOTATION, "Tracing"),
+            "RelationInterfaceMismatch",
+        ),
+        (
+            "iface-empty",
+            (INTERFACE_ANNOTATION, ""),
+            "RelationInterfaceMismatch",
+        ),
+        (
+            "role-provides",
+            (ROLE_ANNOTATION, "provides"),
+            "RelationRoleMismatch",
+        ),
+        (
+            "role-case",
+            (ROLE_ANNOTATION, "REQUIRES"),
+            "RelationRoleMismatch",
+        ),
+        (
+            "recv-unknown",
+            (RECEIVERS_ANNOTATION, "carrier_pigeon"),
+            "InvalidDeclaration",
+        ),
+        (
+            "recv-mixed",
+            (RECEIVERS_ANNOTATION, "otlp_grpc,bogus"),
+            "InvalidDeclaration",
+        ),
+        (
+            "recv-empty",
+            (RECEIVERS_ANNOTATION, ",,"),
+            "InvalidDeclaration",
+        ),
+    ];
+    let api: Api<ConfigMap> = Api::namespaced(b.cp.admin_client().await, &ns_b);
+    for (name, (key, value), reason) in &cases {
+        let cm = consumer(name, &[(key, value)]);
+        let out = both_sides(&ns_s, &ns_b, &cm).await;
+        assert_eq!(
+            out.policy.as_deref(),
+            Some(*reason),
+            "{name}: the policy's reason"
+        );
+        assert_eq!(out.operator_state, STATE_REJECTED, "{name}");
+        assert_eq!(
+            out.operator_reason.as_deref(),
+            Some(*reason),
+            "{name}: the operator's reason"
+        );
+        let got = api.get(name).await.unwrap();
+        let data = got.data.clone().unwrap_or_default();
+        assert_eq!(
+            data,
+            map(&[("app.conf", "own = 1\n")]),
+            "{name}: rejected consumer holds exactly its own data"
+        );
+        assert!(
+            annotation(&got, MESSAGE_ANNOTATION).is_some_and(|m| !m.is_empty()),
+            "{name}: a message"
+        );
+        for k in DATA_KEYS {
+            assert!(!data.contains_key(k), "{name}: rejected consumer got {k}");
+        }
+    }
+    // Values the policy admits (blanks around the value) bind.
+    for (name, ann) in [
+        ("iface-blanks", (INTERFACE_ANNOTATION, " tracing\n")),
+        ("role-blanks", (ROLE_ANNOTATION, "\trequires ")),
+        (
+            "recv-blanks",
+            (RECEIVERS_ANNOTATION, " otlp_http , otlp_http "),
+        ),
+    ] {
+        let out = both_sides(&ns_s, &ns_b, &consumer(name, &[ann])).await;
+        assert_eq!(out.policy, None, "{name}: admitted by the policy");
+        assert_eq!(
+            out.operator_state, STATE_BOUND,
+            "{name}: bound (reason {:?})",
+            out.operator_reason
+        );
+    }
+    // The operator also refuses the consumer of a relation admitted elsewhere.
+    assert!(
+        b.op.logs().contains("consumer rejected"),
+        "the operator logs its rejections"
+    );
+}
+
+/// Long annotation values: the policy and the operator should agree on the reason.
+/// The operator refuses any declaration value over 1024 bytes as InvalidDeclaration
+/// before looking at it; the policy checks the trimmed interface/role regardless of
+/// length, and measures receivers in characters, not bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn long_values_get_the_same_answer_from_policy_and_operator() {
+    let shipped = shipped().await;
+    let b = bypassed().await;
+    let ns_s = shipped.namespace("adm-long").await;
+    let ns_b = b.cp.namespace("adm-long").await;
+    let rels: Api<TracingRelation> = Api::namespaced(b.cp.admin_client().await, &ns_b);
+    rels.create(
+        &PostParams::default(),
+        &endpoint_relation("tempo", "tempo.example"),
+    )
+    .await
+    .unwrap();
+    let long_iface = "x".repeat(2000);
+    let padded_iface = format!("tracing{}", " ".repeat(1100));
+    // 600 no-break spaces: 600 characters (under the policy's 1024) but 1200 bytes.
+    let padded_recv = format!("otlp_grpc{}", "\u{a0}".repeat(600));
+    let cases = [
+        ("long-iface", INTERFACE_ANNOTATION, long_iface.as_str()),
+        ("padded-iface", INTERFACE_ANNOTATION, padded_iface.as_str()),
+        ("padded-recv", RECEIVERS_ANNOTATION, padded_recv.as_str()),
+    ];
+    let mut disagree = Vec::new();
+    for (name, key, value) in cases {
+        let out = both_sides(&ns_s, &ns_b, &consumer(name, &[(key, value)])).await;
+        let operator = match out.operator_state.as_str() {
+            STATE_BOUND => None,
+            _ => out.operator_reason.clone(),
+        };
+        eprintln!("{name}: policy {:?}, operator {:?}", out.policy, operator);
+        if out.policy != operator {
+            disagree.push(format!(
+                "{name} ({key}, {} bytes): policy says {}, operator says {}",
+                value.len(),
+                out.policy.as_deref().unwrap_or("admit"),
+                operator.as_deref().unwrap_or("Bound")
+            ));
+        }
+    }
+    assert!(
+        disagree.is_empty(),
+        "policy and operator disagree:\n{}",
+        disagree.join("\n")
+    );
+}

@@ -1,0 +1,773 @@
+//! Consent from both sides: a consumer binds only when it labelled itself AND the
+//! relation's `spec.consumers.namespaceSelector` admits its namespace.
+//!
+//! * No selector: only the relation's own namespace binds.
+//! * A selector admits namespaces by label (matchLabels, matchExpressions, `{}`);
+//!   with a selector, the relation's own namespace is admitted only if it matches.
+//! * Relabelling a namespace in binds its consumers, relabelling it out unbinds them
+//!   (NamespaceNotAllowed, the operator's keys removed, the consumer's own kept),
+//!   with no other change; so does editing the selector.
+//! * Nobody can get the operator to write into a ConfigMap they could not label
+//!   themselves: a ServiceAccount without RBAC on ConfigMaps in namespace X gets 403
+//!   labelling one there, and its own TracingRelation (in its own namespace) with a
+//!   selector matching X causes no write to X's ConfigMaps: not to unlabelled ones,
+//!   not to consumers of X's own relation of the same name.
+//!
+//! One control plane (this binary's shared one) with `crds/` applied as shipped,
+//! one operator for the whole file; every test in fresh namespaces.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{ControlPlane, Operator, wait_for_some_named};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use serde_json::json;
+use tokio::sync::OnceCell;
+use tracing_relation_operator::api::{
+    Backend, ConsumerPolicy, EndpointBackend, INTERFACE_TRACING, ROLE_PROVIDES, TracingRelation,
+    TracingRelationSpec,
+};
+use tracing_relation_operator::checks::Reason;
+use tracing_relation_operator::declaration::{
+    BOUND_TO_ANNOTATION, MESSAGE_ANNOTATION, REASON_ANNOTATION, RELATION_LABEL,
+    RELATION_NAMESPACE_ANNOTATION, STATE_ANNOTATION, STATE_BOUND, STATE_REJECTED,
+};
+use tracing_relation_operator::document::{DATA_KEYS, KEY_TEMPO_ENDPOINT};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+const OPERATOR_MANAGER: &str = "tracing-relation-operator";
+const OWN_KEY: &str = "app.conf";
+const OWN_VALUE: &str = "exporter = otlp\n";
+
+// ---------------------------------------------------------------------------
+// Environment.
+
+struct Env {
+    cp: &'static ControlPlane,
+    op: Operator,
+}
+
+static ENV: OnceCell<Env> = OnceCell::const_new();
+
+async fn env() -> &'static Env {
+    ENV.get_or_init(|| async {
+        let cp = ControlPlane::shared();
+        cp.apply_crds().await;
+        let op = cp.operator();
+        wait_for_some_named("the operator's /readyz", TIMEOUT, || async {
+            matches!(op.http_get("/readyz").await, Ok((200, _))).then_some(())
+        })
+        .await;
+        Env { cp, op }
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------
+// Helpers.
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn configmap(
+    name: &str,
+    labels: &[(&str, &str)],
+    annotations: &[(&str, &str)],
+    data: &[(&str, &str)],
+) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: (!labels.is_empty()).then(|| map(labels)),
+            annotations: (!annotations.is_empty()).then(|| map(annotations)),
+            ..ObjectMeta::default()
+        },
+        data: (!data.is_empty()).then(|| map(data)),
+        ..ConfigMap::default()
+    }
+}
+
+/// A consumer of relation `rel_ns/tempo`, holding a key of its own.
+fn consumer(name: &str, rel_ns: &str) -> ConfigMap {
+    configmap(
+        name,
+        &[(RELATION_LABEL, "tempo")],
+        &[(RELATION_NAMESPACE_ANNOTATION, rel_ns)],
+        &[(OWN_KEY, OWN_VALUE)],
+    )
+}
+
+fn endpoint_relation(
+    name: &str,
+    hostname: &str,
+    selector: Option<LabelSelector>,
+) -> TracingRelation {
+    TracingRelation::new(
+        name,
+        TracingRelationSpec {
+            interface: INTERFACE_TRACING.into(),
+            role: ROLE_PROVIDES.into(),
+            backend: Backend {
+                service: None,
+                endpoint: Some(EndpointBackend {
+                    hostname: hostname.into(),
+                    tempo_port: 3200,
+                    otlp_grpc_port: 4317,
+                    otlp_http_port: 4318,
+                    zipkin_port: 9411,
+                    jaeger_thrift_http_port: None,
+                    jaeger_grpc_port: None,
+                }),
+            },
+            consumers: selector.map(|s| ConsumerPolicy {
+                namespace_selector: Some(s),
+            }),
+        },
+    )
+}
+
+fn match_labels(pairs: &[(&str, &str)]) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(map(pairs)),
+        ..LabelSelector::default()
+    }
+}
+
+fn annotation<'a>(cm: &'a ConfigMap, key: &str) -> Option<&'a str> {
+    cm.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
+}
+
+fn data<'a>(cm: &'a ConfigMap, key: &str) -> Option<&'a str> {
+    cm.data.as_ref()?.get(key).map(String::as_str)
+}
+
+async fn wait_cm(
+    api: &Api<ConfigMap>,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&ConfigMap) -> bool,
+) -> ConfigMap {
+    let pred = &pred;
+    wait_for_some_named(format!("consumer {name}: {what}"), TIMEOUT, || {
+        let api = api.clone();
+        async move { api.get_opt(name).await.ok().flatten().filter(|cm| pred(cm)) }
+    })
+    .await
+}
+
+/// Waits until the consumer is bound to a document for `hostname`.
+async fn wait_bound_to(api: &Api<ConfigMap>, name: &str, hostname: &str) -> ConfigMap {
+    let want = format!("hostname: {hostname}\n");
+    let cm = wait_cm(api, name, &format!("bound to {hostname}"), |cm| {
+        annotation(cm, STATE_ANNOTATION) == Some(STATE_BOUND)
+            && data(cm, KEY_TEMPO_ENDPOINT).is_some_and(|t| t.starts_with(&want))
+    })
+    .await;
+    assert_eq!(data(&cm, OWN_KEY), Some(OWN_VALUE), "{name}: own key kept");
+    cm
+}
+
+/// Waits until the consumer is rejected as NamespaceNotAllowed, and checks that it
+/// holds no key of the operator and still holds its own.
+async fn wait_not_allowed(api: &Api<ConfigMap>, name: &str, ns: &str) -> ConfigMap {
+    let cm = wait_cm(api, name, "NamespaceNotAllowed", |cm| {
+        annotation(cm, STATE_ANNOTATION) == Some(STATE_REJECTED)
+            && annotation(cm, REASON_ANNOTATION) == Some(Reason::NamespaceNotAllowed.as_str())
+    })
+    .await;
+    let msg = annotation(&cm, MESSAGE_ANNOTATION).unwrap_or_default();
+    assert!(
+        msg.contains(&format!("namespace '{ns}'")) || msg.contains("invalid namespaceSelector"),
+        "{name}: message names the namespace (or the unreadable selector): {msg:?}"
+    );
+    assert!(
+        msg.contains("namespaceSelector"),
+        "{name}: message names the selector: {msg:?}"
+    );
+    let d = cm.data.clone().unwrap_or_default();
+    assert_eq!(
+        d,
+        map(&[(OWN_KEY, OWN_VALUE)]),
+        "{name}: exactly its own data"
+    );
+    for k in DATA_KEYS {
+        assert!(!d.contains_key(k), "{name}: holds operator key {k}");
+    }
+    assert_eq!(annotation(&cm, BOUND_TO_ANNOTATION), None);
+    cm
+}
+
+async fn set_namespace_labels(client: &kube::Client, ns: &str, labels: serde_json::Value) {
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            ns,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": labels}})),
+        )
+        .await
+        .expect("relabel namespace");
+}
+
+/// managedFields entries of everyone but the operator.
+fn others_entries(
+    cm: &ConfigMap,
+) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry> {
+    cm.metadata
+        .managed_fields
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.manager.as_deref() != Some(OPERATOR_MANAGER))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Tests.
+
+/// Without a namespaceSelector, a consumer in the relation's namespace binds; one in
+/// another namespace naming the same relation is NamespaceNotAllowed.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_selector_admits_only_the_relations_namespace() {
+    let env = env().await;
+    let client = env.cp.admin_client().await;
+    let home = env.cp.namespace("consent-home").await;
+    let away = env.cp.namespace("consent-away").await;
+    Api::<TracingRelation>::namespaced(client.clone(), &home)
+        .create(
+            &PostParams::default(),
+            &endpoint_relation("tempo", "home.example", None),
+        )
+        .await
+        .unwrap();
+    let home_api: Api<ConfigMap> = Api::namespaced(client.clone(), &home);
+    let away_api: Api<ConfigMap> = Api::namespaced(client.clone(), &away);
+    home_api
+        .create(&PostParams::default(), &consumer("c", &home))
+        .await
+        .unwrap();
+    away_api
+        .create(&PostParams::default(), &consumer("c", &home))
+        .await
+        .unwrap();
+    wait_bound_to(&home_api, "c", "home.example").await;
+    wait_not_allowed(&away_api, "c", &away).await;
+}
+
+/// A matchLabels selector admits exactly the namespaces carrying the label; the
+/// relation's own unlabelled namespace is then not admitted either.
+#[tokio::test(flavor = "multi_thread")]
+async fn selector_admits_namespaces_by_label() {
+    let env = env().await;
+    let client = env.cp.admin_client().await;
+    let marker = format!("m{:08x}", rand::random::<u32>());
+    let home = env.cp.namespace("consent-sel-home").await;
+    let labelled = env
+        .cp
+        .namespace_with_labels("consent-sel-in", &[("consent-test", &marker)])
+        .await;
+    let other = env
+        .cp
+        .namespace_with_labels("consent-sel-out", &[("consent-test", "someone-else")])
+        .await;
+    Api::<TracingRelation>::namespaced(client.clone(), &home)
+        .create(
+            &PostParams::default(),
+            &endpoint_relation(
+                "tempo",
+                "sel.example",
+                Some(match_labels(&[("consent-test", &marker)])),
+            ),
+        )
+        .await
+        .unwrap();
+    for ns in [&home, &labelled, &other] {
+        Api::<ConfigMap>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &consumer("c", &home))
+            .await
+            .unwrap();
+    }
+    wait_bound_to(
+        &Api::namespaced(client.clone(), &labelled),
+        "c",
+        "sel.example",
+    )
+    .await;
+    wait_not_allowed(&Api::namespaced(client.clone(), &other), "c", &other).await;
+    wait_not_allowed(&Api::namespaced(client.clone(), &home), "c", &home).await;
+    let rel = wait_for_some_named("status: 1 bound, 2 rejected", TIMEOUT, || {
+        let api: Api<TracingRelation> = Api::namespaced(client.clone(), &home);
+        async move {
+            api.get("tempo").await.ok().filter(|r| {
+                r.status
+                    .as_ref()
+                    .is_some_and(|s| s.consumers.bound == 1 && s.consumers.rejected == 2)
+            })
+        }
+    })
+    .await;
+    let rejected = rel.status.unwrap().rejected;
+    assert!(
+        rejected.iter().all(|r| r.reason == "NamespaceNotAllowed"),
+        "{rejected:?}"
+    );
+}
+
+/// matchExpressions and the empty selector `{}` (every namespace) work too.
+#[tokio::test(flavor = "multi_thread")]
+async fn match_expressions_and_the_empty_selector() {
+    let env = env().await;
+    let client = env.cp.admin_client().await;
+    let marker = format!("m{:08x}", rand::random::<u32>());
+    let home = env.cp.namespace("consent-expr-home").await;
+    let team_a = env
+        .cp
+        .namespace_with_labels(
+            "consent-expr-a",
+            &[("consent-expr", &format!("{marker}-a"))],
+        )
+        .await;
+    let team_b = env
+        .cp
+        .namespace_with_labels(
+            "consent-expr-b",
+            &[("consent-expr", &format!("{marker}-b"))],
+        )
+        .await;
+    let rels: Api<TracingRelation> = Api::namespaced(client.clone(), &home);
+    let expr = LabelSelector {
+        match_expressions: Some(vec![LabelSelectorRequirement {
+            key: "consent-expr".into(),
+            operator: "In".into(),
+            values: Some(vec![format!("{marker}-a")]),
+        }]),
+        ..LabelSelector::default()
+    };
+    rels.create(
+        &PostParams::default(),
+        &endpoint_relation("tempo", "expr.example", Some(expr)),
+    )
+    .await
+    .unwrap();
+    let a: Api<ConfigMap> = Api::namespaced(client.clone(), &team_a);
+    let b: Api<ConfigMap> = Api::namespaced(client.clone(), &team_b);
+    a.create(&PostParams::default(), &consumer("c", &home))
+        .await
+        .unwrap();
+    b.create(&PostParams::default(), &consumer("c", &home))
+        .await
+        .unwrap();
+    wait_bound_to(&a, "c", "expr.example").await;
+    wait_not_allowed(&b, "c", &team_b).await;
+    // Editing the selector to `{}` admits every namespace, with no change to the consumers.
+    let patch = Patch::Merge(
+        json!({"spec": {"consumers": {"namespaceSelector": {"matchExpressions": null}}}}),
+    );
+    rels.patch("tempo", &PatchParams::default(), &patch)
+        .await
+        .unwrap();
+    let r = rels.get("tempo").await.unwrap();
+    assert_eq!(
+        r.spec.consumers.and_then(|c| c.namespace_selector),
+        Some(LabelSelector::default()),
+        "the selector is now {{}}"
+    );
+    wait_bound_to(&b, "c", "expr.example").await;
+    wait_bound_to(&a, "c", "expr.example").await;
+}
+
+/// Relabelling a namespace in binds its consumer; relabelling it out unbinds it
+/// (NamespaceNotAllowed, the operator's keys removed, the own key kept). Nothing
+/// but the namespace label changes: the consumer is written by the operator only.
+#[tokio::test(flavor = "multi_thread")]
+async fn relabelling_a_namespace_binds_and_unbinds_its_consumers() {
+    let env = env().await;
+    let client = env.cp.admin_client().await;
+    let marker = format!("m{:08x}", rand::random::<u32>());
+    let home = env.cp.namespace("consent-relabel-home").await;
+    let ns = env.cp.namespace("consent-relabel").await;
+    Api::<TracingRelation>::namespaced(client.clone(), &home)
+        .create(
+            &PostParams::default(),
+            &endpoint_relation(
+                "tempo",
+                "relabel.example",
+                Some(match_labels(&[("consent-relabel", &marker)])),
+            ),
+        )
+        .await
+        .unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let created = api
+        .create(&PostParams::default(), &consumer("c", &home))
+        .await
+        .unwrap();
+    let own_entries = others_entries(&created);
+    wait_not_allowed(&api, "c", &ns).await;
+
+    set_namespace_labels(&client, &ns, json!({"consent-relabel": marker})).await;
+    let bound = wait_bound_to(&api, "c", "relabel.example").await;
+    for k in DATA_KEYS {
+        assert!(data(&bound, k).is_some(), "bound consumer lacks {k}");
+    }
+    assert_eq!(
+        annotation(&bound, BOUND_TO_ANNOTATION),
+        Some(format!("{home}/tempo").as_str())
+    );
+
+    set_namespace_labels(&client, &ns, json!({"consent-relabel": null})).await;
+    let out = wait_not_allowed(&api, "c", &ns).await;
+    assert_eq!(
+        others_entries(&out),
+        own_entries,
+        "only the operator wrote to the consumer"
+    );
+
+    // And in again.
+    set_namespace_labels(&client, &ns, json!({"consent-relabel": marker})).await;
+    let again = wait_bound_to(&api, "c", "relabel.example").await;
+    assert_eq!(again.data, bound.data, "the same document again");
+}
+
+/// A ServiceAccount with full rights on TracingRelations and ConfigMaps in its own
+/// namespace, and none in namespace X, cannot get the operator to write into X.
+#[tokio::test(flavor = "multi_thread")]
+async fn nobody_gets_the_operator_to_write_where_they_cannot_label() {
+    let env = env().await;
+    let admin = env.cp.admin_client().await;
+    let victim = env.cp.namespace("consent-victim").await;
+    let attacker_ns = env.cp.namespace("consent-intruder").await;
+
+    // The intruder: rights in its own namespace only.
+    let role = Role {
+        metadata: ObjectMeta {
+            name: Some("own-namespace".into()),
+            ..ObjectMeta::default()
+        },
+        rules: Some(vec![
+            PolicyRule {
+                api_groups: Some(vec!["tracing.relations.dev".into()]),
+                resources: Some(vec!["tracingrelations".into()]),
+                verbs: vec!["*".into()],
+                ..PolicyRule::default()
+            },
+            PolicyRule {
+                api_groups: Some(vec![String::new()]),
+                resources: Some(vec!["configmaps".into()]),
+                verbs: vec!["*".into()],
+                ..PolicyRule::default()
+            },
+        ]),
+    };
+    Api::<Role>::namespaced(admin.clone(), &attacker_ns)
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    let binding = RoleBinding {
+        metadata: ObjectMeta {
+            name: Some("own-namespace".into()),
+            ..ObjectMeta::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: "own-namespace".into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: "intruder".into(),
+            namespace: Some(attacker_ns.to_string()),
+            ..Subject::default()
+        }]),
+    };
+    Api::<RoleBinding>::namespaced(admin.clone(), &attacker_ns)
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    let intruder = env.cp.impersonating_client(&attacker_ns, "intruder").await;
+
+    // The victim namespace: its own relation `tempo`, a consumer of it, an
+    // unlabelled ConfigMap that even names the intruder's namespace, a plain one.
+    let victim_rels: Api<TracingRelation> = Api::namespaced(admin.clone(), &victim);
+    victim_rels
+        .create(
+            &PostParams::default(),
+            &endpoint_relation("tempo", "victim.example", None),
+        )
+        .await
+        .unwrap();
+    let victim_cms: Api<ConfigMap> = Api::namespaced(admin.clone(), &victim);
+    victim_cms
+        .create(
+            &PostParams::default(),
+            &configmap(
+                "own-consumer",
+                &[(RELATION_LABEL, "tempo")],
+                &[],
+                &[(OWN_KEY, OWN_VALUE)],
+            ),
+        )
+        .await
+        .unwrap();
+    victim_cms
+        .create(
+            &PostParams::default(),
+            &configmap(
+                "unlabelled",
+                &[],
+                &[(RELATION_NAMESPACE_ANNOTATION, attacker_ns.name())],
+                &[(OWN_KEY, OWN_VALUE)],
+            ),
+        )
+        .await
+        .unwrap();
+    victim_cms
+        .create(
+            &PostParams::default(),
+            &configmap("plain", &[("app", "shop")], &[], &[(OWN_KEY, OWN_VALUE)]),
+        )
+        .await
+        .unwrap();
+    wait_bound_to(&victim_cms, "own-consumer", "victim.example").await;
+    let before: BTreeMap<String, ConfigMap> = victim_cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|cm| (cm.metadata.name.clone().unwrap_or_default(), cm))
+        .collect();
+
+    // 1. It cannot label (or create, or write) a ConfigMap in X, nor put a relation there.
+    let as_intruder: Api<ConfigMap> = Api::namespaced(intruder.clone(), &victim);
+    let label = Patch::Merge(json!({"metadata": {"labels": {RELATION_LABEL: "tempo"},
+        "annotations": {RELATION_NAMESPACE_ANNOTATION: attacker_ns.name()}}}));
+    for name in ["unlabelled", "plain"] {
+        assert_forbidden(
+            as_intruder
+                .patch(name, &PatchParams::default(), &label)
+                .await,
+            "label a ConfigMap in X",
+        );
+    }
+    assert_forbidden(
+        as_intruder
+            .create(&PostParams::default(), &consumer("planted", &attacker_ns))
+            .await,
+        "create a consumer in X",
+    );
+    assert_forbidden(
+        Api::<TracingRelation>::namespaced(intruder.clone(), &victim)
+            .create(
+                &PostParams::default(),
+                &endpoint_relation("evil", "evil.example", Some(LabelSelector::default())),
+            )
+            .await,
+        "create a TracingRelation in X",
+    );
+
+    // 2. Its own relations, in its own namespace, admitting X: one admits every
+    //    namespace and shares the name of X's relation, one names X.
+    let evil_rels: Api<TracingRelation> = Api::namespaced(intruder.clone(), &attacker_ns);
+    evil_rels
+        .create(
+            &PostParams::default(),
+            &endpoint_relation("tempo", "evil.example", Some(LabelSelector::default())),
+        )
+        .await
+        .expect("the intruder may create relations in its own namespace");
+    evil_rels
+        .create(
+            &PostParams::default(),
+            &endpoint_relation(
+                "aimed",
+                "evil.example",
+                Some(match_labels(&[(
+                    "kubernetes.io/metadata.name",
+                    victim.name(),
+                )])),
+            ),
+        )
+        .await
+        .unwrap();
+    // A ConfigMap of its own that consents proves the operator handles its relation.
+    let own_cms: Api<ConfigMap> = Api::namespaced(intruder.clone(), &attacker_ns);
+    own_cms
+        .create(&PostParams::default(), &consumer("mine", &attacker_ns))
+        .await
+        .unwrap();
+    wait_bound_to(
+        &Api::namespaced(admin.clone(), &attacker_ns),
+        "mine",
+        "evil.example",
+    )
+    .await;
+    for name in ["tempo", "aimed"] {
+        wait_for_some_named(
+            format!("intruder relation {name} reconciled"),
+            TIMEOUT,
+            || {
+                let api = evil_rels.clone();
+                async move {
+                    api.get(name).await.ok().filter(|r| {
+                        r.status
+                            .as_ref()
+                            .is_some_and(|s| s.observed_generation == r.metadata.generation)
+                    })
+                }
+            },
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // 3. Nothing in X changed: same resourceVersions, no field of the operator
+    //    beyond what it wrote for X's own relation, no Event about X's ConfigMaps
+    //    but the one binding of X's consumer.
+    let after = victim_cms.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(after.len(), before.len(), "no ConfigMap appeared in X");
+    for cm in &after {
+        let name = cm.metadata.name.clone().unwrap_or_default();
+        let old = &before[&name];
+        assert_eq!(
+            cm.metadata.resource_version, old.metadata.resource_version,
+            "{name} in X was written"
+        );
+        assert_eq!(cm.data, old.data, "{name}");
+        assert_eq!(cm.metadata.annotations, old.metadata.annotations, "{name}");
+    }
+    for name in ["unlabelled", "plain"] {
+        let cm = after
+            .iter()
+            .find(|c| c.metadata.name.as_deref() == Some(name))
+            .unwrap();
+        let managers: Vec<_> = cm
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter_map(|m| m.manager.clone())
+            .collect();
+        assert!(
+            !managers.iter().any(|m| m == OPERATOR_MANAGER),
+            "{name}: the operator manages fields: {managers:?}"
+        );
+        assert_eq!(annotation(cm, STATE_ANNOTATION), None, "{name}");
+    }
+    let own = after
+        .iter()
+        .find(|c| c.metadata.name.as_deref() == Some("own-consumer"))
+        .unwrap();
+    assert_eq!(
+        annotation(own, BOUND_TO_ANNOTATION),
+        Some(format!("{victim}/tempo").as_str())
+    );
+    assert!(data(own, KEY_TEMPO_ENDPOINT).is_some_and(|t| t.contains("victim.example")));
+    let events = Api::<Event>::namespaced(admin.clone(), &victim)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    let about: Vec<(Option<String>, Option<String>)> = events
+        .iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("ConfigMap"))
+        .map(|e| {
+            (
+                e.regarding.as_ref().and_then(|r| r.name.clone()),
+                e.reason.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        about,
+        vec![(Some("own-consumer".to_string()), Some("Bound".to_string()))],
+        "Events about X's ConfigMaps"
+    );
+    // The intruder's relations count nobody in X.
+    for name in ["tempo", "aimed"] {
+        let st = evil_rels.get(name).await.unwrap().status.unwrap();
+        let in_x = st
+            .rejected
+            .iter()
+            .filter(|r| r.namespace == victim.name())
+            .count();
+        assert_eq!(in_x, 0, "{name}: {st:?}");
+    }
+    let st = evil_rels.get("tempo").await.unwrap().status.unwrap();
+    assert_eq!(
+        (st.consumers.bound, st.consumers.rejected),
+        (1, 0),
+        "only its own consumer"
+    );
+    assert!(env.op.logs().contains("consumer bound"));
+}
+
+#[track_caller]
+fn assert_forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &str) {
+    match result {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 403, "{what}: expected 403, got {s:?}"),
+        other => panic!("{what}: expected 403 Forbidden, got {other:?}"),
+    }
+}
+
+/// A namespaceSelector the API server stores but that is not a valid selector (an
+/// unknown operator) admits nobody: consent is never assumed from a selector the
+/// operator cannot read. The consumer says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn unreadable_selector_admits_nobody() {
+    let env = env().await;
+    let client = env.cp.admin_client().await;
+    let home = env.cp.namespace("consent-badsel").await;
+    let selector = LabelSelector {
+        match_expressions: Some(vec![LabelSelectorRequirement {
+            key: "kubernetes.io/metadata.name".into(),
+            operator: "Matches".into(),
+            values: Some(vec![home.to_string()]),
+        }]),
+        ..LabelSelector::default()
+    };
+    let rels: Api<TracingRelation> = Api::namespaced(client.clone(), &home);
+    rels.create(
+        &PostParams::default(),
+        &endpoint_relation("tempo", "badsel.example", Some(selector)),
+    )
+    .await
+    .expect("the CRD's schema does not check selector operators");
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &home);
+    api.create(&PostParams::default(), &consumer("c", &home))
+        .await
+        .unwrap();
+    let cm = wait_not_allowed(&api, "c", &home).await;
+    let msg = annotation(&cm, MESSAGE_ANNOTATION).unwrap_or_default();
+    assert!(msg.contains("invalid namespaceSelector"), "{msg:?}");
+    let rel = wait_for_some_named("the relation's status", TIMEOUT, || {
+        let rels = rels.clone();
+        async move {
+            rels.get("tempo")
+                .await
+                .ok()
+                .filter(|r| r.status.as_ref().is_some_and(|s| s.consumers.rejected == 1))
+        }
+    })
+    .await;
+    let ready = rel
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready");
+    eprintln!("relation with an unreadable selector: Ready = {ready:?}");
+}
