@@ -356,7 +356,7 @@ else:
         check(verbs("tracing.relations.dev", "tracingrelations/status") == ["patch"], "tracingrelations/status patch")
         check(verbs("", "configmaps") == ["get", "list", "patch", "watch"], "configmaps get/list/watch/patch")
         check(verbs("", "services") == ["get", "list", "watch"], "services get/list/watch")
-        check(verbs("events.k8s.io", "events") == ["create", "patch"], "events.k8s.io events create/patch")
+        check(verbs("events.k8s.io", "events") == ["create"], "events.k8s.io events create")
 
 # Metrics Service, ServiceMonitor, PDB.
 svcs = kinds("Service")

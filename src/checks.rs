@@ -232,13 +232,13 @@ pub fn decide(
         );
     }
     // Keys in binaryData are never the operator's; keys in data are the
-    // operator's only once it has bound the consumer.
-    let bound_by_us = declaration::bound_by_operator(&cm.metadata);
+    // operator's only where it wrote them (see `declaration::operator_key`).
     let held: Vec<&str> = DATA_KEYS
         .iter()
         .copied()
         .filter(|k| {
-            (!bound_by_us && cm.data.as_ref().is_some_and(|d| d.contains_key(*k)))
+            (cm.data.as_ref().is_some_and(|d| d.contains_key(*k))
+                && !declaration::operator_key(&cm.metadata, k))
                 || cm.binary_data.as_ref().is_some_and(|d| d.contains_key(*k))
         })
         .collect();
@@ -270,5 +270,69 @@ pub fn decide(
         relation: rel_key,
         document: doc,
         declaration: decl,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Backend, ConsumerPolicy, EndpointBackend, TracingRelationSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+
+    /// A selector the operator cannot read (the CRD refuses it, but an object may
+    /// predate that rule) admits nobody: consent is never assumed.
+    #[test]
+    fn unreadable_selector_admits_nobody() {
+        let mut rel = TracingRelation::new(
+            "tempo",
+            TracingRelationSpec {
+                interface: "tracing".into(),
+                role: "provides".into(),
+                backend: Backend {
+                    service: None,
+                    endpoint: Some(EndpointBackend {
+                        hostname: "t".into(),
+                        tempo_port: 3200,
+                        otlp_grpc_port: 4317,
+                        otlp_http_port: 4318,
+                        zipkin_port: 9411,
+                        jaeger_thrift_http_port: None,
+                        jaeger_grpc_port: None,
+                    }),
+                },
+                consumers: Some(ConsumerPolicy {
+                    namespace_selector: Some(LabelSelector {
+                        match_expressions: Some(vec![LabelSelectorRequirement {
+                            key: "kubernetes.io/metadata.name".into(),
+                            operator: "Matches".into(),
+                            values: Some(vec!["obs".into()]),
+                        }]),
+                        ..Default::default()
+                    }),
+                }),
+            },
+        );
+        rel.metadata.namespace = Some("obs".into());
+        let mut cm = ConfigMap::default();
+        cm.metadata.namespace = Some("obs".into());
+        cm.metadata.labels = Some(BTreeMap::from([(
+            declaration::RELATION_LABEL.to_string(),
+            "tempo".to_string(),
+        )]));
+        let labels =
+            BTreeMap::from([("kubernetes.io/metadata.name".to_string(), "obs".to_string())]);
+        match decide(&cm, Some(&rel), &labels, |_| {
+            unreachable!("no backend lookup")
+        }) {
+            Decision::Reject(r) => {
+                assert_eq!(r.reason, Reason::NamespaceNotAllowed);
+                assert!(
+                    r.message.contains("invalid namespaceSelector"),
+                    "{}",
+                    r.message
+                );
+            }
+            other => panic!("expected NamespaceNotAllowed, got {other:?}"),
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::events::{EventType, KubeEvent, Recorder};
 use futures::{FutureExt, Stream, StreamExt, stream};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -15,7 +16,6 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, watcher};
@@ -205,14 +205,11 @@ impl Caches {
     }
 }
 
-/// Consumers keep only the operator's own managedFields entry, without its
-/// field set: it is how the operator knows it has written there.
+/// Consumers keep only the operator's own managedFields entry: it is how the
+/// operator knows which keys it wrote there.
 fn keep_own_managed_fields(cm: &mut ConfigMap) {
     if let Some(m) = cm.metadata.managed_fields.as_mut() {
         m.retain(|e| e.manager.as_deref() == Some(FIELD_MANAGER));
-        for e in m.iter_mut() {
-            e.fields_v1 = None;
-        }
     }
 }
 
@@ -264,7 +261,7 @@ fn desired(cm: &ConfigMap, decision: &Decision) -> Option<Desired> {
         Decision::Reject(r) if r.reason == Reason::ConsumerImmutable => Some(Desired {
             data: DATA_KEYS
                 .iter()
-                .filter(|_| crate::declaration::bound_by_operator(&cm.metadata))
+                .filter(|k| crate::declaration::operator_key(&cm.metadata, k))
                 .filter_map(|k| Some((k.to_string(), cm.data.as_ref()?.get(*k)?.clone())))
                 .collect(),
             annotations: BTreeMap::from([
@@ -304,13 +301,12 @@ fn desired(cm: &ConfigMap, decision: &Decision) -> Option<Desired> {
 /// Whether the consumer's operator-owned fields differ from `want`.
 fn needs_write(cm: &ConfigMap, want: &Desired) -> bool {
     let ann = cm.metadata.annotations.as_ref();
-    let bound_by_us = crate::declaration::bound_by_operator(&cm.metadata);
     let data = cm.data.as_ref();
     let data_differs = DATA_KEYS.iter().any(|k| {
         let cur = data.and_then(|d| d.get(*k));
         match want.data.get(*k) {
             Some(w) => cur != Some(w),
-            None => bound_by_us && cur.is_some(),
+            None => cur.is_some() && crate::declaration::operator_key(&cm.metadata, k),
         }
     });
     data_differs
@@ -885,7 +881,9 @@ async fn relation_cleanup(rel: &TracingRelation, ctx: &Ctx) -> Result<Action, Er
     let n = consumers.len();
     let decision = Decision::Reject(Rejection {
         reason: Reason::RelationNotFound,
-        message: format!("TracingRelation '{ns}/{name}' was deleted"),
+        // The very message `checks::decide` gives once the relation is gone, so
+        // the cleanup and the consumer reconciler never rewrite each other.
+        message: format!("No TracingRelation named '{ns}/{name}' found"),
     });
     let results: Vec<Result<(), Error>> = stream::iter(consumers)
         .map(|cm| {
@@ -1211,13 +1209,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     let parts = CtxParts {
         client: client.clone(),
         caches: caches.clone(),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: FIELD_MANAGER.to_string(),
-                instance: Some(identity.clone()),
-            },
-        ),
+        recorder: Recorder::new(client.clone(), FIELD_MANAGER, &identity),
         metrics: metrics.clone(),
         cluster_domain: args.cluster_domain.clone(),
         watch_namespaces: args.watch_namespaces.clone(),

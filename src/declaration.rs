@@ -52,22 +52,35 @@ pub const STATE_REJECTED: &str = "Rejected";
 /// Longest annotation value that is parsed at all; longer ones are refused.
 pub const MAX_VALUE_LEN: usize = 1024;
 
-/// Whether the operator bound this ConfigMap: its state annotation says `Bound`
-/// AND the operator's field manager has applied to it. The annotation alone is
-/// not enough: anyone can write it (or copy a bound ConfigMap's YAML), and it
-/// must never unlock a consumer's own keys.
-pub fn bound_by_operator(
+/// Whether data key `key` of this ConfigMap is the operator's: the operator's
+/// field manager has applied to the ConfigMap, and it either still owns the key
+/// or the consumer is in the `Bound` state it wrote (a key a person edited by hand
+/// moved to their field manager, but is still the operator's to restore). A
+/// forged `state: Bound` annotation alone (or a copied bound ConfigMap) never
+/// makes a consumer's own key the operator's.
+pub fn operator_key(
     meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    key: &str,
 ) -> bool {
-    let state = meta
+    let Some(ours) = meta.managed_fields.as_ref().and_then(|m| {
+        m.iter()
+            .find(|e| e.manager.as_deref() == Some(FIELD_MANAGER))
+    }) else {
+        return false;
+    };
+    let owns_key = ours
+        .fields_v1
+        .as_ref()
+        .and_then(|f| f.0.get("f:data"))
+        .and_then(|d| d.get(format!("f:{key}")))
+        .is_some();
+    let bound = meta
         .annotations
         .as_ref()
-        .and_then(|a| a.get(STATE_ANNOTATION));
-    state.map(String::as_str) == Some(STATE_BOUND)
-        && meta.managed_fields.as_ref().is_some_and(|m| {
-            m.iter()
-                .any(|e| e.manager.as_deref() == Some(FIELD_MANAGER))
-        })
+        .and_then(|a| a.get(STATE_ANNOTATION))
+        .map(String::as_str)
+        == Some(STATE_BOUND);
+    owns_key || bound
 }
 
 /// A consumer's parsed declaration.

@@ -17,6 +17,7 @@ pub mod consumer;
 pub mod controller;
 pub mod declaration;
 pub mod document;
+pub mod events;
 pub mod http;
 pub mod leader;
 pub mod metrics;

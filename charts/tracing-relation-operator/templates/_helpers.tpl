@@ -127,9 +127,9 @@ never reads Secrets and never creates, updates or deletes ConfigMaps.
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["get", "list", "watch"]
-# Events about TracingRelations and consumers (kube-rs Recorder creates
-# events.k8s.io/v1 Events and patches them to count repeats).
+# Events about TracingRelations and consumers: one events.k8s.io/v1 Event is
+# created per change of state (never patched).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
