@@ -589,7 +589,7 @@ impl Ctx {
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&ev, &cm.object_ref(&())).await {
-            warn!(error = %e, reason, "cannot publish Event");
+            log_event_failure(&e, reason);
         }
     }
 
@@ -608,7 +608,7 @@ impl Ctx {
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&ev, &rel.object_ref(&())).await {
-            warn!(error = %e, reason, "cannot publish Event");
+            log_event_failure(&e, reason);
         }
     }
 
@@ -633,6 +633,17 @@ impl Ctx {
     }
 }
 
+/// An Event that could not be published is logged; a throttled one (429) only
+/// at debug level, so an API server under load does not get a log storm too.
+fn log_event_failure(e: &kube::Error, reason: &str) {
+    match e {
+        kube::Error::Api(ae) if ae.code == 429 => {
+            debug!(error = %e, reason, "Event dropped: API server throttling")
+        }
+        _ => warn!(error = %e, reason, "cannot publish Event"),
+    }
+}
+
 fn names(ps: &[Protocol]) -> String {
     ps.iter().map(|p| p.name()).collect::<Vec<_>>().join(",")
 }
@@ -640,6 +651,14 @@ fn names(ps: &[Protocol]) -> String {
 #[instrument(skip(cm, ctx), fields(consumer = %ObjectRef::from_obj(&*cm)))]
 async fn reconcile_consumer(cm: Arc<ConfigMap>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let start = Instant::now();
+    // While the relation it names is being deleted, its finalizer's cleanup owns
+    // the consumer: writing here too would only race it with the same change.
+    let deleting = named_relation(&cm)
+        .and_then(|r| ctx.caches.relations.store.get(&r))
+        .is_some_and(|r| r.metadata.deletion_timestamp.is_some());
+    if deleting {
+        return Ok(Action::await_change());
+    }
     let decision = ctx.decide(&cm);
     let res = ctx.sync_consumer(&cm, &decision).await;
     ctx.metrics.observe(CONSUMER, start.elapsed());
@@ -650,6 +669,12 @@ async fn reconcile_consumer(cm: Arc<ConfigMap>, ctx: Arc<Ctx>) -> Result<Action,
 
 fn consumer_error_policy(cm: Arc<ConfigMap>, err: &Error, ctx: Arc<Ctx>) -> Action {
     ctx.metrics.failure(CONSUMER, err.reason());
+    if err.reason() == "Throttled" {
+        // The API server asked us to slow down: no log line per consumer (the
+        // failure metric counts them); retry within 0.5-2.5 s, spread out.
+        debug!(consumer = %ObjectRef::from_obj(&*cm), "write throttled (429); retrying shortly");
+        return Action::requeue(Duration::from_millis(500 + jitter_ms(2000)));
+    }
     let action = ctx.backoff(format!("cm/{}", ObjectRef::from_obj(&*cm)));
     if let Error::Forbidden(_) = err {
         // A missing permission needs a person: say so loudly.
@@ -1105,6 +1130,26 @@ struct CtxParts {
     watch_namespaces: Vec<String>,
 }
 
+/// A random delay below `max_ms`, to spread retries out.
+fn jitter_ms(max_ms: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(max_ms);
+    h.finish() % max_ms.max(1)
+}
+
+/// The Kubernetes client, without kube's built-in retry of 429/503/504 (it backs
+/// off up to 1000 s while holding one of the bounded write slots): a throttled
+/// write fails at once and the reconcile is requeued with a short jittered delay,
+/// so the slot goes to another consumer meanwhile.
+async fn client() -> Result<Client, Error> {
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(|e| Error::Connect(e.to_string()))?;
+    config.default_retry = false;
+    Client::try_from(config).map_err(|e| Error::Connect(e.to_string()))
+}
+
 /// Host name plus a random suffix (as client-go does): unique even for replicas
 /// that all run as pid 1 in their own containers.
 fn default_identity() -> String {
@@ -1154,9 +1199,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         version = env!("CARGO_PKG_VERSION"),
         "starting tracing-relation-operator"
     );
-    let client = Client::try_default()
-        .await
-        .map_err(|e| Error::Connect(e.to_string()))?;
+    let client = client().await?;
     check_crd(&client, &args).await?;
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let metrics = Arc::new(Metrics::default());
