@@ -241,6 +241,8 @@ pub struct Ctx {
     watch_namespaces: Vec<String>,
     relation_tx: mpsc::UnboundedSender<ObjectRef<TracingRelation>>,
     dirty_relations: Mutex<std::collections::HashSet<ObjectRef<TracingRelation>>>,
+    /// Last state reported (Event) per consumer uid in this leadership term.
+    reported: Mutex<HashMap<String, String>>,
     failures: Mutex<HashMap<String, u32>>,
     /// Last failed consumer write per relation key, shown in its status.
     write_errors: Mutex<HashMap<String, String>>,
@@ -468,13 +470,34 @@ impl Ctx {
             }
         }
         drop(_permit);
-        let prev_state = cm.annotations().get(STATE_ANNOTATION).cloned();
-        let prev_reason = cm.annotations().get(REASON_ANNOTATION).cloned();
+        // The state this consumer was last reported in: its annotations, unless
+        // this replica already reported a newer one that the cache has not caught
+        // up with (a reconcile on a stale copy must not report it twice).
+        let uid = cm.metadata.uid.clone().unwrap_or_default();
+        let now_reported = match decision {
+            Decision::Reject(r) => format!("{STATE_REJECTED}/{}", r.reason.as_str()),
+            _ => STATE_BOUND.to_string(),
+        };
+        let from_annotations = match cm.annotations().get(STATE_ANNOTATION).map(String::as_str) {
+            Some(STATE_REJECTED) => format!(
+                "{STATE_REJECTED}/{}",
+                cm.annotations()
+                    .get(REASON_ANNOTATION)
+                    .map(String::as_str)
+                    .unwrap_or_default()
+            ),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        let already_reported = self
+            .reported
+            .lock()
+            .map(|mut m| m.insert(uid, now_reported.clone()) == Some(now_reported.clone()))
+            .unwrap_or(false)
+            || from_annotations == now_reported;
         match decision {
             Decision::Reject(Rejection { reason, message }) => {
-                if prev_state.as_deref() != Some(STATE_REJECTED)
-                    || prev_reason.as_deref() != Some(reason.as_str())
-                {
+                if !already_reported {
                     self.metrics
                         .rejections
                         .get_or_create(&ReasonLabel {
@@ -489,7 +512,7 @@ impl Ctx {
             Decision::Bind {
                 relation, document, ..
             } => {
-                if prev_state.as_deref() != Some(STATE_BOUND) {
+                if !already_reported {
                     info!(consumer = %ObjectRef::from_obj(cm), relation = %relation, "consumer bound");
                     let note = format!(
                         "bound to TracingRelation {relation}; receivers {}",
@@ -978,6 +1001,9 @@ async fn route(
                 let _ = consumer_tx.send(r);
             }
             In::Cm(Change::Deleted(cm)) => {
+                if let (Some(uid), Ok(mut m)) = (cm.metadata.uid.as_ref(), ctx.reported.lock()) {
+                    m.remove(uid);
+                }
                 ctx.notify(named_relation(&cm));
                 ctx.notify(bound_to(&cm));
                 if cm.annotations().contains_key(STATE_ANNOTATION) {
@@ -1066,6 +1092,7 @@ async fn run_controllers(
         watch_namespaces: ctx_parts.watch_namespaces.clone(),
         relation_tx: relation_tx.clone(),
         dirty_relations: Mutex::default(),
+        reported: Mutex::default(),
         failures: Mutex::default(),
         write_errors: Mutex::default(),
         writes: Arc::new(Semaphore::new(usize::from(concurrency.max(1)))),
