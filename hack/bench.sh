@@ -38,6 +38,10 @@ export CONTROLPLANE_BIN_DIR
 
 target_dir=$(cargo metadata --format-version 1 --no-deps |
   sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+# What is measured: the commit, and whether src/ or Cargo.toml differ from it,
+# as the operator is built (others may commit while the benchmark runs).
+measured="$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ' plus uncommitted changes to src/ or Cargo.*')"
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 out=$(mktemp "${TMPDIR:-/tmp}/bench-table.XXXXXX")
 trap 'rm -f "$out"' EXIT
 export BENCH_TABLE_OUT=$out
@@ -72,7 +76,7 @@ trap 'rm -f "$out" "$block"' EXIT
 {
   echo "$begin"
   echo
-  echo "Run of $(date -u '+%Y-%m-%d %H:%M UTC') at commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src Cargo.toml 2>/dev/null || echo ' (src/ or Cargo.toml modified)')."
+  echo "Run finished $(date -u '+%Y-%m-%d %H:%M UTC'); operator built from commit $measured."
   echo
   cat "$out"
   echo
@@ -81,7 +85,7 @@ trap 'rm -f "$out" "$block"' EXIT
   echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), nproc $(nproc)"
   echo "- memory: $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
   echo "- kernel: $(uname -sr)"
-  echo "- load average when the report was written: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min; other builds and tests may share the machine)"
+  echo "- load average (1/5/15 min) before the builds: $load_start; when the report was written: $(cut -d' ' -f1-3 /proc/loadavg). Other engineers' builds and tests share this machine: the runs above say how much CPU other processes took during each fan-out and floor run."
   echo
   echo "### Versions"
   echo
