@@ -226,8 +226,9 @@ pub struct TracingRelationStatus {
     /// How many consumers are bound and rejected.
     #[serde(default)]
     pub consumers: ConsumerCounts,
-    /// Rejected consumers with their reason, sorted by namespace and name, at most
-    /// 20 entries (see `consumers.rejected` for the full count).
+    /// Consumers that are refused or could not be written, with their reason,
+    /// sorted by namespace and name, at most 20 entries with messages of at most
+    /// 1024 bytes (see `consumers.rejected` and `consumers.failed` for the counts).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rejected: Vec<RejectedConsumer>,
     /// Conditions; `Ready` tells whether the backend is resolved.
@@ -282,9 +283,17 @@ pub struct ConsumerCounts {
     /// ConfigMaps holding this relation's current document.
     #[serde(default)]
     pub bound: i64,
+    /// ConfigMaps waiting: the document is being written, or the backend is not
+    /// available and they keep the last document written (state Pending).
+    #[serde(default)]
+    pub pending: i64,
     /// ConfigMaps that name this relation but were refused.
     #[serde(default)]
     pub rejected: i64,
+    /// ConfigMaps the operator could not write (listed in `rejected` with the
+    /// reason of the failure, such as WriteFailed or ConsumerTooLarge).
+    #[serde(default)]
+    pub failed: i64,
 }
 
 /// A consumer that was refused, and why.

@@ -2,24 +2,20 @@
 //! ConfigMaps of consumers that opt in to a `TracingRelation`.
 //!
 //! - [`api`]: the `TracingRelation` custom resource.
-//! - [`document`]: the pure build of the endpoint document.
-//! - [`declaration`], [`checks`]: what a consumer declares, and the checks of both sides.
-//! - [`backend`]: resolving a relation's backend (explicit endpoint or Service).
-//! - [`controller`], [`cache`], [`leader`], [`metrics`], [`http`]: the running operator.
+//! - [`core`]: the pure core: declarations, checks, the document, ownership,
+//!   the apply body and the status (no client).
+//! - [`reconcile`]: the reconcilers of a leadership term and their router.
+//! - [`runtime`]: caches, leader election, Events, metrics, HTTP, logging.
+//! - [`operator`], [`cli`]: the process and its command line.
 //! - [`consumer`]: reading the document inside a consumer pod.
+//! - [`error`]: failure classes and their reasons.
 #![forbid(unsafe_code)]
 
 pub mod api;
-pub mod backend;
-pub mod cache;
-pub mod checks;
+pub mod cli;
 pub mod consumer;
-pub mod controller;
-pub mod declaration;
-pub mod document;
-pub mod events;
-pub mod http;
-pub mod leader;
-pub mod metrics;
+pub mod core;
+pub mod error;
 pub mod operator;
-pub mod telemetry;
+pub mod reconcile;
+pub mod runtime;

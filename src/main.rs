@@ -2,30 +2,9 @@
 //! document inside a consumer pod.
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use tracing_relation_operator::cli::{Cli, Command};
 use tracing_relation_operator::{consumer, operator};
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "tracing-relation-operator",
-    version,
-    about = "Writes Grafana Tempo endpoints into the ConfigMaps of consumers bound by a TracingRelation",
-    args_conflicts_with_subcommands = true
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    run: operator::RunArgs,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Print the CustomResourceDefinition generated from the Rust types, as YAML.
-    Crd,
-    /// Read the endpoint document from a mounted consumer ConfigMap (for pods and init containers).
-    Endpoint(consumer::cli::EndpointArgs),
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -1,72 +1,27 @@
-//! The operator process: flags, logging, the HTTP endpoints, leader election and
-//! the controllers, wired together.
+//! The operator process, wired together: the client, the CRD check, the warm
+//! caches and the HTTP endpoints (every replica), leader election, and one
+//! [`reconcile::run_term`] per leadership term (only the leader writes).
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use kube::CustomResourceExt;
+use futures::FutureExt;
+use kube::api::{Api, ListParams};
+use kube::{Client, CustomResourceExt};
+use tokio::sync::watch;
+use tracing::{info, warn};
 
 use crate::api::TracingRelation;
-
-/// Flags of the operator. Each has an environment fallback, so the chart can set
-/// them either way.
-#[derive(clap::Args, Debug, Clone)]
-pub struct RunArgs {
-    /// Cluster DNS domain used to build a followed Service's hostname
-    /// (`<service>.<namespace>.svc.<domain>`).
-    #[arg(long, env = "CLUSTER_DOMAIN", default_value = "cluster.local")]
-    pub cluster_domain: String,
-
-    /// Only watch these namespaces (comma-separated) for consumers, relations and
-    /// Services; empty means the whole cluster. Match the chart's `watchNamespaces`.
-    #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',', num_args = 0..)]
-    pub watch_namespaces: Vec<String>,
-
-    /// Address of the HTTP server for /metrics, /healthz and /readyz.
-    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
-    pub metrics_addr: SocketAddr,
-
-    /// Most consumer ConfigMaps written at once during a fan-out.
-    #[arg(long, env = "MAX_CONCURRENT_WRITES", default_value_t = 32)]
-    pub max_concurrent_writes: u16,
-
-    /// Elect a leader with a coordination.k8s.io Lease; only the leader writes.
-    #[arg(long, env = "LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
-    pub leader_elect: bool,
-
-    /// Name of the leader-election Lease.
-    #[arg(long, env = "LEASE_NAME", default_value = "tracing-relation-operator")]
-    pub lease_name: String,
-
-    /// Namespace of the leader-election Lease (the chart sets the release namespace).
-    #[arg(long, env = "LEASE_NAMESPACE", default_value = "default")]
-    pub lease_namespace: String,
-
-    /// How long a Lease is valid without renewal; a standby takes over after it.
-    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
-    pub lease_duration: Duration,
-
-    /// How often the leader renews its Lease (and a standby retries).
-    #[arg(long, env = "LEASE_RENEW_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub lease_renew_interval: Duration,
-
-    /// This replica's identity in the Lease and in Events (the chart sets the pod name).
-    #[arg(long, env = "POD_NAME")]
-    pub identity: Option<String>,
-
-    /// Log format: `text` or `json`.
-    #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    pub log_format: String,
-
-    /// Log filter, e.g. `info` or `tracing_relation_operator=debug,kube=warn`.
-    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
-
-    /// Longest time SIGTERM waits for in-flight writes before exiting.
-    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
-    pub shutdown_timeout: Duration,
-}
+use crate::cli::RunArgs;
+use crate::core::contract::FIELD_MANAGER;
+use crate::error::{Error, StartupError, chain, is_not_found};
+use crate::reconcile::{self, Parts};
+use crate::runtime::cache::Caches;
+use crate::runtime::events::Recorder;
+use crate::runtime::leader::{Elector, LeaseConfig};
+use crate::runtime::metrics::Metrics;
 
 /// The CRD generated from the Rust types, as YAML (what `crds/` holds).
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
@@ -75,7 +30,7 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
 
 /// Runs the operator until SIGTERM/SIGINT.
 pub fn main(args: RunArgs) -> ExitCode {
-    if let Err(e) = crate::telemetry::init(&args.log_format, &args.log_level) {
+    if let Err(e) = crate::runtime::telemetry::init(&args.log_format, &args.log_level) {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
@@ -89,12 +44,222 @@ pub fn main(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(crate::controller::run(args)) {
+    match rt.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "operator stopped");
+            tracing::error!(error = %chain(&e), "operator stopped");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The Kubernetes client, without kube's built-in retry of 429/503/504 (it backs
+/// off up to 1000 s while holding one of the bounded write slots): a throttled
+/// write fails at once and the reconcile is requeued with a short jittered delay,
+/// so the slot goes to another consumer meanwhile.
+async fn client() -> Result<Client, StartupError> {
+    let mut config = kube::Config::infer().await.map_err(StartupError::Config)?;
+    config.default_retry = false;
+    Client::try_from(config).map_err(StartupError::Connect)
+}
+
+/// Host name plus a random suffix (as client-go does): unique even for replicas
+/// that all run as pid 1 in their own containers.
+fn default_identity() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "tracing-relation-operator".to_string());
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    format!("{host}_{:08x}", h.finish() as u32)
+}
+
+/// Fails with a clear message when the CRD is missing.
+async fn check_crd(client: &Client, args: &RunArgs) -> Result<(), StartupError> {
+    let api: Api<TracingRelation> = match args.watch_namespaces.first() {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    match api.list(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Err(StartupError::CrdMissing),
+        Err(e) => Err(StartupError::Check(Error::api(e, || {
+            "list tracingrelations".to_string()
+        }))),
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+/// Starts the caches and marks the replica ready once they have all listed.
+/// Only this task waits on the stores themselves: a store's readiness wakes one
+/// waiter, so everyone else waits on the returned channel.
+fn sync_caches(caches: Arc<Caches>, ready: Arc<AtomicBool>) -> watch::Receiver<bool> {
+    let (synced_tx, synced) = watch::channel(false);
+    tokio::spawn(async move {
+        caches.wait_ready().await;
+        ready.store(true, Ordering::SeqCst);
+        let _ = synced_tx.send(true);
+        info!("caches synced");
+    });
+    synced
+}
+
+/// Runs the operator until SIGTERM/SIGINT.
+pub async fn run(args: RunArgs) -> Result<(), StartupError> {
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "starting tracing-relation-operator"
+    );
+    let client = client().await?;
+    check_crd(&client, &args).await?;
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let caches = Arc::new(Caches::spawn(&client, &args.watch_namespaces));
+    let http = crate::runtime::http::serve(
+        args.metrics_addr,
+        metrics.clone(),
+        ready.clone(),
+        caches.clone(),
+    )
+    .await
+    .map_err(|source| StartupError::Listen {
+        addr: args.metrics_addr,
+        source,
+    })?;
+    let synced = sync_caches(caches.clone(), ready);
+    let lease = LeaseConfig {
+        namespace: args.lease_namespace.clone(),
+        name: args.lease_name.clone(),
+        identity: identity.clone(),
+        lease_duration: args.lease_duration,
+        renew_interval: args.lease_renew_interval,
+    };
+    let (lead_rx, elector, _always_leading) = elect(&client, &args, &lease, synced.clone());
+    let parts = Parts {
+        client: client.clone(),
+        caches,
+        recorder: Recorder::new(client.clone(), FIELD_MANAGER, &identity),
+        metrics: metrics.clone(),
+        cluster_domain: args.cluster_domain.clone(),
+        watch_namespaces: args.watch_namespaces.clone(),
+        max_concurrent_writes: args.max_concurrent_writes,
+    };
+    lead(parts, &args, &identity, lead_rx, synced, &metrics).await;
+    if let Some(e) = elector {
+        e.abort();
+        release(&client, lease).await;
+    }
+    http.abort();
+    info!("stopped");
+    Ok(())
+}
+
+/// Starts leader election (a replica competes only once its caches have
+/// synced, so one that cannot read what it needs never keeps a healthy standby
+/// from leading). Without election this replica always leads; the sender is
+/// returned to keep it alive.
+fn elect(
+    client: &Client,
+    args: &RunArgs,
+    lease: &LeaseConfig,
+    mut synced: watch::Receiver<bool>,
+) -> (
+    watch::Receiver<bool>,
+    Option<tokio::task::JoinHandle<()>>,
+    Option<watch::Sender<bool>>,
+) {
+    let (lead_tx, lead_rx) = watch::channel(!args.leader_elect);
+    if !args.leader_elect {
+        return (lead_rx, None, Some(lead_tx));
+    }
+    let elector = Elector::new(client.clone(), lease.clone());
+    let task = tokio::spawn(async move {
+        if synced.wait_for(|s| *s).await.is_ok() {
+            elector.run(lead_tx).await;
+        }
+    });
+    (lead_rx, Some(task), None)
+}
+
+/// One leadership term after another until SIGTERM. A term's future owns all of
+/// its work: dropped on a lost Lease, nothing it started goes on writing.
+async fn lead(
+    parts: Parts,
+    args: &RunArgs,
+    identity: &str,
+    mut lead_rx: watch::Receiver<bool>,
+    mut synced: watch::Receiver<bool>,
+    metrics: &Metrics,
+) {
+    let shutdown = shutdown_signal().shared();
+    loop {
+        tokio::select! {
+            _ = lead_rx.wait_for(|l| *l) => {},
+            _ = shutdown.clone() => return,
+        }
+        tokio::select! {
+            _ = synced.wait_for(|s| *s) => {},
+            _ = shutdown.clone() => return,
+        }
+        metrics.leader.set(1);
+        info!(identity = %identity, "leading: reconciling");
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop = async move {
+            let mut rx = stop_rx;
+            let _ = rx.wait_for(|s| *s).await;
+        }
+        .shared();
+        let term = reconcile::run_term(parts.clone(), stop);
+        tokio::pin!(term);
+        let mut shutting_down = false;
+        tokio::select! {
+            _ = &mut term => {},
+            _ = lead_rx.wait_for(|l| !*l) => {
+                warn!("leadership lost: stopping all writes");
+            },
+            _ = shutdown.clone() => {
+                info!("SIGTERM: finishing in-flight writes");
+                let _ = stop_tx.send(true);
+                if tokio::time::timeout(args.shutdown_timeout, &mut term).await.is_err() {
+                    warn!("in-flight writes did not finish within the shutdown timeout");
+                }
+                shutting_down = true;
+            }
+        }
+        metrics.leader.set(0);
+        if shutting_down {
+            return;
+        }
+    }
+}
+
+/// Gives the Lease up, bounded: an API server that does not answer must not
+/// keep the process from exiting.
+async fn release(client: &Client, lease: LeaseConfig) {
+    let mut releaser = Elector::new(client.clone(), lease);
+    match tokio::time::timeout(Duration::from_secs(3), releaser.release()).await {
+        Ok(Ok(())) => info!("Lease released"),
+        Ok(Err(err)) => warn!(error = %err, "cannot release the Lease"),
+        Err(_) => warn!("cannot release the Lease: the API server did not answer in time"),
     }
 }
 

@@ -30,11 +30,11 @@ use tracing_relation_operator::api::{
     Backend, EndpointBackend, INTERFACE_TRACING, ROLE_PROVIDES, TracingRelation,
     TracingRelationSpec,
 };
-use tracing_relation_operator::declaration::{
+use tracing_relation_operator::core::contract::{
     INTERFACE_ANNOTATION, MESSAGE_ANNOTATION, REASON_ANNOTATION, RECEIVERS_ANNOTATION,
     RELATION_LABEL, ROLE_ANNOTATION, STATE_ANNOTATION, STATE_BOUND, STATE_REJECTED,
 };
-use tracing_relation_operator::document::DATA_KEYS;
+use tracing_relation_operator::core::document::DATA_KEYS;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const BINDING: &str = "tracing-relation-consumers.tracing.relations.dev";

@@ -43,13 +43,15 @@ use tracing_relation_operator::api::{
     Backend, ConsumerPolicy, EndpointBackend, INTERFACE_TRACING, ROLE_PROVIDES, TracingRelation,
     TracingRelationSpec,
 };
-use tracing_relation_operator::checks::Reason;
-use tracing_relation_operator::declaration::{
+use tracing_relation_operator::core::contract::{
     BOUND_TO_ANNOTATION, HASH_ANNOTATION, INTERFACE_ANNOTATION, MESSAGE_ANNOTATION,
     REASON_ANNOTATION, RECEIVERS_ANNOTATION, RELATION_LABEL, RELATION_NAMESPACE_ANNOTATION,
     ROLE_ANNOTATION, STATE_ANNOTATION, STATE_BOUND, STATE_REJECTED,
 };
-use tracing_relation_operator::document::{DATA_KEYS, KEY_RECEIVERS, KEY_TEMPO_ENDPOINT, Receiver};
+use tracing_relation_operator::core::document::{
+    DATA_KEYS, KEY_RECEIVERS, KEY_TEMPO_ENDPOINT, Receiver,
+};
+use tracing_relation_operator::core::reason::Reason;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 const BINDING: &str = "tracing-relation-consumers.tracing.relations.dev";
@@ -407,6 +409,7 @@ impl Case {
 /// Every case. `home` is the namespace of the cases and of the canary relation,
 /// `elsewhere` one whose relation `tempo` admits no other namespace.
 fn cases(home: &str, elsewhere: &str) -> Vec<Case> {
+    use Expect::Bound;
     use Expect::*;
     use Reason::*;
     const FIX_INTERFACE: &str = "Remove `interface` or set it to `tracing` (exactly, lowercase).";

@@ -60,10 +60,10 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
 use serde_json::json;
 use tracing_relation_operator::api::TracingRelation;
-use tracing_relation_operator::declaration::{
+use tracing_relation_operator::core::contract::{
     BOUND_TO_ANNOTATION, HASH_ANNOTATION, RELATION_LABEL, STATE_ANNOTATION, STATE_BOUND,
 };
-use tracing_relation_operator::document::{self, DATA_KEYS, Endpoint, KEY_TEMPO_ENDPOINT};
+use tracing_relation_operator::core::document::{self, DATA_KEYS, Endpoint, KEY_TEMPO_ENDPOINT};
 
 /// Name of the benchmark's TracingRelation in every N's namespace.
 const RELATION: &str = "tempo";

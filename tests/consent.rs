@@ -33,12 +33,12 @@ use tracing_relation_operator::api::{
     Backend, ConsumerPolicy, EndpointBackend, INTERFACE_TRACING, ROLE_PROVIDES, TracingRelation,
     TracingRelationSpec,
 };
-use tracing_relation_operator::checks::Reason;
-use tracing_relation_operator::declaration::{
+use tracing_relation_operator::core::contract::{
     BOUND_TO_ANNOTATION, MESSAGE_ANNOTATION, REASON_ANNOTATION, RELATION_LABEL,
     RELATION_NAMESPACE_ANNOTATION, STATE_ANNOTATION, STATE_BOUND, STATE_REJECTED,
 };
-use tracing_relation_operator::document::{DATA_KEYS, KEY_TEMPO_ENDPOINT};
+use tracing_relation_operator::core::document::{DATA_KEYS, KEY_TEMPO_ENDPOINT};
+use tracing_relation_operator::core::reason::Reason;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const OPERATOR_MANAGER: &str = "tracing-relation-operator";

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use tracing_relation_operator::consumer::{self, Endpoints, Error, TempoEndpoint, Watcher};
-use tracing_relation_operator::document::{
+use tracing_relation_operator::core::document::{
     self, Endpoint, KEY_OTLP_GRPC_ENDPOINT, KEY_OTLP_HTTP_ENDPOINT, KEY_RECEIVERS,
     KEY_TEMPO_ENDPOINT, Protocol,
 };

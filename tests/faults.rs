@@ -24,12 +24,12 @@ use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, P
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tracing_relation_operator::api::TracingRelation;
-use tracing_relation_operator::controller::{FIELD_MANAGER as OPERATOR_MANAGER, FINALIZER};
-use tracing_relation_operator::declaration::{
+use tracing_relation_operator::core::contract::{
     BOUND_TO_ANNOTATION, HASH_ANNOTATION, MANAGED_LABEL, MESSAGE_ANNOTATION, REASON_ANNOTATION,
     RELATION_LABEL, STATE_ANNOTATION, STATE_BOUND, STATE_REJECTED,
 };
-use tracing_relation_operator::document::{self, DATA_KEYS, Document, Endpoint};
+use tracing_relation_operator::core::contract::{FIELD_MANAGER as OPERATOR_MANAGER, FINALIZER};
+use tracing_relation_operator::core::document::{self, DATA_KEYS, Document, Endpoint};
 
 /// Name of the TracingRelation every test uses (in its own namespace).
 const REL: &str = "tempo";

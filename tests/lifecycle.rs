@@ -29,7 +29,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 use tracing_relation_operator::api::TracingRelation;
-use tracing_relation_operator::document::{self, Endpoint, Protocol};
+use tracing_relation_operator::core::document::{self, Endpoint, Protocol};
 
 // ---- the contract, spelled out (not imported, so a rename in src/ fails here) ----
 

@@ -24,15 +24,18 @@ use tracing_relation_operator::api::{
     Backend, ConsumerPolicy, EndpointBackend, INTERFACE_TRACING, ROLE_PROVIDES, ROLE_REQUIRES,
     TracingRelation, TracingRelationSpec,
 };
-use tracing_relation_operator::backend::BackendError;
-use tracing_relation_operator::checks::{self, Decision, Reason};
-use tracing_relation_operator::declaration::{
-    self, DeclarationError, INTERFACE_ANNOTATION, MAX_VALUE_LEN, RECEIVERS_ANNOTATION,
-    RELATION_LABEL, RELATION_NAMESPACE_ANNOTATION, ROLE_ANNOTATION, STATE_ANNOTATION, STATE_BOUND,
+use tracing_relation_operator::core::backend::BackendError;
+use tracing_relation_operator::core::checks::{self, Decision};
+use tracing_relation_operator::core::contract::{
+    INTERFACE_ANNOTATION, MAX_VALUE_LEN, RECEIVERS_ANNOTATION, RELATION_LABEL,
+    RELATION_NAMESPACE_ANNOTATION, ROLE_ANNOTATION, STATE_ANNOTATION,
 };
-use tracing_relation_operator::document::{
+use tracing_relation_operator::core::declaration::{self, DeclarationError};
+use tracing_relation_operator::core::document::{
     self, DATA_KEYS, Endpoint, KEY_RECEIVERS, KEY_TEMPO_ENDPOINT, Protocol, Receiver,
 };
+use tracing_relation_operator::core::ownership::Ownership;
+use tracing_relation_operator::core::reason::Reason;
 
 const CASES: u32 = 256;
 
@@ -427,7 +430,7 @@ proptest! {
     /// `truncate` bounds any string on a character boundary, never panicking.
     #[test]
     fn truncate_is_bounded(s in any::<String>(), max in 0usize..100) {
-        let t = declaration::truncate_to(&s, max);
+        let t = tracing_relation_operator::core::contract::truncate_to(&s, max);
         if s.len() <= max {
             prop_assert_eq!(t, s);
         } else {
@@ -440,6 +443,26 @@ proptest! {
 
 // ---------------------------------------------------------------------------
 // The checks.
+
+/// The dereference step, as the operator does it, then the pure decision.
+fn decide_with(
+    cm: &ConfigMap,
+    rel: Option<&TracingRelation>,
+    ns_labels: &BTreeMap<String, String>,
+    backend: Result<Endpoint, BackendError>,
+) -> Decision {
+    let declaration = declaration::of(&cm.metadata);
+    let ownership = Ownership::of(&cm.metadata);
+    let backend = rel.map(|_| backend);
+    checks::decide(&checks::Facts {
+        consumer: cm,
+        declaration: &declaration,
+        ownership: &ownership,
+        relation: rel,
+        namespace_labels: ns_labels,
+        backend: backend.as_ref(),
+    })
+}
 
 fn seed_endpoint() -> Endpoint {
     Endpoint {
@@ -472,10 +495,8 @@ proptest! {
             cm.metadata.labels.as_ref().unwrap_or(&empty),
             cm.metadata.annotations.as_ref().unwrap_or(&empty),
         );
-        let ep_for_backend = ep.clone();
-        let decision = checks::decide(&cm, rel.as_ref(), &ns_labels, |_| {
-            if backend_ok { Ok(ep_for_backend) } else { Err(BackendError::Ambiguous) }
-        });
+        let backend = || if backend_ok { Ok(ep.clone()) } else { Err(BackendError::Ambiguous) };
+        let decision = decide_with(&cm, rel.as_ref(), &ns_labels, backend());
         match &decision {
             Decision::Reject(r) => {
                 prop_assert!(!r.message.is_empty());
@@ -491,36 +512,34 @@ proptest! {
                     prop_assert_eq!(cm.immutable, Some(true));
                 }
             }
-            Decision::Bind { relation, document, declaration } => {
+            Decision::Bind { relation, document, requested } => {
                 let d = parsed.as_ref().map_err(|e| TestCaseError::fail(e.to_string()))?;
-                prop_assert_eq!(d, declaration);
+                prop_assert_eq!(&d.receivers, requested);
                 prop_assert_eq!(d.interface.as_str(), INTERFACE_TRACING);
                 prop_assert_eq!(d.role.as_str(), ROLE_REQUIRES);
                 prop_assert!(rel.is_some() && backend_ok);
                 prop_assert_ne!(cm.immutable, Some(true));
-                prop_assert_eq!(relation, &format!("{}/{}", d.relation_namespace, d.relation_name));
+                prop_assert_eq!(relation.to_string(), format!("{}/{}", d.relation_namespace, d.relation_name));
                 prop_assert!(!document.receivers.is_empty());
                 prop_assert!(document.data.keys().all(|k| DATA_KEYS.contains(&k.as_str())));
-                let bound_by_us = cm
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(STATE_ANNOTATION))
-                    .is_some_and(|s| s == STATE_BOUND);
-                if !bound_by_us {
-                    for k in DATA_KEYS {
+                // Whatever its annotations say, a key the operator's own record
+                // does not give it is never overwritten.
+                let own = Ownership::of(&cm.metadata);
+                for k in DATA_KEYS {
+                    if !own.is_operator_key(&cm, k) {
                         prop_assert!(!cm.data.as_ref().is_some_and(|m| m.contains_key(k)), "own data key {k} would be overwritten");
-                        prop_assert!(!cm.binary_data.as_ref().is_some_and(|m| m.contains_key(k)), "own binaryData key {k} collides");
                     }
+                    prop_assert!(!cm.binary_data.as_ref().is_some_and(|m| m.contains_key(k)), "own binaryData key {k} collides");
                 }
                 prop_assert_eq!(document, &document::build(&ep, d.receivers.as_deref()));
             }
-            Decision::Keep(_) => prop_assert!(!backend_ok),
+            Decision::Pending { why, .. } => {
+                prop_assert!(!backend_ok);
+                prop_assert_eq!(why.reason, Reason::BackendUnavailable);
+            }
         }
         // Deterministic: the same input decides the same.
-        let again = checks::decide(&cm, rel.as_ref(), &ns_labels, |_| {
-            if backend_ok { Ok(ep.clone()) } else { Err(BackendError::Ambiguous) }
-        });
+        let again = decide_with(&cm, rel.as_ref(), &ns_labels, backend());
         prop_assert_eq!(decision, again);
     }
 
@@ -554,7 +573,7 @@ proptest! {
         );
         rel.metadata.namespace = Some("obs".into());
         let ep = seed_endpoint();
-        let decision = checks::decide(&cm, Some(&rel), &BTreeMap::new(), |_| Ok(ep.clone()));
+        let decision = decide_with(&cm, Some(&rel), &BTreeMap::new(), Ok(ep.clone()));
         let offered: Vec<Protocol> = ep.offered().collect();
         let want: Vec<Protocol> = match &req {
             None => offered.clone(),
@@ -566,7 +585,7 @@ proptest! {
                 prop_assert!(want.is_empty(), "{r:?}");
                 prop_assert_eq!(r.reason, Reason::ReceiverNotOffered);
             }
-            Decision::Keep(e) => prop_assert!(false, "{e}"),
+            Decision::Pending { why, .. } => prop_assert!(false, "{why:?}"),
         }
     }
 }

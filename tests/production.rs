@@ -37,11 +37,11 @@ use kube::Client;
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tracing_relation_operator::api::TracingRelation;
-use tracing_relation_operator::declaration::{
+use tracing_relation_operator::core::contract::{
     BOUND_TO_ANNOTATION, HASH_ANNOTATION, MANAGED_LABEL, OPERATOR_ANNOTATIONS, REASON_ANNOTATION,
     RELATION_LABEL, RELATION_NAMESPACE_ANNOTATION, STATE_ANNOTATION,
 };
-use tracing_relation_operator::document::{self, DATA_KEYS, Endpoint};
+use tracing_relation_operator::core::document::{self, DATA_KEYS, Endpoint};
 
 /// Field manager of the operator (its server-side applies).
 const OPERATOR_MANAGER: &str = "tracing-relation-operator";

@@ -12,7 +12,8 @@ use std::time::Instant;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use tracing_relation_operator::document::{pyyaml_str, render_tempo_endpoint};
+use tracing_relation_operator::core::document::render_tempo_endpoint;
+use tracing_relation_operator::core::pyyaml::pyyaml_str;
 
 /// Reads one JSON request per line and answers one JSON line each:
 /// `{"dict": {...}}` -> `yaml.safe_dump(dict)`, `{"str": s}` ->

@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use tracing_relation_operator::consumer::{self, Error, TempoEndpoint};
-use tracing_relation_operator::document::{self, KEY_TEMPO_ENDPOINT};
+use tracing_relation_operator::core::document::{self, KEY_TEMPO_ENDPOINT};
 
 const SCRIPT: &str = r#"
 import json, sys

@@ -37,13 +37,13 @@ use tracing_relation_operator::api::{
     Backend, ConsumerPolicy, EndpointBackend, INTERFACE_TRACING, MAX_REJECTED_IN_STATUS,
     ROLE_PROVIDES, RejectedConsumer, TracingRelation, TracingRelationSpec,
 };
-use tracing_relation_operator::checks::Reason;
-use tracing_relation_operator::declaration::{
+use tracing_relation_operator::core::contract::{
     BOUND_TO_ANNOTATION, HASH_ANNOTATION, INTERFACE_ANNOTATION, MESSAGE_ANNOTATION,
     REASON_ANNOTATION, RECEIVERS_ANNOTATION, RELATION_LABEL, RELATION_NAMESPACE_ANNOTATION,
     ROLE_ANNOTATION, STATE_ANNOTATION, STATE_BOUND, STATE_REJECTED,
 };
-use tracing_relation_operator::document::{DATA_KEYS, KEY_TEMPO_ENDPOINT};
+use tracing_relation_operator::core::document::{DATA_KEYS, KEY_TEMPO_ENDPOINT};
+use tracing_relation_operator::core::reason::Reason;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const BINDING: &str = "tracing-relation-consumers.tracing.relations.dev";

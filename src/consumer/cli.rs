@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::{Endpoints, Error, read_dir, wait_until_bound};
-use crate::document::Protocol;
+use crate::core::document::Protocol;
 
 /// Exit code: the endpoint was printed.
 pub const EXIT_OK: u8 = 0;
@@ -174,7 +174,7 @@ pub fn shell_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::document::{Endpoint, build};
+    use crate::core::document::{Endpoint, build};
 
     fn endpoints(requested: Option<&[Protocol]>) -> Endpoints {
         let ep = Endpoint {

@@ -1,6 +1,6 @@
 //! Reading the endpoint document inside a consumer pod.
 //!
-//! The operator writes the data keys of [`crate::document`] into a consumer
+//! The operator writes the data keys of [`crate::core::document`] into a consumer
 //! ConfigMap; a pod mounts that ConfigMap as a directory (one file per key).
 //! This module reads such a directory back:
 //!
@@ -21,7 +21,7 @@
 //!
 //! ```no_run
 //! use tracing_relation_operator::consumer;
-//! use tracing_relation_operator::document::Protocol;
+//! use tracing_relation_operator::core::document::Protocol;
 //!
 //! let endpoints = consumer::read_dir("/etc/tracing")?;
 //! let grpc = endpoints.otlp_grpc_endpoint(); // Some("http://tempo.obs.svc:4317")
@@ -49,7 +49,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::document::{
+use crate::core::document::{
     DATA_KEYS, KEY_OTEL_ENDPOINT, KEY_OTEL_PROTOCOL, KEY_OTLP_GRPC_ENDPOINT,
     KEY_OTLP_HTTP_ENDPOINT, KEY_RECEIVERS, KEY_TEMPO_ENDPOINT, Protocol, Receiver,
 };
@@ -475,7 +475,7 @@ pub fn wait_until_bound(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::document::{Endpoint, build};
+    use crate::core::document::{Endpoint, build};
 
     fn seed_endpoint(host: &str) -> Endpoint {
         Endpoint {

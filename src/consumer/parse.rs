@@ -7,7 +7,9 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, VariantAccess, Visitor};
 
 use super::{Error, TempoEndpoint, malformed};
-use crate::document::{KEY_RECEIVERS, KEY_TEMPO_ENDPOINT, Protocol, Receiver, ReceiverProtocol};
+use crate::core::document::{
+    KEY_RECEIVERS, KEY_TEMPO_ENDPOINT, Protocol, Receiver, ReceiverProtocol,
+};
 
 /// A YAML node as far as the checks need it.
 #[derive(Debug, Clone, PartialEq)]
@@ -234,7 +236,7 @@ fn hostname(map: &BTreeMap<String, Node>, text: &str) -> Result<String, Error> {
                 .and_then(|r| r.hostname)
                 .map(|r| r.0);
             match raw {
-                Some(raw) if crate::document::pyyaml_str(&raw) == raw => Ok(raw),
+                Some(raw) if crate::core::pyyaml::pyyaml_str(&raw) == raw => Ok(raw),
                 _ => Err(err(format!(
                     "is {}, expected a string (quote it)",
                     node.kind()

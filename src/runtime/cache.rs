@@ -7,13 +7,21 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::stream::{BoxStream, SelectAll};
 use futures::{Stream, StreamExt};
-use kube::Resource;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::watcher::{self, Event, watcher};
+use kube::{Client, Resource};
 use tokio::sync::broadcast;
+
+use crate::api::TracingRelation;
+use crate::core::contract::{FIELD_MANAGER, RELATION_LABEL};
 
 /// A watcher stream and the namespace it watches (`None`: the whole cluster).
 pub type ScopedStream<K> = (
@@ -48,6 +56,8 @@ where
 {
     pub store: Store<K>,
     tx: broadcast::Sender<Change<K>>,
+    /// False while its watch fails (a missing CRD, a lost permission).
+    healthy: Arc<AtomicBool>,
 }
 
 impl<K> Cache<K>
@@ -65,17 +75,24 @@ where
         })
     }
 
+    /// Whether the last thing its watch reported was not an error.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
     /// Starts the cache: `streams` holds one watcher stream per namespace
     /// (`Some(ns)`) or a single cluster-wide one (`None`).
     pub fn spawn(kind: &'static str, streams: Vec<ScopedStream<K>>) -> Self {
         let writer: Writer<K> = Writer::default();
         let store = writer.as_reader();
         let (tx, _) = broadcast::channel(8192);
+        let healthy = Arc::new(AtomicBool::new(true));
         let cache = Cache {
             store: store.clone(),
             tx: tx.clone(),
+            healthy: healthy.clone(),
         };
-        tokio::spawn(feed(kind, writer, store, tx, streams));
+        tokio::spawn(feed(kind, writer, store, tx, streams, healthy));
         cache
     }
 }
@@ -89,6 +106,7 @@ async fn feed<K>(
     store: Store<K>,
     tx: broadcast::Sender<Change<K>>,
     streams: Vec<ScopedStream<K>>,
+    healthy: Arc<AtomicBool>,
 ) where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + Debug + 'static,
 {
@@ -105,8 +123,12 @@ async fn feed<K>(
     }
     while let Some((ns, ev)) = all.next().await {
         let ev = match ev {
-            Ok(ev) => ev,
+            Ok(ev) => {
+                healthy.store(true, Ordering::Relaxed);
+                ev
+            }
             Err(e) => {
+                healthy.store(false, Ordering::Relaxed);
                 tracing::warn!(kind, namespace = ?ns, error = %e, "watch failed; retrying with backoff");
                 continue;
             }
@@ -177,5 +199,139 @@ async fn feed<K>(
                 let _ = tx.send(Change::Resync);
             }
         }
+    }
+}
+
+/// The caches every replica keeps.
+pub struct Caches {
+    pub relations: Cache<TracingRelation>,
+    pub consumers: Cache<ConfigMap>,
+    pub services: Cache<Service>,
+    /// Absent when scoped to namespaces (no cluster-wide namespace read).
+    pub namespaces: Option<Cache<PartialObjectMeta<Namespace>>>,
+}
+
+/// One watcher per watched namespace, or one for the whole cluster.
+fn per_ns<K>(
+    client: &Client,
+    namespaces: &[String],
+    cfg: watcher::Config,
+    strip: fn(&mut K),
+) -> Vec<ScopedStream<K>>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + Debug
+        + Send
+        + 'static,
+{
+    let apis: Vec<(Option<String>, Api<K>)> = if namespaces.is_empty() {
+        vec![(None, Api::all(client.clone()))]
+    } else {
+        namespaces
+            .iter()
+            .map(|ns| (Some(ns.clone()), Api::namespaced(client.clone(), ns)))
+            .collect()
+    };
+    apis.into_iter()
+        .map(|(ns, api)| {
+            let s = watcher(api, cfg.clone())
+                .default_backoff()
+                .modify(strip)
+                .boxed();
+            (ns, s)
+        })
+        .collect()
+}
+
+impl Caches {
+    /// Starts all watches; `namespaces` empty means cluster-wide. Consumers are
+    /// watched by their label only, so memory follows the number of consumers.
+    pub fn spawn(client: &Client, namespaces: &[String]) -> Self {
+        let consumers_cfg = watcher::Config::default().labels(RELATION_LABEL);
+        let relations = Cache::spawn(
+            "TracingRelation",
+            per_ns(
+                client,
+                namespaces,
+                watcher::Config::default(),
+                strip_managed_fields::<TracingRelation>,
+            ),
+        );
+        let consumers = Cache::spawn(
+            "ConfigMap",
+            per_ns(client, namespaces, consumers_cfg, keep_own_managed_fields),
+        );
+        let services = Cache::spawn(
+            "Service",
+            per_ns(
+                client,
+                namespaces,
+                watcher::Config::default(),
+                strip_service,
+            ),
+        );
+        let namespaces = namespaces.is_empty().then(|| {
+            let api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
+            let s = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .modify(|ns: &mut PartialObjectMeta<Namespace>| {
+                    ns.metadata.managed_fields = None;
+                    ns.metadata.annotations = None;
+                })
+                .boxed();
+            Cache::spawn("Namespace", vec![(None, s)])
+        });
+        Caches {
+            relations,
+            consumers,
+            services,
+            namespaces,
+        }
+    }
+
+    /// Waits until every cache has listed once.
+    pub async fn wait_ready(&self) {
+        let _ = self.relations.store.wait_until_ready().await;
+        let _ = self.consumers.store.wait_until_ready().await;
+        let _ = self.services.store.wait_until_ready().await;
+        if let Some(n) = &self.namespaces {
+            let _ = n.store.wait_until_ready().await;
+        }
+    }
+
+    /// Whether every watch is working (it lists and watches without errors).
+    pub fn healthy(&self) -> bool {
+        self.relations.healthy()
+            && self.consumers.healthy()
+            && self.services.healthy()
+            && self.namespaces.as_ref().is_none_or(|n| n.healthy())
+    }
+}
+
+/// Consumers keep only the operator's own managedFields entries: they are how
+/// the operator knows which keys it wrote there.
+fn keep_own_managed_fields(cm: &mut ConfigMap) {
+    if let Some(m) = cm.metadata.managed_fields.as_mut() {
+        m.retain(|e| e.manager.as_deref() == Some(FIELD_MANAGER));
+    }
+}
+
+fn strip_managed_fields<K: Resource>(o: &mut K) {
+    o.meta_mut().managed_fields = None;
+}
+
+/// Services keep only what resolution needs: name, namespace and ports.
+fn strip_service(s: &mut Service) {
+    s.metadata.managed_fields = None;
+    s.metadata.annotations = None;
+    s.metadata.labels = None;
+    s.status = None;
+    if let Some(spec) = s.spec.as_mut() {
+        *spec = k8s_openapi::api::core::v1::ServiceSpec {
+            ports: spec.ports.take(),
+            ..Default::default()
+        };
     }
 }

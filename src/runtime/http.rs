@@ -1,5 +1,6 @@
 //! The HTTP endpoints: `/metrics` (Prometheus), `/healthz` (liveness) and
-//! `/readyz` (readiness: every cache has listed once).
+//! `/readyz` (readiness: every cache has listed once and every watch works, so a
+//! missing CRD or a lost permission makes the replica not ready).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,8 +12,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::controller::{Caches, update_gauges};
-use crate::metrics::Metrics;
+use crate::runtime::cache::Caches;
+use crate::runtime::metrics::{Metrics, update_gauges};
 
 #[derive(Clone)]
 struct AppState {
@@ -33,10 +34,15 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    if s.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ok")
-    } else {
+    if !s.ready.load(Ordering::SeqCst) {
         (StatusCode::SERVICE_UNAVAILABLE, "caches not synced")
+    } else if !s.caches.healthy() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a watch is failing (see the log: a missing CRD or permission)",
+        )
+    } else {
+        (StatusCode::OK, "ok")
     }
 }
 

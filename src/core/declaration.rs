@@ -4,84 +4,14 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
 use crate::api::{INTERFACE_TRACING, ROLE_REQUIRES};
-use crate::document::Protocol;
-
-/// Label that opts a ConfigMap in; its value is the TracingRelation's name.
-pub const RELATION_LABEL: &str = "tracing.relations.dev/relation";
-/// Consumer annotation: namespace of the TracingRelation (default: the ConfigMap's).
-pub const RELATION_NAMESPACE_ANNOTATION: &str = "tracing.relations.dev/relation-namespace";
-/// Consumer annotation: the interface it requires (default `tracing`).
-pub const INTERFACE_ANNOTATION: &str = "tracing.relations.dev/interface";
-/// Consumer annotation: its role (default `requires`).
-pub const ROLE_ANNOTATION: &str = "tracing.relations.dev/role";
-/// Consumer annotation: comma-separated receivers (default: all offered).
-pub const RECEIVERS_ANNOTATION: &str = "tracing.relations.dev/receivers";
-
-/// Operator annotation: `Bound` or `Rejected`.
-pub const STATE_ANNOTATION: &str = "tracing.relations.dev/state";
-/// Operator annotation: the reason of a rejection.
-pub const REASON_ANNOTATION: &str = "tracing.relations.dev/reason";
-/// Operator annotation: a person-readable message for a rejection.
-pub const MESSAGE_ANNOTATION: &str = "tracing.relations.dev/message";
-/// Operator annotation: hash of the written document (roll pods on change).
-pub const HASH_ANNOTATION: &str = "tracing.relations.dev/document-hash";
-/// Operator annotation: `namespace/name` of the relation that wrote the document.
-pub const BOUND_TO_ANNOTATION: &str = "tracing.relations.dev/bound-to";
-
-/// Operator label on every ConfigMap it has written to, so that one whose
-/// relation label was removed while no operator was leading can still be found
-/// (selector `managed,!relation`) and cleaned.
-pub const MANAGED_LABEL: &str = "tracing.relations.dev/managed";
-
-/// Every annotation the operator may write.
-pub const OPERATOR_ANNOTATIONS: [&str; 5] = [
-    STATE_ANNOTATION,
-    REASON_ANNOTATION,
-    MESSAGE_ANNOTATION,
-    HASH_ANNOTATION,
-    BOUND_TO_ANNOTATION,
-];
-
-/// The one server-side-apply field manager of the operator.
-pub const FIELD_MANAGER: &str = "tracing-relation-operator";
-
-pub const STATE_BOUND: &str = "Bound";
-pub const STATE_REJECTED: &str = "Rejected";
-
-/// Longest annotation value that is parsed at all; longer ones are refused.
-pub const MAX_VALUE_LEN: usize = 1024;
-
-/// Whether data key `key` of this ConfigMap is the operator's: the operator's
-/// field manager has applied to the ConfigMap, and it either still owns the key
-/// or the consumer is in the `Bound` state it wrote (a key a person edited by hand
-/// moved to their field manager, but is still the operator's to restore). A
-/// forged `state: Bound` annotation alone (or a copied bound ConfigMap) never
-/// makes a consumer's own key the operator's.
-pub fn operator_key(
-    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    key: &str,
-) -> bool {
-    let Some(ours) = meta.managed_fields.as_ref().and_then(|m| {
-        m.iter()
-            .find(|e| e.manager.as_deref() == Some(FIELD_MANAGER))
-    }) else {
-        return false;
-    };
-    let owns_key = ours
-        .fields_v1
-        .as_ref()
-        .and_then(|f| f.0.get("f:data"))
-        .and_then(|d| d.get(format!("f:{key}")))
-        .is_some();
-    let bound = meta
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(STATE_ANNOTATION))
-        .map(String::as_str)
-        == Some(STATE_BOUND);
-    owns_key || bound
-}
+use crate::core::contract::{
+    INTERFACE_ANNOTATION, MAX_VALUE_LEN, RECEIVERS_ANNOTATION, RELATION_LABEL,
+    RELATION_NAMESPACE_ANNOTATION, ROLE_ANNOTATION, truncate,
+};
+use crate::core::document::Protocol;
 
 /// A consumer's parsed declaration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,6 +26,67 @@ pub struct Declaration {
     pub role: String,
     /// Receivers asked for, sorted and without repeats; `None` = all offered.
     pub receivers: Option<Vec<Protocol>>,
+}
+
+impl Declaration {
+    /// The relation this declaration names.
+    pub fn relation(&self) -> RelationKey {
+        RelationKey::new(&self.relation_namespace, &self.relation_name)
+    }
+}
+
+/// A TracingRelation's `namespace/name`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RelationKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl RelationKey {
+    pub fn new(namespace: &str, name: &str) -> Self {
+        RelationKey {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    /// Reads `namespace/name` (the bound-to annotation's form).
+    pub fn parse(s: &str) -> Option<Self> {
+        let (ns, name) = s.split_once('/')?;
+        (!ns.is_empty() && !name.is_empty()).then(|| RelationKey::new(ns, name))
+    }
+}
+
+impl std::fmt::Display for RelationKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The relation a ConfigMap names, read leniently: the label's value and the
+/// namespace annotation, without validating them. Only for finding which
+/// relation's status a consumer with a malformed declaration belongs to.
+pub fn named_relation(meta: &ObjectMeta) -> Option<RelationKey> {
+    let name = meta.labels.as_ref()?.get(RELATION_LABEL)?;
+    let ns = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(RELATION_NAMESPACE_ANNOTATION))
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .or(meta.namespace.as_deref())
+        .filter(|ns| is_dns_label(ns))?;
+    Some(RelationKey::new(ns, name))
+}
+
+/// Reads the declaration of ConfigMap `meta`.
+pub fn of(meta: &ObjectMeta) -> Result<Declaration, DeclarationError> {
+    let empty = BTreeMap::new();
+    parse(
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.labels.as_ref().unwrap_or(&empty),
+        meta.annotations.as_ref().unwrap_or(&empty),
+    )
 }
 
 /// Why a declaration could not be read.
@@ -142,7 +133,7 @@ pub fn parse_receivers(value: &str) -> Result<Vec<Protocol>, String> {
         }
         let p: Protocol = name
             .parse()
-            .map_err(|e: crate::document::UnknownProtocol| e.to_string())?;
+            .map_err(|e: crate::core::document::UnknownProtocol| e.to_string())?;
         if !out.contains(&p) {
             out.push(p);
         }
@@ -193,23 +184,6 @@ pub fn parse(
         role,
         receivers,
     })
-}
-
-/// Shortens a value for messages so a hostile annotation cannot bloat status.
-pub fn truncate(s: &str) -> String {
-    truncate_to(s, 80)
-}
-
-/// Shortens `s` to at most `max` bytes (plus "..."), on a character boundary.
-pub fn truncate_to(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
 }
 
 #[cfg(test)]

@@ -9,6 +9,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::core::contract::{
+    REASON_ANNOTATION, STATE_ANNOTATION, STATE_BOUND, STATE_PENDING, STATE_REJECTED,
+};
+use crate::core::ownership::Ownership;
+use crate::core::reason::Reason;
+use crate::runtime::cache::Caches;
+
 /// Which controller a reconcile belongs to.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ControllerLabel {
@@ -19,21 +26,26 @@ pub struct ControllerLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
     pub controller: &'static str,
-    pub reason: String,
+    pub reason: Reason,
 }
 
-/// A consumer state and, for rejections, the reason.
+/// A consumer state and, for rejected and pending ones, the reason (empty for
+/// bound ones). Both come from closed sets.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConsumerLabels {
     pub state: &'static str,
-    pub reason: String,
+    pub reason: &'static str,
 }
 
-/// A rejection reason.
+/// A reason.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
-    pub reason: String,
+    pub reason: Reason,
 }
+
+/// The controllers, as metric labels.
+pub const CONSUMER: &str = "consumer";
+pub const RELATION: &str = "relation";
 
 /// Every metric of the operator.
 pub struct Metrics {
@@ -47,6 +59,8 @@ pub struct Metrics {
     pub writes_sent: Counter,
     pub writes_skipped: Counter,
     pub rejections: Family<ReasonLabel, Counter>,
+    pub write_failures: Family<ReasonLabel, Counter>,
+    pub cleanups_abandoned: Counter,
     pub leader: Gauge<i64, AtomicI64Compat>,
 }
 
@@ -112,12 +126,38 @@ impl Default for Metrics {
             "Transitions of a consumer into a rejected state, by reason",
             rejections.clone(),
         );
+        let write_failures = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "consumer_write_failures",
+            "Writes to consumer ConfigMaps that failed, by reason",
+            write_failures.clone(),
+        );
+        let cleanups_abandoned = Counter::default();
+        registry.register(
+            "cleanups_abandoned",
+            "Consumers a relation's finalizer gave up on after its tries",
+            cleanups_abandoned.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
             "1 while this replica holds the leader Lease",
             leader.clone(),
         );
+        // Every known label set is there from the start, with zero samples, so
+        // alerts can be written before the first failure.
+        for controller in [CONSUMER, RELATION] {
+            let _ = reconciles.get_or_create(&ControllerLabel { controller });
+            for reason in Reason::ERRORS {
+                let _ = reconcile_failures.get_or_create(&FailureLabels { controller, reason });
+            }
+        }
+        for reason in Reason::REJECTIONS {
+            let _ = rejections.get_or_create(&ReasonLabel { reason });
+        }
+        for reason in Reason::WRITE_FAILURES {
+            let _ = write_failures.get_or_create(&ReasonLabel { reason });
+        }
         Metrics {
             registry,
             reconciles,
@@ -129,6 +169,8 @@ impl Default for Metrics {
             writes_sent,
             writes_skipped,
             rejections,
+            write_failures,
+            cleanups_abandoned,
             leader,
         }
     }
@@ -145,12 +187,9 @@ impl Metrics {
     }
 
     /// Counts a failed reconcile.
-    pub fn failure(&self, controller: &'static str, reason: &str) {
+    pub fn failure(&self, controller: &'static str, reason: Reason) {
         self.reconcile_failures
-            .get_or_create(&FailureLabels {
-                controller,
-                reason: reason.to_string(),
-            })
+            .get_or_create(&FailureLabels { controller, reason })
             .inc();
     }
 
@@ -160,4 +199,85 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+}
+
+/// Scrape-time gauges computed from the caches. A consumer counts only in the
+/// state the operator's own record says it wrote (a forged state annotation
+/// counts nowhere), and only with a reason from the closed set.
+pub fn update_gauges(metrics: &Metrics, caches: &Caches) {
+    let mut counts: std::collections::HashMap<ConsumerLabels, i64> = Default::default();
+    counts.insert(
+        ConsumerLabels {
+            state: STATE_BOUND,
+            reason: "",
+        },
+        0,
+    );
+    for r in Reason::REJECTIONS {
+        counts.insert(
+            ConsumerLabels {
+                state: STATE_REJECTED,
+                reason: r.as_str(),
+            },
+            0,
+        );
+    }
+    counts.insert(
+        ConsumerLabels {
+            state: STATE_PENDING,
+            reason: Reason::BackendUnavailable.as_str(),
+        },
+        0,
+    );
+    for cm in caches.consumers.store.state() {
+        let Some(a) = cm.metadata.annotations.as_ref() else {
+            continue;
+        };
+        if !Ownership::of(&cm.metadata)
+            .annotations
+            .contains(STATE_ANNOTATION)
+        {
+            continue;
+        }
+        let reason = a
+            .get(REASON_ANNOTATION)
+            .and_then(|r| Reason::parse(r))
+            .map(Reason::as_str)
+            .unwrap_or_default();
+        let label = match a.get(STATE_ANNOTATION).map(String::as_str) {
+            Some(STATE_BOUND) => ConsumerLabels {
+                state: STATE_BOUND,
+                reason: "",
+            },
+            Some(STATE_REJECTED) => ConsumerLabels {
+                state: STATE_REJECTED,
+                reason,
+            },
+            Some(STATE_PENDING) => ConsumerLabels {
+                state: STATE_PENDING,
+                reason,
+            },
+            _ => continue,
+        };
+        // Only label sets from the closed set above.
+        if let Some(n) = counts.get_mut(&label) {
+            *n += 1;
+        }
+    }
+    for (labels, n) in counts {
+        metrics.consumers.get_or_create(&labels).set(n);
+    }
+    let rels = caches.relations.store.state();
+    metrics.relations.set(rels.len() as i64);
+    let ready = rels
+        .iter()
+        .filter(|r| {
+            r.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+        })
+        .count();
+    metrics.relations_ready.set(ready as i64);
 }

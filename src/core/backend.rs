@@ -5,7 +5,10 @@
 use k8s_openapi::api::core::v1::Service;
 
 use crate::api::{Backend, PortNames, TracingRelation};
-use crate::document::{Endpoint, Protocol};
+use crate::core::contract::truncate;
+use crate::core::declaration::is_dns_subdomain;
+use crate::core::document::{Endpoint, Protocol};
+use crate::core::reason::Reason;
 
 /// Well-known Service port names per receiver: the operator's own first, then the
 /// Grafana Tempo chart's, then tempo-operator's and other common spellings.
@@ -55,11 +58,11 @@ pub enum BackendError {
 
 impl BackendError {
     /// Stable reason for the relation's Ready condition.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            BackendError::Ambiguous | BackendError::InvalidEndpoint(_) => "InvalidBackend",
-            BackendError::ServiceNotFound { .. } => "ServiceNotFound",
-            BackendError::NoPorts { .. } => "ServicePortsNotFound",
+            BackendError::Ambiguous | BackendError::InvalidEndpoint(_) => Reason::InvalidBackend,
+            BackendError::ServiceNotFound { .. } => Reason::ServiceNotFound,
+            BackendError::NoPorts { .. } => Reason::ServicePortsNotFound,
         }
     }
 }
@@ -92,10 +95,10 @@ pub fn resolve(
     match (&backend.service, &backend.endpoint) {
         (Some(_), Some(_)) | (None, None) => Err(BackendError::Ambiguous),
         (None, Some(e)) => {
-            if !crate::declaration::is_dns_subdomain(&e.hostname) {
+            if !is_dns_subdomain(&e.hostname) {
                 return Err(BackendError::InvalidEndpoint(format!(
                     "hostname {:?} is not a DNS name",
-                    crate::declaration::truncate(&e.hostname)
+                    truncate(&e.hostname)
                 )));
             }
             let opt = |p: Option<i32>| p.map(port).transpose();
@@ -243,13 +246,13 @@ mod tests {
     fn missing_service_and_ports() {
         assert_eq!(
             resolve(&follow("t"), "o", None, "c").unwrap_err().reason(),
-            "ServiceNotFound"
+            Reason::ServiceNotFound
         );
         assert_eq!(
             resolve(&follow("t"), "o", Some(&svc(&[("web", 80)])), "c")
                 .unwrap_err()
                 .reason(),
-            "ServicePortsNotFound"
+            Reason::ServicePortsNotFound
         );
     }
 

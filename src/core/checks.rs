@@ -1,0 +1,351 @@
+//! The seed's `_validate_relation_by_interface_and_direction`, carried over: both
+//! sides' declarations are checked, and each refusal has a stable [`Reason`]
+//! that is used alike in annotations, status, Events, logs and metric labels.
+//!
+//! [`decide`] is pure: it takes the [`Facts`] the dereference step gathered (the
+//! consumer and its parsed declaration, the operator's ownership there, the
+//! relation it names, its namespace's labels and the resolved backend) and says
+//! what the consumer should hold.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::core::{Selector, SelectorExt};
+
+use crate::api::{INTERFACE_TRACING, ROLE_PROVIDES, ROLE_REQUIRES, TracingRelation};
+use crate::core::backend::BackendError;
+use crate::core::contract::truncate;
+use crate::core::declaration::{Declaration, DeclarationError, RelationKey};
+use crate::core::document::{self, DATA_KEYS, Document, Endpoint, Protocol};
+use crate::core::ownership::Ownership;
+use crate::core::reason::Reason;
+
+/// A refusal or a wait: reason and a message that says what to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: Reason,
+    pub message: String,
+}
+
+fn reject(reason: Reason, message: impl Into<String>) -> Decision {
+    Decision::Reject(Rejection {
+        reason,
+        message: message.into(),
+    })
+}
+
+/// What a consumer should hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Bound to `relation`: write the document.
+    Bind {
+        relation: RelationKey,
+        document: Document,
+        /// The receivers the consumer asked for (`None`: all offered).
+        requested: Option<Vec<Protocol>>,
+    },
+    /// Refused: no endpoint data, the reason in annotations.
+    Reject(Rejection),
+    /// The relation's backend cannot be resolved right now: the consumer keeps
+    /// the last good document it holds, marked `Pending` with the reason.
+    Pending {
+        relation: RelationKey,
+        why: Rejection,
+    },
+}
+
+impl Decision {
+    /// The reason of a refusal or wait; `None` when bound.
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            Decision::Bind { .. } => None,
+            Decision::Reject(r) | Decision::Pending { why: r, .. } => Some(r.reason),
+        }
+    }
+}
+
+/// Everything [`decide`] looks at, gathered by the caller (the dereference step).
+pub struct Facts<'a> {
+    /// The consumer ConfigMap.
+    pub consumer: &'a ConfigMap,
+    /// Its declaration, parsed once.
+    pub declaration: &'a Result<Declaration, DeclarationError>,
+    /// What the operator's own record says it owns there.
+    pub ownership: &'a Ownership,
+    /// The relation the declaration names, if it exists and is not being deleted.
+    pub relation: Option<&'a TracingRelation>,
+    /// Labels of the consumer's namespace.
+    pub namespace_labels: &'a BTreeMap<String, String>,
+    /// The relation's resolved backend (asked only when the relation exists).
+    pub backend: Option<&'a Result<Endpoint, BackendError>>,
+}
+
+/// Whether the relation admits consumers from a namespace with `ns_labels`.
+pub fn namespace_allowed(
+    rel: &TracingRelation,
+    consumer_ns: &str,
+    ns_labels: &BTreeMap<String, String>,
+) -> Result<bool, String> {
+    let rel_ns = rel.metadata.namespace.as_deref().unwrap_or_default();
+    let selector = rel
+        .spec
+        .consumers
+        .as_ref()
+        .and_then(|c| c.namespace_selector.clone());
+    match selector {
+        None => Ok(consumer_ns == rel_ns),
+        Some(sel) => {
+            let sel = Selector::try_from(sel).map_err(|e| e.to_string())?;
+            Ok(sel.matches(ns_labels))
+        }
+    }
+}
+
+/// Checks the relation's own declaration (interface and role).
+pub fn check_relation(rel: &TracingRelation) -> Result<(), Rejection> {
+    if rel.spec.interface != INTERFACE_TRACING {
+        return Err(Rejection {
+            reason: Reason::RelationInterfaceMismatch,
+            message: format!(
+                "TracingRelation declares interface {:?} rather than the expected 'tracing'",
+                truncate(&rel.spec.interface)
+            ),
+        });
+    }
+    if rel.spec.role != ROLE_PROVIDES {
+        return Err(Rejection {
+            reason: Reason::RelationRoleMismatch,
+            message: format!(
+                "TracingRelation declares role {:?} rather than the expected 'provides'",
+                truncate(&rel.spec.role)
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The message of a consumer whose relation is gone, the same from every path
+/// (the consumer reconcile and the relation's finalizer), so they never rewrite
+/// each other.
+pub fn relation_not_found(rel: &RelationKey) -> Rejection {
+    Rejection {
+        reason: Reason::RelationNotFound,
+        message: format!("No TracingRelation named '{rel}' found"),
+    }
+}
+
+/// Decides what the consumer of `facts` should hold.
+pub fn decide(facts: &Facts<'_>) -> Decision {
+    let decl = match facts.declaration {
+        Ok(d) => d,
+        Err(e) => return reject(Reason::InvalidDeclaration, e.to_string()),
+    };
+    if let Err(r) = check_consumer(decl) {
+        return Decision::Reject(r);
+    }
+    let rel_key = decl.relation();
+    let Some(rel) = facts.relation else {
+        return Decision::Reject(relation_not_found(&rel_key));
+    };
+    if let Err(r) = check_relation(rel) {
+        return Decision::Reject(Rejection {
+            reason: r.reason,
+            message: format!("{rel_key}: {}", r.message),
+        });
+    }
+    let cm = facts.consumer;
+    let ns = cm.metadata.namespace.as_deref().unwrap_or_default();
+    if let Err(r) = check_consent(rel, &rel_key, ns, facts.namespace_labels) {
+        return Decision::Reject(r);
+    }
+    if cm.immutable == Some(true) {
+        return reject(
+            Reason::ConsumerImmutable,
+            "the ConfigMap is immutable: true, so the endpoint cannot be written; recreate it without immutable",
+        );
+    }
+    if let Err(r) = check_keys(cm, facts.ownership) {
+        return Decision::Reject(r);
+    }
+    let ep = match facts.backend {
+        Some(Ok(ep)) => ep,
+        Some(Err(e)) => {
+            return Decision::Pending {
+                relation: rel_key.clone(),
+                why: Rejection {
+                    reason: Reason::BackendUnavailable,
+                    message: format!(
+                        "the backend of TracingRelation {rel_key} is not available ({e}); the last document written is kept"
+                    ),
+                },
+            };
+        }
+        None => {
+            return Decision::Pending {
+                relation: rel_key.clone(),
+                why: Rejection {
+                    reason: Reason::BackendUnavailable,
+                    message: format!(
+                        "the backend of TracingRelation {rel_key} is not resolved yet"
+                    ),
+                },
+            };
+        }
+    };
+    let doc = document::build(ep, decl.receivers.as_deref());
+    if doc.receivers.is_empty() {
+        let offered: Vec<&str> = ep.offered().map(|p| p.name()).collect();
+        return reject(
+            Reason::ReceiverNotOffered,
+            format!(
+                "none of the requested receivers is offered by {rel_key} (offered: {})",
+                offered.join(", ")
+            ),
+        );
+    }
+    Decision::Bind {
+        relation: rel_key,
+        document: doc,
+        requested: decl.receivers.clone(),
+    }
+}
+
+/// The consumer's own declaration: interface `tracing`, role `requires`.
+fn check_consumer(decl: &Declaration) -> Result<(), Rejection> {
+    if decl.interface != INTERFACE_TRACING {
+        return Err(Rejection {
+            reason: Reason::RelationInterfaceMismatch,
+            message: format!(
+                "consumer declares interface {:?} rather than the expected 'tracing'",
+                truncate(&decl.interface)
+            ),
+        });
+    }
+    if decl.role != ROLE_REQUIRES {
+        return Err(Rejection {
+            reason: Reason::RelationRoleMismatch,
+            message: format!(
+                "consumer declares role {:?} rather than the expected 'requires'",
+                truncate(&decl.role)
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The relation's consent: its `namespaceSelector` admits the consumer's namespace.
+fn check_consent(
+    rel: &TracingRelation,
+    rel_key: &RelationKey,
+    ns: &str,
+    ns_labels: &BTreeMap<String, String>,
+) -> Result<(), Rejection> {
+    match namespace_allowed(rel, ns, ns_labels) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Rejection {
+            reason: Reason::NamespaceNotAllowed,
+            message: format!(
+                "TracingRelation {rel_key} does not admit consumers from namespace '{ns}' (spec.consumers.namespaceSelector)"
+            ),
+        }),
+        Err(e) => Err(Rejection {
+            reason: Reason::NamespaceNotAllowed,
+            message: format!("TracingRelation {rel_key} has an invalid namespaceSelector: {e}"),
+        }),
+    }
+}
+
+/// Keys the operator writes that the consumer holds as its own. Keys in
+/// binaryData are never the operator's; keys in data are the operator's only as
+/// [`Ownership`] says.
+fn check_keys(cm: &ConfigMap, own: &Ownership) -> Result<(), Rejection> {
+    let held: Vec<&str> = DATA_KEYS
+        .iter()
+        .copied()
+        .filter(|k| {
+            (cm.data.as_ref().is_some_and(|d| d.contains_key(*k)) && !own.is_operator_key(cm, k))
+                || cm.binary_data.as_ref().is_some_and(|d| d.contains_key(*k))
+        })
+        .collect();
+    if held.is_empty() {
+        return Ok(());
+    }
+    Err(Rejection {
+        reason: Reason::KeyConflict,
+        message: format!(
+            "the ConfigMap already holds {} of its own; the operator never overwrites a consumer's keys: remove or rename them",
+            held.join(", ")
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Backend, ConsumerPolicy, EndpointBackend, TracingRelationSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+
+    /// A selector the operator cannot read (the CRD refuses it, but an object may
+    /// predate that rule) admits nobody: consent is never assumed.
+    #[test]
+    fn unreadable_selector_admits_nobody() {
+        let mut rel = TracingRelation::new(
+            "tempo",
+            TracingRelationSpec {
+                interface: "tracing".into(),
+                role: "provides".into(),
+                backend: Backend {
+                    service: None,
+                    endpoint: Some(EndpointBackend {
+                        hostname: "t".into(),
+                        tempo_port: 3200,
+                        otlp_grpc_port: 4317,
+                        otlp_http_port: 4318,
+                        zipkin_port: 9411,
+                        jaeger_thrift_http_port: None,
+                        jaeger_grpc_port: None,
+                    }),
+                },
+                consumers: Some(ConsumerPolicy {
+                    namespace_selector: Some(LabelSelector {
+                        match_expressions: Some(vec![LabelSelectorRequirement {
+                            key: "kubernetes.io/metadata.name".into(),
+                            operator: "Matches".into(),
+                            values: Some(vec!["obs".into()]),
+                        }]),
+                        ..Default::default()
+                    }),
+                }),
+            },
+        );
+        rel.metadata.namespace = Some("obs".into());
+        let mut cm = ConfigMap::default();
+        cm.metadata.namespace = Some("obs".into());
+        cm.metadata.labels = Some(BTreeMap::from([(
+            crate::core::contract::RELATION_LABEL.to_string(),
+            "tempo".to_string(),
+        )]));
+        let labels =
+            BTreeMap::from([("kubernetes.io/metadata.name".to_string(), "obs".to_string())]);
+        let declaration = crate::core::declaration::of(&cm.metadata);
+        let facts = Facts {
+            consumer: &cm,
+            declaration: &declaration,
+            ownership: &Ownership::default(),
+            relation: Some(&rel),
+            namespace_labels: &labels,
+            backend: None,
+        };
+        match decide(&facts) {
+            Decision::Reject(r) => {
+                assert_eq!(r.reason, Reason::NamespaceNotAllowed);
+                assert!(
+                    r.message.contains("invalid namespaceSelector"),
+                    "{}",
+                    r.message
+                );
+            }
+            other => panic!("expected NamespaceNotAllowed, got {other:?}"),
+        }
+    }
+}

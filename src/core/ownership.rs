@@ -1,0 +1,381 @@
+//! The one rule of who owns what in a consumer ConfigMap, read from the API
+//! server's own record (`metadata.managedFields`), never from an annotation.
+//!
+//! - A data key is the operator's when the operator's **Apply** entry (field
+//!   manager [`FIELD_MANAGER`], operation `Apply`, no subresource) owns that very
+//!   field. An `Update` entry under the operator's name is not the operator's:
+//!   only a client that claimed the name can have written it.
+//! - A key the operator wrote and a person then edited by hand moved to that
+//!   person's field manager. It is still the operator's to restore while the
+//!   operator's Apply entry owns the state, hash and keys annotations and the keys
+//!   annotation names it (those annotations only stay the operator's while no one
+//!   else wrote them, so writing them by hand forges nothing).
+//! - Whatever the operator's Apply entry owns beyond the fields the operator ever
+//!   writes is foreign: a record someone forged. Server-side apply deletes what a
+//!   manager owned and no longer applies, so the operator echoes foreign fields
+//!   with their current values (nothing is lost), or, where it cannot, does not
+//!   write at all.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::{Map, Value, json};
+
+use crate::core::contract::{
+    FIELD_MANAGER, HASH_ANNOTATION, KEYS_ANNOTATION, MANAGED_LABEL, OPERATOR_ANNOTATIONS,
+    STATE_ANNOTATION, STATE_BOUND, STATE_PENDING,
+};
+use crate::core::document::DATA_KEYS;
+
+/// What the operator's Apply entry owns in one ConfigMap.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ownership {
+    /// Data keys among [`DATA_KEYS`] that the entry owns.
+    pub data: BTreeSet<String>,
+    /// Annotations among [`OPERATOR_ANNOTATIONS`] that the entry owns.
+    pub annotations: BTreeSet<String>,
+    /// Whether it owns the managed label.
+    pub managed_label: bool,
+    /// Fields it owns that the operator never writes.
+    pub foreign: Foreign,
+}
+
+/// Fields of a forged record.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Foreign {
+    pub data: BTreeSet<String>,
+    pub binary_data: BTreeSet<String>,
+    pub annotations: BTreeSet<String>,
+    pub labels: BTreeSet<String>,
+    pub immutable: bool,
+    /// Fields that cannot be echoed back (finalizers, owner references, ...).
+    pub other: Vec<String>,
+}
+
+impl Foreign {
+    /// Whether the record names nothing foreign.
+    pub fn is_empty(&self) -> bool {
+        *self == Foreign::default()
+    }
+}
+
+/// A forged record owns fields that cannot be echoed: the operator must not write.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the managedFields entry of field manager {FIELD_MANAGER} claims {0}, which the operator never writes; it was forged, and the operator does not write through it (remove that entry or the claim)"
+)]
+pub struct Forged(pub String);
+
+/// The operator's Apply entry of `meta`, as a tree of `f:` fields.
+fn apply_entry(meta: &ObjectMeta) -> Option<&Value> {
+    meta.managed_fields.as_ref()?.iter().find_map(|e| {
+        let ours = e.manager.as_deref() == Some(FIELD_MANAGER)
+            && e.operation.as_deref() == Some("Apply")
+            && e.subresource.as_deref().unwrap_or_default().is_empty();
+        if ours {
+            e.fields_v1.as_ref().map(|f| &f.0)
+        } else {
+            None
+        }
+    })
+}
+
+/// The keys (`f:name` → `name`) of one map of a fields tree; `.` (the map itself) is skipped.
+fn keys(v: Option<&Value>) -> impl Iterator<Item = &str> {
+    v.and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|m| m.keys())
+        .filter_map(|k| k.strip_prefix("f:"))
+}
+
+impl Ownership {
+    /// Reads what the operator's Apply entry owns.
+    pub fn of(meta: &ObjectMeta) -> Ownership {
+        let mut own = Ownership::default();
+        let Some(tree) = apply_entry(meta).and_then(Value::as_object) else {
+            return own;
+        };
+        for (field, sub) in tree {
+            match field.as_str() {
+                "f:data" => {
+                    for k in keys(Some(sub)) {
+                        if DATA_KEYS.contains(&k) {
+                            own.data.insert(k.to_string());
+                        } else {
+                            own.foreign.data.insert(k.to_string());
+                        }
+                    }
+                }
+                "f:metadata" => own.read_metadata(sub),
+                "f:binaryData" => {
+                    own.foreign.binary_data = keys(Some(sub)).map(str::to_string).collect()
+                }
+                "f:immutable" => own.foreign.immutable = true,
+                "." => {}
+                other => own.foreign.other.push(other.to_string()),
+            }
+        }
+        own
+    }
+
+    fn read_metadata(&mut self, sub: &Value) {
+        let Some(meta) = sub.as_object() else { return };
+        for (field, sub) in meta {
+            match field.as_str() {
+                "f:annotations" => {
+                    for k in keys(Some(sub)) {
+                        if OPERATOR_ANNOTATIONS.contains(&k) {
+                            self.annotations.insert(k.to_string());
+                        } else {
+                            self.foreign.annotations.insert(k.to_string());
+                        }
+                    }
+                }
+                "f:labels" => {
+                    for k in keys(Some(sub)) {
+                        if k == MANAGED_LABEL {
+                            self.managed_label = true;
+                        } else {
+                            self.foreign.labels.insert(k.to_string());
+                        }
+                    }
+                }
+                // Identity fields an apply names; applying them again changes nothing.
+                "." | "f:name" | "f:namespace" | "f:uid" => {}
+                other => self.foreign.other.push(format!("metadata.{other}")),
+            }
+        }
+    }
+
+    /// Whether the operator's own state, hash and keys annotations are still its own.
+    pub fn holds_document(&self) -> bool {
+        [STATE_ANNOTATION, HASH_ANNOTATION, KEYS_ANNOTATION]
+            .iter()
+            .all(|a| self.annotations.contains(*a))
+    }
+
+    /// Whether data key `key` of `cm` is the operator's (see the module docs).
+    pub fn is_operator_key(&self, cm: &ConfigMap, key: &str) -> bool {
+        self.data.contains(key) || self.restorable(cm, key)
+    }
+
+    /// A key the operator wrote that a person edited by hand.
+    fn restorable(&self, cm: &ConfigMap, key: &str) -> bool {
+        let ann = cm.metadata.annotations.as_ref();
+        let state = ann
+            .and_then(|a| a.get(STATE_ANNOTATION))
+            .map(String::as_str);
+        self.holds_document()
+            && matches!(state, Some(STATE_BOUND) | Some(STATE_PENDING))
+            && ann
+                .and_then(|a| a.get(KEYS_ANNOTATION))
+                .is_some_and(|list| list.split(',').any(|k| k == key))
+    }
+
+    /// The current values of every foreign field, to be applied again so that
+    /// the apply deletes none of them; `Err` when a field cannot be echoed.
+    pub fn echo(&self, cm: &ConfigMap) -> Result<Map<String, Value>, Forged> {
+        let f = &self.foreign;
+        if let Some(field) = f.other.first() {
+            return Err(Forged(field.clone()));
+        }
+        let mut out = Map::new();
+        let pick = |from: Option<&BTreeMap<String, String>>, keys: &BTreeSet<String>| {
+            let m: Map<String, Value> = keys
+                .iter()
+                .filter_map(|k| Some((k.clone(), json!(from?.get(k)?))))
+                .collect();
+            (!m.is_empty()).then_some(Value::Object(m))
+        };
+        if let Some(v) = pick(cm.data.as_ref(), &f.data) {
+            out.insert("data".into(), v);
+        }
+        let binary: Map<String, Value> = f
+            .binary_data
+            .iter()
+            .filter_map(|k| Some((k.clone(), json!(cm.binary_data.as_ref()?.get(k)?))))
+            .collect();
+        if !binary.is_empty() {
+            out.insert("binaryData".into(), Value::Object(binary));
+        }
+        let mut meta = Map::new();
+        if let Some(v) = pick(cm.metadata.annotations.as_ref(), &f.annotations) {
+            meta.insert("annotations".into(), v);
+        }
+        if let Some(v) = pick(cm.metadata.labels.as_ref(), &f.labels) {
+            meta.insert("labels".into(), v);
+        }
+        if !meta.is_empty() {
+            out.insert("metadata".into(), Value::Object(meta));
+        }
+        if f.immutable
+            && let Some(i) = cm.immutable
+        {
+            out.insert("immutable".into(), json!(i));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::contract::{REASON_ANNOTATION, STATE_REJECTED};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+
+    fn entry(manager: &str, operation: &str, fields: Value) -> ManagedFieldsEntry {
+        ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some(operation.into()),
+            fields_v1: Some(FieldsV1(fields)),
+            ..Default::default()
+        }
+    }
+
+    fn cm(
+        entries: Vec<ManagedFieldsEntry>,
+        data: &[(&str, &str)],
+        ann: &[(&str, &str)],
+    ) -> ConfigMap {
+        let map = |p: &[(&str, &str)]| {
+            Some(
+                p.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        ConfigMap {
+            metadata: ObjectMeta {
+                managed_fields: Some(entries),
+                annotations: map(ann),
+                ..Default::default()
+            },
+            data: map(data),
+            ..Default::default()
+        }
+    }
+
+    fn bound_entry() -> Value {
+        json!({"f:data": {"f:receivers": {}, "f:tempo_endpoint": {}},
+               "f:metadata": {"f:annotations": {"f:tracing.relations.dev/state": {},
+                 "f:tracing.relations.dev/document-hash": {}, "f:tracing.relations.dev/keys": {}},
+                 "f:labels": {"f:tracing.relations.dev/managed": {}}}})
+    }
+
+    /// A key is the operator's when its Apply entry owns that field, and only then.
+    #[test]
+    fn owned_field_is_the_operators() {
+        let c = cm(
+            vec![entry(FIELD_MANAGER, "Apply", bound_entry())],
+            &[("tempo_endpoint", "x"), ("app.conf", "y")],
+            &[],
+        );
+        let own = Ownership::of(&c.metadata);
+        assert!(own.is_operator_key(&c, "tempo_endpoint"));
+        assert!(!own.is_operator_key(&c, "otlp_grpc_endpoint"));
+        assert!(own.foreign.is_empty());
+    }
+
+    /// An Update entry under the operator's name (a client that claimed it) owns
+    /// nothing of the operator's.
+    #[test]
+    fn update_entry_under_the_operators_name_is_not_the_operator() {
+        let c = cm(
+            vec![entry(FIELD_MANAGER, "Update", bound_entry())],
+            &[("tempo_endpoint", "x")],
+            &[(STATE_ANNOTATION, STATE_BOUND)],
+        );
+        let own = Ownership::of(&c.metadata);
+        assert!(!own.is_operator_key(&c, "tempo_endpoint"));
+        assert!(!own.holds_document());
+    }
+
+    /// A forged `state: Bound` (written by someone else, so not in the operator's
+    /// entry) never makes a consumer's own key the operator's.
+    #[test]
+    fn forged_state_annotation_unlocks_nothing() {
+        let fields = json!({"f:metadata": {"f:annotations": {
+            "f:tracing.relations.dev/reason": {}, "f:tracing.relations.dev/message": {}}}});
+        let c = cm(
+            vec![
+                entry(FIELD_MANAGER, "Apply", fields),
+                entry(
+                    "kubectl-annotate",
+                    "Update",
+                    json!({"f:metadata": {"f:annotations": {"f:tracing.relations.dev/state": {}}}}),
+                ),
+            ],
+            &[("tempo_endpoint", "mine")],
+            &[
+                (STATE_ANNOTATION, STATE_BOUND),
+                (KEYS_ANNOTATION, "tempo_endpoint"),
+                (REASON_ANNOTATION, "KeyConflict"),
+            ],
+        );
+        let own = Ownership::of(&c.metadata);
+        assert!(!own.is_operator_key(&c, "tempo_endpoint"));
+    }
+
+    /// A key the operator wrote and a person edited is restorable while the
+    /// operator's state, hash and keys annotations are still its own and name it;
+    /// a key it never wrote is not, even when the consumer is bound.
+    #[test]
+    fn hand_edited_key_is_restorable_only_if_listed() {
+        let fields = json!({"f:data": {"f:receivers": {}},
+            "f:metadata": {"f:annotations": {"f:tracing.relations.dev/state": {},
+              "f:tracing.relations.dev/document-hash": {}, "f:tracing.relations.dev/keys": {}}}});
+        let c = cm(
+            vec![entry(FIELD_MANAGER, "Apply", fields)],
+            &[
+                ("receivers", "[]"),
+                ("tempo_endpoint", "edited"),
+                ("otlp_grpc_endpoint", "mine"),
+            ],
+            &[
+                (STATE_ANNOTATION, STATE_BOUND),
+                (KEYS_ANNOTATION, "receivers,tempo_endpoint"),
+            ],
+        );
+        let own = Ownership::of(&c.metadata);
+        assert!(own.is_operator_key(&c, "tempo_endpoint"));
+        assert!(!own.is_operator_key(&c, "otlp_grpc_endpoint"));
+        let mut rejected = c.clone();
+        rejected
+            .metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(STATE_ANNOTATION.into(), STATE_REJECTED.into());
+        assert!(!own.is_operator_key(&rejected, "tempo_endpoint"));
+    }
+
+    /// Fields a forged entry claims are echoed with their current values, so an
+    /// apply through it deletes none of them; unechoable claims refuse the write.
+    #[test]
+    fn forged_claims_are_echoed_or_refused() {
+        let fields = json!({"f:data": {"f:app.conf": {}, "f:receivers": {}},
+            "f:metadata": {"f:annotations": {"f:team": {}}, "f:labels": {"f:app": {}}}});
+        let mut c = cm(
+            vec![entry(FIELD_MANAGER, "Apply", fields)],
+            &[("app.conf", "precious"), ("receivers", "[]")],
+            &[("team", "shop")],
+        );
+        c.metadata.labels = Some(BTreeMap::from([("app".into(), "cart".into())]));
+        let own = Ownership::of(&c.metadata);
+        let echo = own.echo(&c).unwrap();
+        assert_eq!(echo["data"], json!({"app.conf": "precious"}));
+        assert_eq!(echo["metadata"]["annotations"], json!({"team": "shop"}));
+        assert_eq!(echo["metadata"]["labels"], json!({"app": "cart"}));
+        let c = cm(
+            vec![entry(
+                FIELD_MANAGER,
+                "Apply",
+                json!({"f:metadata": {"f:finalizers": {}}}),
+            )],
+            &[],
+            &[],
+        );
+        assert!(Ownership::of(&c.metadata).echo(&c).is_err());
+    }
+}

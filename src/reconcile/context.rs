@@ -1,0 +1,342 @@
+//! What the reconcilers of one leadership term share: the client, the warm
+//! caches, the Event recorder and metrics, and the term's own memory (backoff,
+//! failed writes, what was reported). A new term starts with a new context, so
+//! nothing of a lost term carries over.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::{Semaphore, mpsc};
+use tracing::{debug, warn};
+
+use crate::api::TracingRelation;
+use crate::core::backend::{self, BackendError};
+use crate::core::checks::{self, Decision, Facts};
+use crate::core::contract::{BOUND_TO_ANNOTATION, MAX_MESSAGE_LEN, truncate_to};
+use crate::core::declaration::{self, Declaration, DeclarationError, RelationKey};
+use crate::core::document::Endpoint;
+use crate::core::ownership::Ownership;
+use crate::core::reason::Reason;
+use crate::runtime::cache::Caches;
+use crate::runtime::events::{EventType, KubeEvent, Recorder};
+use crate::runtime::metrics::Metrics;
+
+/// What a term's context is built from.
+#[derive(Clone)]
+pub struct Parts {
+    pub client: Client,
+    pub caches: Arc<Caches>,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub cluster_domain: String,
+    pub watch_namespaces: Vec<String>,
+    pub max_concurrent_writes: u16,
+}
+
+/// A write to a consumer that failed, kept until a write succeeds or the
+/// consumer goes: the relation's status lists it.
+#[derive(Clone, Debug)]
+pub struct WriteFailure {
+    pub relation: Option<RelationKey>,
+    pub reason: Reason,
+    pub message: String,
+}
+
+/// Shared state of one term's reconcilers.
+pub struct Ctx {
+    pub parts: Parts,
+    /// Bounds the writes in flight during a fan-out.
+    pub writes: Semaphore,
+    pub backoff: Backoff,
+    /// Relations whose consumers changed; their status is recomputed at the next flush.
+    pub dirty: Mutex<HashSet<RelationKey>>,
+    /// Last state reported (Event) per consumer uid in this term.
+    pub reported: Mutex<HashMap<String, String>>,
+    /// Failed writes per consumer uid.
+    pub write_failures: Mutex<HashMap<String, WriteFailure>>,
+    /// Failed cleanup tries per (relation uid, consumer uid).
+    pub cleanup_tries: Mutex<HashMap<(String, String), u32>>,
+    /// Consumers that left their relation, for the term's cleanup worker.
+    pub departed: mpsc::UnboundedSender<Arc<ConfigMap>>,
+}
+
+/// What the dereference step found for one consumer.
+pub struct Dereferenced {
+    pub declaration: Result<Declaration, DeclarationError>,
+    pub ownership: Ownership,
+    pub relation: Option<Arc<TracingRelation>>,
+    /// The relation it names is being deleted: its finalizer owns the consumer.
+    pub relation_deleting: bool,
+    pub namespace_labels: BTreeMap<String, String>,
+    pub backend: Option<Result<Endpoint, BackendError>>,
+}
+
+impl Dereferenced {
+    /// The facts [`checks::decide`] takes.
+    pub fn facts<'a>(&'a self, cm: &'a ConfigMap) -> Facts<'a> {
+        Facts {
+            consumer: cm,
+            declaration: &self.declaration,
+            ownership: &self.ownership,
+            relation: self.relation.as_deref(),
+            namespace_labels: &self.namespace_labels,
+            backend: self.backend.as_ref(),
+        }
+    }
+}
+
+impl Ctx {
+    pub fn new(parts: Parts, departed: mpsc::UnboundedSender<Arc<ConfigMap>>) -> Self {
+        Ctx {
+            writes: Semaphore::new(usize::from(parts.max_concurrent_writes.max(1))),
+            parts,
+            backoff: Backoff::default(),
+            dirty: Mutex::default(),
+            reported: Mutex::default(),
+            write_failures: Mutex::default(),
+            cleanup_tries: Mutex::default(),
+            departed,
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        self.parts.client.clone()
+    }
+
+    pub fn caches(&self) -> &Caches {
+        &self.parts.caches
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.parts.metrics
+    }
+
+    /// The relation `key`, from the cache (also while it is being deleted).
+    pub fn relation(&self, key: &RelationKey) -> Option<Arc<TracingRelation>> {
+        self.caches()
+            .relations
+            .store
+            .get(&ObjectRef::new(&key.name).within(&key.namespace))
+    }
+
+    /// Labels of namespace `ns`. Without a namespace cache (namespaced mode) the
+    /// API server's own name label is still known.
+    pub fn namespace_labels(&self, ns: &str) -> BTreeMap<String, String> {
+        let from_cache = self.caches().namespaces.as_ref().and_then(|c| {
+            c.store
+                .get(&ObjectRef::new(ns))
+                .map(|n| n.metadata.labels.clone().unwrap_or_default())
+        });
+        from_cache.unwrap_or_else(|| {
+            BTreeMap::from([("kubernetes.io/metadata.name".to_string(), ns.to_string())])
+        })
+    }
+
+    /// Resolves a relation's backend from the Service cache.
+    pub fn resolve(&self, rel: &TracingRelation) -> Result<Endpoint, BackendError> {
+        let (svc_ns, svc) = match backend::service_ref(rel) {
+            Some((ns, name)) => {
+                let svc = self
+                    .caches()
+                    .services
+                    .store
+                    .get(&ObjectRef::new(&name).within(&ns));
+                (ns, svc)
+            }
+            None => (String::new(), None),
+        };
+        backend::resolve(
+            &rel.spec.backend,
+            &svc_ns,
+            svc.as_deref(),
+            &self.parts.cluster_domain,
+        )
+    }
+
+    /// The dereference step: everything the decision about `cm` looks at, with
+    /// its declaration parsed once. `backend` may hand in a resolution already
+    /// made for the relation (a relation's status resolves it once for all).
+    pub fn dereference(
+        &self,
+        cm: &ConfigMap,
+        backend: Option<&Result<Endpoint, BackendError>>,
+    ) -> Dereferenced {
+        let declaration = declaration::of(&cm.metadata);
+        let named = declaration.as_ref().ok().map(Declaration::relation);
+        let found = named.as_ref().and_then(|k| self.relation(k));
+        let relation_deleting = found
+            .as_ref()
+            .is_some_and(|r| r.metadata.deletion_timestamp.is_some());
+        let relation = found.filter(|r| r.metadata.deletion_timestamp.is_none());
+        let backend = relation
+            .as_ref()
+            .map(|r| backend.cloned().unwrap_or_else(|| self.resolve(r)));
+        Dereferenced {
+            ownership: Ownership::of(&cm.metadata),
+            namespace_labels: self.namespace_labels(&cm.namespace().unwrap_or_default()),
+            declaration,
+            relation,
+            relation_deleting,
+            backend,
+        }
+    }
+
+    /// Decides for `cm` (dereference, then the pure decision).
+    pub fn decide(
+        &self,
+        cm: &ConfigMap,
+        backend: Option<&Result<Endpoint, BackendError>>,
+    ) -> (Dereferenced, Decision) {
+        let d = self.dereference(cm, backend);
+        let decision = checks::decide(&d.facts(cm));
+        (d, decision)
+    }
+
+    /// Consumers that name relation `key` or hold its document.
+    pub fn consumers_of(&self, key: &RelationKey) -> Vec<Arc<ConfigMap>> {
+        self.caches().consumers.store.state_filter(|cm| {
+            declaration::named_relation(&cm.metadata).as_ref() == Some(key)
+                || bound_to(cm).as_ref() == Some(key)
+        })
+    }
+
+    /// Marks a relation whose consumers changed; its status is recomputed at the
+    /// next flush, so a fan-out of N writes costs a few status writes, not N.
+    pub fn notify(&self, r: Option<RelationKey>) {
+        if let (Some(r), Ok(mut dirty)) = (r, self.dirty.lock()) {
+            dirty.insert(r);
+        }
+    }
+
+    /// Publishes an Event about `obj`; a failure to publish is logged, a
+    /// throttled one only at debug level.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: Reason,
+        action: &str,
+        note: &str,
+    ) {
+        let ev = KubeEvent {
+            type_,
+            reason: reason.as_str().to_string(),
+            note: Some(truncate_to(note, MAX_MESSAGE_LEN)),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.parts.recorder.publish(&ev, &obj.object_ref(&())).await {
+            match crate::error::status(&e) {
+                Some(s) if s.code == 429 => {
+                    debug!(error = %e, %reason, "Event dropped: API server throttling")
+                }
+                _ => warn!(error = %e, %reason, "cannot publish Event"),
+            }
+        }
+    }
+}
+
+/// The relation whose document `cm` holds (the operator's bound-to annotation).
+pub fn bound_to(cm: &ConfigMap) -> Option<RelationKey> {
+    RelationKey::parse(cm.annotations().get(BOUND_TO_ANNOTATION)?)
+}
+
+/// Per-object exponential backoff that every path respects: a retry, a flush
+/// or an event about an object whose version did not change waits it out.
+#[derive(Default)]
+pub struct Backoff {
+    entries: Mutex<HashMap<String, BackoffEntry>>,
+}
+
+struct BackoffEntry {
+    failures: u32,
+    retry_at: Instant,
+    version: Option<String>,
+}
+
+/// Longest wait between two tries.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+impl Backoff {
+    /// Records a failure of `key` at `version`; returns how long to wait. `floor`
+    /// replaces the exponential delay (a throttled write is retried soon).
+    pub fn failed(&self, key: &str, version: Option<String>, floor: Option<Duration>) -> Duration {
+        let Ok(mut m) = self.entries.lock() else {
+            return Duration::from_secs(1);
+        };
+        let e = m.entry(key.to_string()).or_insert(BackoffEntry {
+            failures: 0,
+            retry_at: Instant::now(),
+            version: None,
+        });
+        e.failures = e.failures.saturating_add(1);
+        let exp =
+            Duration::from_secs(1u64 << e.failures.min(10).saturating_sub(1)).min(MAX_BACKOFF);
+        let wait = floor.unwrap_or(exp);
+        e.retry_at = Instant::now() + wait;
+        e.version = version;
+        wait
+    }
+
+    /// Forgets `key` after a success.
+    pub fn succeeded(&self, key: &str) {
+        if let Ok(mut m) = self.entries.lock() {
+            m.remove(key);
+        }
+    }
+
+    /// How long `key` must still wait, if it failed at this same `version`.
+    pub fn gate(&self, key: &str, version: Option<&str>) -> Option<Duration> {
+        let m = self.entries.lock().ok()?;
+        let e = m.get(key)?;
+        if e.version.as_deref() != version {
+            return None;
+        }
+        e.retry_at.checked_duration_since(Instant::now())
+    }
+
+    /// How many times in a row `key` failed.
+    pub fn failures(&self, key: &str) -> u32 {
+        self.entries
+            .lock()
+            .ok()
+            .and_then(|m| m.get(key).map(|e| e.failures))
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A retry of an unchanged object waits out its backoff; a changed object
+    /// (a new version) is tried at once; a success forgets the failures.
+    #[test]
+    fn backoff_gates_unchanged_objects_only() {
+        let b = Backoff::default();
+        assert_eq!(b.gate("k", Some("1")), None);
+        let first = b.failed("k", Some("1".into()), None);
+        let second = b.failed("k", Some("1".into()), None);
+        assert!(second > first);
+        assert!(b.gate("k", Some("1")).is_some());
+        assert_eq!(b.gate("k", Some("2")), None);
+        assert_eq!(b.failures("k"), 2);
+        b.succeeded("k");
+        assert_eq!(b.gate("k", Some("1")), None);
+    }
+
+    /// The wait never exceeds the cap, however many failures.
+    #[test]
+    fn backoff_is_capped() {
+        let b = Backoff::default();
+        let mut last = Duration::ZERO;
+        for _ in 0..40 {
+            last = b.failed("k", None, None);
+        }
+        assert_eq!(last, MAX_BACKOFF);
+    }
+}
