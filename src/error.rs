@@ -40,7 +40,7 @@ pub enum Error {
 impl Error {
     /// Classifies a failed request for `action` (e.g. "patch configmaps in namespace x").
     pub fn api(source: kube::Error, action: impl FnOnce() -> String) -> Error {
-        if status(&source).is_some_and(|s| s.is_forbidden()) {
+        if status(&source).is_some_and(|s| s.code == 403) {
             Error::Forbidden {
                 action: action(),
                 source,
@@ -58,7 +58,7 @@ impl Error {
         match self {
             Error::Kube { source, .. } => match status(source) {
                 Some(s) if s.code == 429 => Reason::Throttled,
-                Some(s) if s.is_conflict() => Reason::Conflict,
+                Some(s) if s.code == 409 => Reason::Conflict,
                 _ => Reason::ApiError,
             },
             Error::Forbidden { .. } => Reason::Forbidden,
@@ -94,7 +94,7 @@ pub fn status(e: &kube::Error) -> Option<&kube::core::Status> {
 
 /// 404.
 pub fn is_not_found(e: &kube::Error) -> bool {
-    status(e).is_some_and(|s| s.is_not_found())
+    status(e).is_some_and(|s| s.code == 404)
 }
 
 /// A uid-preconditioned apply to a consumer that no longer exists: not found, or
@@ -102,20 +102,20 @@ pub fn is_not_found(e: &kube::Error) -> bool {
 /// of the same name stands there), as the API status's causes name it.
 pub fn is_gone(e: &kube::Error) -> bool {
     let Some(s) = status(e) else { return false };
-    if s.is_not_found() {
+    if s.code == 404 {
         return true;
     }
     let uid_cause = s
         .details
         .as_ref()
         .is_some_and(|d| d.causes.iter().any(|c| c.field == "metadata.uid"));
-    (s.is_conflict() || s.is_invalid()) && (uid_cause || precondition_failed(s))
+    (s.code == 409 || s.code == 422) && (uid_cause || precondition_failed(s))
 }
 
 /// A failed uid precondition on an object that does not exist: 409 Conflict
 /// with no causes (a forced apply has no field conflicts, which would be causes).
 fn precondition_failed(s: &kube::core::Status) -> bool {
-    s.is_conflict() && s.details.as_ref().is_some_and(|d| d.causes.is_empty())
+    s.code == 409 && s.details.as_ref().is_some_and(|d| d.causes.is_empty())
 }
 
 /// The object would exceed the API server's size limits (422 FieldValueTooLong:
@@ -125,12 +125,10 @@ pub fn too_large(e: &kube::Error) -> bool {
     status(e).is_some_and(|s| {
         s.code == 413
             || s.reason == "RequestEntityTooLarge"
-            || (s.is_invalid()
-                && s.details.as_ref().is_some_and(|d| {
-                    d.causes
-                        .iter()
-                        .any(|c| c.reason == "FieldValueTooLong")
-                }))
+            || (s.code == 422
+                && s.details
+                    .as_ref()
+                    .is_some_and(|d| d.causes.iter().any(|c| c.reason == "FieldValueTooLong")))
     })
 }
 

@@ -53,14 +53,7 @@ const STATE: &str = "tracing.relations.dev/state";
 const REASON: &str = "tracing.relations.dev/reason";
 const BOUND_TO: &str = "tracing.relations.dev/bound-to";
 const FINALIZER: &str = "tracing.relations.dev/cleanup";
-const OPERATOR_DATA_KEYS: [&str; 6] = [
-    "tempo_endpoint",
-    "receivers",
-    "otlp_grpc_endpoint",
-    "otlp_http_endpoint",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_PROTOCOL",
-];
+use tracing_relation_operator::core::document::DATA_KEYS as OPERATOR_DATA_KEYS;
 /// A data key of the consumer's own, which the operator must never touch.
 const OWN_KEY: &str = "app.conf";
 

@@ -208,16 +208,23 @@ mod tests {
         let e = endpoints(None);
         assert_eq!(
             render(&e, None, Format::Env).unwrap(),
-            "OTEL_EXPORTER_OTLP_ENDPOINT='http://tempo.obs:4318'\n\
-             OTEL_EXPORTER_OTLP_PROTOCOL='http/protobuf'\n\
+            "OTEL_TRACES_EXPORTER='otlp'\n\
+             OTEL_EXPORTER_OTLP_TRACES_ENDPOINT='http://tempo.obs:4318/v1/traces'\n\
+             OTEL_EXPORTER_OTLP_TRACES_PROTOCOL='http/protobuf'\n\
+             OTEL_EXPORTER_ZIPKIN_ENDPOINT='http://tempo.obs:9411/api/v2/spans'\n\
              otlp_grpc_endpoint='http://tempo.obs:4317'\n\
              otlp_http_endpoint='http://tempo.obs:4318'\n"
         );
         assert_eq!(shell_quote("a'b $(x)"), r"'a'\''b $(x)'");
-        // Only zipkin asked for: no OTLP keys to export.
+        // Only zipkin asked for: a Zipkin exporter, and OTLP is not offered.
         let z = endpoints(Some(&[Protocol::Zipkin]));
         assert_eq!(
-            exit_code(&render(&z, None, Format::Env).unwrap_err()),
+            render(&z, None, Format::Env).unwrap(),
+            "OTEL_TRACES_EXPORTER='zipkin'\n\
+             OTEL_EXPORTER_ZIPKIN_ENDPOINT='http://tempo.obs:9411/api/v2/spans'\n"
+        );
+        assert_eq!(
+            exit_code(&render(&z, Some(Protocol::OtlpGrpc), Format::Env).unwrap_err()),
             EXIT_NOT_OFFERED
         );
     }
@@ -232,7 +239,7 @@ mod tests {
         assert_eq!(v["hostname"], "tempo.obs");
         assert_eq!(v["document"]["tempo_endpoint"]["tempo_port"], 3200);
         assert_eq!(
-            v["document"]["OTEL_EXPORTER_OTLP_PROTOCOL"],
+            v["document"]["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"],
             "http/protobuf"
         );
     }

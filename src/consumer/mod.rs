@@ -50,8 +50,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::core::document::{
-    DATA_KEYS, KEY_OTEL_ENDPOINT, KEY_OTEL_PROTOCOL, KEY_OTLP_GRPC_ENDPOINT,
-    KEY_OTLP_HTTP_ENDPOINT, KEY_RECEIVERS, KEY_TEMPO_ENDPOINT, Protocol, Receiver,
+    DATA_KEYS, KEY_OTEL_ENDPOINT, KEY_OTEL_PROTOCOL, KEY_OTEL_TRACES_ENDPOINT,
+    KEY_OTEL_TRACES_EXPORTER, KEY_OTEL_TRACES_PROTOCOL, KEY_OTEL_ZIPKIN_ENDPOINT,
+    KEY_OTLP_GRPC_ENDPOINT, KEY_OTLP_HTTP_ENDPOINT, KEY_RECEIVERS, KEY_TEMPO_ENDPOINT, Protocol,
+    Receiver,
 };
 
 pub mod cli;
@@ -192,10 +194,22 @@ pub struct Endpoints {
     pub otlp_grpc_endpoint: Option<String>,
     /// `otlp_http_endpoint`, as written.
     pub otlp_http_endpoint: Option<String>,
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, as written.
+    /// `OTEL_TRACES_EXPORTER`, as written (`otlp` or `zipkin`).
+    #[serde(rename = "OTEL_TRACES_EXPORTER")]
+    pub otel_traces_exporter: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, as written.
+    #[serde(rename = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")]
+    pub otel_exporter_otlp_traces_endpoint: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, as written.
+    #[serde(rename = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")]
+    pub otel_exporter_otlp_traces_protocol: Option<String>,
+    /// `OTEL_EXPORTER_ZIPKIN_ENDPOINT`, as written.
+    #[serde(rename = "OTEL_EXPORTER_ZIPKIN_ENDPOINT")]
+    pub otel_exporter_zipkin_endpoint: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, as written (only on the consumer's request).
     #[serde(rename = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otel_exporter_otlp_endpoint: Option<String>,
-    /// `OTEL_EXPORTER_OTLP_PROTOCOL`, as written.
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL`, as written (only on the consumer's request).
     #[serde(rename = "OTEL_EXPORTER_OTLP_PROTOCOL")]
     pub otel_exporter_otlp_protocol: Option<String>,
 }
@@ -226,9 +240,20 @@ impl Endpoints {
             })
     }
 
+    /// Whether the written receivers list says which protocols this consumer
+    /// gets: then a protocol it did not request is not offered, whatever the v0
+    /// document (which always names all four seed ports) says.
+    fn requested_only(&self) -> bool {
+        !self.receivers.is_empty()
+    }
+
     /// The seed's `otlp_grpc_endpoint`: `http://host:port` of OTLP gRPC, from the
-    /// v0 document, else the `otlp_grpc_endpoint` key, else the receivers list.
+    /// v0 document, else the `otlp_grpc_endpoint` key, else the receivers list;
+    /// `None` when the receivers list leaves gRPC out (not requested).
     pub fn otlp_grpc_endpoint(&self) -> Option<String> {
+        if self.requested_only() && self.receiver(Protocol::OtlpGrpc).is_none() {
+            return None;
+        }
         if let Some(t) = &self.tempo_endpoint {
             return Some(t.otlp_grpc_endpoint());
         }
@@ -247,11 +272,16 @@ impl Endpoints {
     }
 
     /// The receiver URL of `protocol` in the v2 form — bare `host:port` for
-    /// grpc, `http://host:port` for http — from the receivers list, falling back
-    /// to the v0 document (OTLP and Zipkin) and then to the `otlp_*_endpoint` keys.
+    /// grpc, `http://host:port` for http — from the receivers list. Only when no
+    /// receivers list was written (a document from a seed-only producer) does it
+    /// fall back to the v0 document (OTLP and Zipkin) and the `otlp_*_endpoint`
+    /// keys: the list holds exactly what the consumer requested and is offered.
     pub fn endpoint_for(&self, protocol: Protocol) -> Option<String> {
         if let Some(r) = self.receiver(protocol) {
             return Some(r.url.clone());
+        }
+        if self.requested_only() {
+            return None;
         }
         if let Some(t) = &self.tempo_endpoint
             && let Some(port) = t.port(protocol)
@@ -298,11 +328,24 @@ impl Endpoints {
             .collect()
     }
 
-    /// The environment keys written for `envFrom` (`OTEL_EXPORTER_OTLP_ENDPOINT`,
-    /// `OTEL_EXPORTER_OTLP_PROTOCOL`, `otlp_grpc_endpoint`, `otlp_http_endpoint`),
-    /// those present, in that order.
+    /// The environment keys written for `envFrom` (the traces-only SDK
+    /// variables, the all-signal ones if requested, `otlp_grpc_endpoint`,
+    /// `otlp_http_endpoint`), those present, in that order.
     pub fn env_vars(&self) -> Vec<(&'static str, &str)> {
         [
+            (KEY_OTEL_TRACES_EXPORTER, &self.otel_traces_exporter),
+            (
+                KEY_OTEL_TRACES_ENDPOINT,
+                &self.otel_exporter_otlp_traces_endpoint,
+            ),
+            (
+                KEY_OTEL_TRACES_PROTOCOL,
+                &self.otel_exporter_otlp_traces_protocol,
+            ),
+            (
+                KEY_OTEL_ZIPKIN_ENDPOINT,
+                &self.otel_exporter_zipkin_endpoint,
+            ),
             (KEY_OTEL_ENDPOINT, &self.otel_exporter_otlp_endpoint),
             (KEY_OTEL_PROTOCOL, &self.otel_exporter_otlp_protocol),
             (KEY_OTLP_GRPC_ENDPOINT, &self.otlp_grpc_endpoint),
@@ -360,6 +403,10 @@ fn from_data_at(data: &BTreeMap<String, String>, location: &str) -> Result<Endpo
             .unwrap_or_default(),
         otlp_grpc_endpoint: text(KEY_OTLP_GRPC_ENDPOINT),
         otlp_http_endpoint: text(KEY_OTLP_HTTP_ENDPOINT),
+        otel_traces_exporter: text(KEY_OTEL_TRACES_EXPORTER),
+        otel_exporter_otlp_traces_endpoint: text(KEY_OTEL_TRACES_ENDPOINT),
+        otel_exporter_otlp_traces_protocol: text(KEY_OTEL_TRACES_PROTOCOL),
+        otel_exporter_zipkin_endpoint: text(KEY_OTEL_ZIPKIN_ENDPOINT),
         otel_exporter_otlp_endpoint: text(KEY_OTEL_ENDPOINT),
         otel_exporter_otlp_protocol: text(KEY_OTEL_PROTOCOL),
     })
@@ -772,29 +819,46 @@ mod tests {
         }
     }
 
-    /// Protocols not in the receivers list come from the v0 document.
+    /// A protocol the consumer did not request is not offered, even though the
+    /// v0 document names its port (the seed's v2 semantics: the requirer gets
+    /// what it asked for); only the requested protocol's SDK keys are there.
     #[test]
-    fn endpoint_for_falls_back_to_v0() {
+    fn unrequested_protocols_are_not_offered() {
         let doc = build(&seed_endpoint("t"), Some(&[Protocol::OtlpHttp]));
         let e = Endpoints::from_data(&doc.data).unwrap();
         assert_eq!(e.receivers.len(), 1);
-        assert_eq!(
-            e.endpoint_for(Protocol::OtlpGrpc).as_deref(),
-            Some("t:4317")
-        );
-        assert_eq!(e.otlp_grpc_endpoint().as_deref(), Some("http://t:4317"));
-        assert_eq!(
-            e.endpoint_for(Protocol::Zipkin).as_deref(),
-            Some("http://t:9411")
-        );
+        assert_eq!(e.endpoint_for(Protocol::OtlpGrpc), None);
+        assert_eq!(e.otlp_grpc_endpoint(), None);
+        assert_eq!(e.endpoint_for(Protocol::Zipkin), None);
+        assert!(matches!(
+            e.require(Protocol::Zipkin),
+            Err(Error::NotOffered { .. })
+        ));
+        assert_eq!(e.offered(), vec![Protocol::OtlpHttp]);
         // Only the keys the operator wrote are offered for envFrom.
         assert_eq!(
             e.env_vars(),
             vec![
-                (KEY_OTEL_ENDPOINT, "http://t:4318"),
-                (KEY_OTEL_PROTOCOL, "http/protobuf"),
+                (KEY_OTEL_TRACES_EXPORTER, "otlp"),
+                (KEY_OTEL_TRACES_ENDPOINT, "http://t:4318/v1/traces"),
+                (KEY_OTEL_TRACES_PROTOCOL, "http/protobuf"),
                 (KEY_OTLP_HTTP_ENDPOINT, "http://t:4318"),
             ]
+        );
+    }
+
+    /// A document from a seed-only producer (no receivers list) is read the
+    /// seed's way: every protocol of the v0 document is offered.
+    #[test]
+    fn seed_only_document_falls_back_to_v0() {
+        let doc = build(&seed_endpoint("t"), None);
+        let mut data = doc.data.clone();
+        data.retain(|k, _| k == KEY_TEMPO_ENDPOINT);
+        let e = Endpoints::from_data(&data).unwrap();
+        assert_eq!(e.otlp_grpc_endpoint().as_deref(), Some("http://t:4317"));
+        assert_eq!(
+            e.endpoint_for(Protocol::Zipkin).as_deref(),
+            Some("http://t:9411")
         );
     }
 

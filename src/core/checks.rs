@@ -192,7 +192,7 @@ pub fn decide(facts: &Facts<'_>) -> Decision {
             };
         }
     };
-    let doc = document::build(ep, decl.receivers.as_deref());
+    let doc = document::build_with(ep, decl.receivers.as_deref(), decl.sdk_signals);
     if doc.receivers.is_empty() {
         let offered: Vec<&str> = ep.offered().map(|p| p.name()).collect();
         return reject(

@@ -14,6 +14,12 @@ pub const ROLE_ANNOTATION: &str = "tracing.relations.dev/role";
 /// Consumer annotation: comma-separated receivers (default: all offered).
 pub const RECEIVERS_ANNOTATION: &str = "tracing.relations.dev/receivers";
 
+/// Consumer annotation: which OpenTelemetry SDK variables it gets: `traces`
+/// (default: traces-only variables) or `all` (also the all-signal
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`, which sends the SDK's metrics and logs to
+/// Tempo too, where they are refused).
+pub const SDK_SIGNALS_ANNOTATION: &str = "tracing.relations.dev/sdk-signals";
+
 /// Operator annotation: `Bound`, `Pending` or `Rejected`.
 pub const STATE_ANNOTATION: &str = "tracing.relations.dev/state";
 /// Operator annotation: the reason of a rejection or of a pending state.

@@ -9,9 +9,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use crate::api::{INTERFACE_TRACING, ROLE_REQUIRES};
 use crate::core::contract::{
     INTERFACE_ANNOTATION, MAX_VALUE_LEN, RECEIVERS_ANNOTATION, RELATION_LABEL,
-    RELATION_NAMESPACE_ANNOTATION, ROLE_ANNOTATION, truncate,
+    RELATION_NAMESPACE_ANNOTATION, ROLE_ANNOTATION, SDK_SIGNALS_ANNOTATION, truncate,
 };
-use crate::core::document::Protocol;
+use crate::core::document::{Protocol, SdkSignals};
 
 /// A consumer's parsed declaration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +26,8 @@ pub struct Declaration {
     pub role: String,
     /// Receivers asked for, sorted and without repeats; `None` = all offered.
     pub receivers: Option<Vec<Protocol>>,
+    /// Which SDK variables it gets (traces-only unless it asked for all signals).
+    pub sdk_signals: SdkSignals,
 }
 
 impl Declaration {
@@ -102,6 +104,8 @@ pub enum DeclarationError {
     BadRelationNamespace(String),
     #[error("annotation {RECEIVERS_ANNOTATION}: {0}")]
     BadReceivers(String),
+    #[error("annotation {SDK_SIGNALS_ANNOTATION}={0:?} must be 'traces' or 'all'")]
+    BadSdkSignals(String),
     #[error("annotation {0} is longer than {MAX_VALUE_LEN} bytes")]
     TooLong(&'static str),
 }
@@ -177,12 +181,18 @@ pub fn parse(
         None => None,
         Some(v) => Some(parse_receivers(v).map_err(DeclarationError::BadReceivers)?),
     };
+    let sdk_signals = match get(SDK_SIGNALS_ANNOTATION)? {
+        None | Some("traces") => SdkSignals::Traces,
+        Some("all") => SdkSignals::All,
+        Some(other) => return Err(DeclarationError::BadSdkSignals(truncate(other))),
+    };
     Ok(Declaration {
         relation_namespace,
         relation_name: name.clone(),
         interface,
         role,
         receivers,
+        sdk_signals,
     })
 }
 

@@ -17,20 +17,49 @@ pub const KEY_RECEIVERS: &str = "receivers";
 pub const KEY_OTLP_GRPC_ENDPOINT: &str = "otlp_grpc_endpoint";
 /// Data key: `http://host:port` of OTLP HTTP.
 pub const KEY_OTLP_HTTP_ENDPOINT: &str = "otlp_http_endpoint";
-/// Data key for `envFrom`: the OpenTelemetry SDK's exporter endpoint.
+/// Data key for `envFrom`: which trace exporter the OpenTelemetry SDK uses
+/// (`otlp` or `zipkin`).
+pub const KEY_OTEL_TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
+/// Data key for `envFrom`: the SDK's OTLP trace endpoint (OTLP/HTTP: the full
+/// `.../v1/traces` URL, as the spec wants for the signal-specific variable;
+/// gRPC: `http://host:port`).
+pub const KEY_OTEL_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+/// Data key for `envFrom`: the SDK's OTLP trace protocol (`http/protobuf` or `grpc`).
+pub const KEY_OTEL_TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+/// Data key for `envFrom`: the SDK's Zipkin endpoint (`.../api/v2/spans`).
+pub const KEY_OTEL_ZIPKIN_ENDPOINT: &str = "OTEL_EXPORTER_ZIPKIN_ENDPOINT";
+/// Data key for `envFrom`, only on the consumer's request: the all-signal OTLP
+/// endpoint. An SDK that also exports metrics or logs sends them there too, and
+/// Tempo refuses them.
 pub const KEY_OTEL_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
-/// Data key for `envFrom`: the OpenTelemetry SDK's exporter protocol.
+/// Data key for `envFrom`, only on the consumer's request: the all-signal protocol.
 pub const KEY_OTEL_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
 
 /// Every data key the operator may write; nothing else in a consumer is touched.
-pub const DATA_KEYS: [&str; 6] = [
+/// (The all-signal keys stay in the set also for consumers bound before the
+/// traces-only keys: the operator removes them from those.)
+pub const DATA_KEYS: [&str; 10] = [
     KEY_TEMPO_ENDPOINT,
     KEY_RECEIVERS,
     KEY_OTLP_GRPC_ENDPOINT,
     KEY_OTLP_HTTP_ENDPOINT,
+    KEY_OTEL_TRACES_EXPORTER,
+    KEY_OTEL_TRACES_ENDPOINT,
+    KEY_OTEL_TRACES_PROTOCOL,
+    KEY_OTEL_ZIPKIN_ENDPOINT,
     KEY_OTEL_ENDPOINT,
     KEY_OTEL_PROTOCOL,
 ];
+
+/// Which SDK variables a consumer gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SdkSignals {
+    /// Traces-only variables (the default): nothing else is sent to Tempo.
+    #[default]
+    Traces,
+    /// Also the all-signal `OTEL_EXPORTER_OTLP_ENDPOINT`/`_PROTOCOL` (opt-in).
+    All,
+}
 
 /// A receiver protocol of the v2 `tracing` interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -241,8 +270,13 @@ impl Document {
 }
 
 /// Builds the document for a consumer that asked for `requested` receivers
-/// (`None`: all offered).
+/// (`None`: all offered), with the traces-only SDK variables.
 pub fn build(ep: &Endpoint, requested: Option<&[Protocol]>) -> Document {
+    build_with(ep, requested, SdkSignals::Traces)
+}
+
+/// Builds the document with the SDK variables of `signals`.
+pub fn build_with(ep: &Endpoint, requested: Option<&[Protocol]>, signals: SdkSignals) -> Document {
     let mut data = BTreeMap::new();
     let mut missing_seed_ports = Vec::new();
     match ep.seed_ports() {
@@ -260,37 +294,66 @@ pub fn build(ep: &Endpoint, requested: Option<&[Protocol]>) -> Document {
         KEY_RECEIVERS.to_string(),
         serde_json::to_string(&list).unwrap_or_else(|_| "[]".to_string()),
     );
-    let has = |p: Protocol| recv.iter().any(|(q, _)| *q == p);
-    let http_url = |port: Option<u16>| port.map(|p| format!("http://{}:{p}", ep.hostname));
-    let grpc = if has(Protocol::OtlpGrpc) {
-        http_url(ep.otlp_grpc_port)
-    } else {
-        None
+    let url = |p: Protocol| {
+        recv.iter()
+            .any(|(q, _)| *q == p)
+            .then(|| {
+                p.port(ep)
+                    .map(|port| format!("http://{}:{port}", ep.hostname))
+            })
+            .flatten()
     };
-    let http = if has(Protocol::OtlpHttp) {
-        http_url(ep.otlp_http_port)
-    } else {
-        None
-    };
+    let (grpc, http, zipkin) = (
+        url(Protocol::OtlpGrpc),
+        url(Protocol::OtlpHttp),
+        url(Protocol::Zipkin),
+    );
     if let Some(g) = &grpc {
         data.insert(KEY_OTLP_GRPC_ENDPOINT.to_string(), g.clone());
     }
     if let Some(h) = &http {
         data.insert(KEY_OTLP_HTTP_ENDPOINT.to_string(), h.clone());
     }
-    let otel = match (&http, &grpc) {
-        (Some(h), _) => Some((h.clone(), "http/protobuf")),
-        (None, Some(g)) => Some((g.clone(), "grpc")),
-        (None, None) => None,
-    };
-    if let Some((endpoint, protocol)) = otel {
-        data.insert(KEY_OTEL_ENDPOINT.to_string(), endpoint);
-        data.insert(KEY_OTEL_PROTOCOL.to_string(), protocol.to_string());
-    }
+    sdk_variables(&mut data, http, grpc, zipkin, signals);
     Document {
         data,
         missing_seed_ports,
         receivers: recv.into_iter().map(|(p, _)| p).collect(),
+    }
+}
+
+/// The OpenTelemetry SDK's variables: OTLP/HTTP when offered and requested,
+/// else gRPC, else Zipkin; traces only unless the consumer asked for all signals.
+fn sdk_variables(
+    data: &mut BTreeMap<String, String>,
+    http: Option<String>,
+    grpc: Option<String>,
+    zipkin: Option<String>,
+    signals: SdkSignals,
+) {
+    let mut put = |k: &str, v: String| {
+        data.insert(k.to_string(), v);
+    };
+    let otlp = match (http, grpc) {
+        (Some(h), _) => Some((format!("{h}/v1/traces"), h, "http/protobuf")),
+        (None, Some(g)) => Some((g.clone(), g, "grpc")),
+        (None, None) => None,
+    };
+    if let Some(z) = &zipkin {
+        put(KEY_OTEL_ZIPKIN_ENDPOINT, format!("{z}/api/v2/spans"));
+    }
+    match otlp {
+        Some((traces, base, protocol)) => {
+            put(KEY_OTEL_TRACES_EXPORTER, "otlp".to_string());
+            put(KEY_OTEL_TRACES_ENDPOINT, traces);
+            put(KEY_OTEL_TRACES_PROTOCOL, protocol.to_string());
+            if signals == SdkSignals::All {
+                put(KEY_OTEL_ENDPOINT, base);
+                put(KEY_OTEL_PROTOCOL, protocol.to_string());
+            }
+        }
+        None if zipkin.is_some() => put(KEY_OTEL_TRACES_EXPORTER, "zipkin".to_string()),
+        None => {}
     }
 }
 
@@ -330,8 +393,13 @@ mod tests {
             doc.data[KEY_RECEIVERS],
             r#"[{"protocol":{"name":"otlp_grpc","type":"grpc"},"url":"t:4317"},{"protocol":{"name":"otlp_http","type":"http"},"url":"http://t:4318"},{"protocol":{"name":"zipkin","type":"http"},"url":"http://t:9411"}]"#
         );
-        assert_eq!(doc.data[KEY_OTEL_ENDPOINT], "http://t:4318");
-        assert_eq!(doc.data[KEY_OTEL_PROTOCOL], "http/protobuf");
+        assert_eq!(
+            doc.data[KEY_OTEL_TRACES_ENDPOINT],
+            "http://t:4318/v1/traces"
+        );
+        assert_eq!(doc.data[KEY_OTEL_TRACES_PROTOCOL], "http/protobuf");
+        assert_eq!(doc.data[KEY_OTEL_TRACES_EXPORTER], "otlp");
+        assert!(!doc.data.contains_key(KEY_OTEL_ENDPOINT));
         assert_eq!(doc.data[KEY_OTLP_GRPC_ENDPOINT], "http://t:4317");
     }
 
@@ -339,12 +407,43 @@ mod tests {
     #[test]
     fn requested_subset_selects_grpc_exporter() {
         let doc = build(&seed_endpoint("t"), Some(&[Protocol::OtlpGrpc]));
-        assert_eq!(doc.data[KEY_OTEL_PROTOCOL], "grpc");
-        assert_eq!(doc.data[KEY_OTEL_ENDPOINT], "http://t:4317");
+        assert_eq!(doc.data[KEY_OTEL_TRACES_PROTOCOL], "grpc");
+        assert_eq!(doc.data[KEY_OTEL_TRACES_ENDPOINT], "http://t:4317");
         assert!(!doc.data.contains_key(KEY_OTLP_HTTP_ENDPOINT));
         assert_eq!(doc.receivers, vec![Protocol::OtlpGrpc]);
         // The v0 document does not depend on the receivers asked for.
         assert!(doc.data.contains_key(KEY_TEMPO_ENDPOINT));
+    }
+
+    /// A zipkin-only consumer gets a Zipkin exporter, not silence (an SDK with
+    /// no endpoint falls back to localhost:4318).
+    #[test]
+    fn zipkin_only_consumer_gets_a_zipkin_exporter() {
+        let doc = build(&seed_endpoint("t"), Some(&[Protocol::Zipkin]));
+        assert_eq!(doc.data[KEY_OTEL_TRACES_EXPORTER], "zipkin");
+        assert_eq!(
+            doc.data[KEY_OTEL_ZIPKIN_ENDPOINT],
+            "http://t:9411/api/v2/spans"
+        );
+        assert!(!doc.data.contains_key(KEY_OTEL_TRACES_ENDPOINT));
+    }
+
+    /// The all-signal form is written only on request, beside the traces-only one.
+    #[test]
+    fn all_signal_keys_only_on_request() {
+        let doc = build_with(&seed_endpoint("t"), None, SdkSignals::All);
+        assert_eq!(doc.data[KEY_OTEL_ENDPOINT], "http://t:4318");
+        assert_eq!(doc.data[KEY_OTEL_PROTOCOL], "http/protobuf");
+        assert_eq!(
+            doc.data[KEY_OTEL_TRACES_ENDPOINT],
+            "http://t:4318/v1/traces"
+        );
+        for k in doc.data.keys() {
+            assert!(
+                DATA_KEYS.contains(&k.as_str()),
+                "{k} is not an operator key"
+            );
+        }
     }
 
     /// Without all four seed ports the v0 document is left out and the gap is named.

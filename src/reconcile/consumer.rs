@@ -79,6 +79,19 @@ pub async fn write(
         ctx.metrics().writes_skipped.inc();
         return Ok(Applied::Unchanged);
     };
+    // A reconcile on a cache that has not seen this replica's last write yet
+    // would send the same body again: its echo is on the way, and brings
+    // another reconcile if anything else changed.
+    let uid = cm.uid().unwrap_or_default();
+    let before = cm.resource_version().unwrap_or_default();
+    let fingerprint = fingerprint(&body);
+    if ctx.written.lock().is_ok_and(|m| {
+        m.get(&uid)
+            .is_some_and(|w| w.before == before && w.fingerprint == fingerprint)
+    }) {
+        ctx.metrics().writes_skipped.inc();
+        return Ok(Applied::Unchanged);
+    }
     let ns = cm.namespace().unwrap_or_default();
     let api: Api<ConfigMap> = Api::namespaced(ctx.client(), &ns);
     let _permit = ctx.writes.acquire().await;
@@ -89,6 +102,15 @@ pub async fn write(
     {
         Ok(_) => {
             ctx.metrics().writes_sent.inc();
+            if let Ok(mut m) = ctx.written.lock() {
+                m.insert(
+                    uid,
+                    Written {
+                        before,
+                        fingerprint,
+                    },
+                );
+            }
             Ok(Applied::Written)
         }
         Err(e) if is_gone(&e) => {
@@ -99,6 +121,19 @@ pub async fn write(
             format!("patch configmaps in namespace {ns}")
         })),
     }
+}
+
+/// What this replica last wrote to a consumer: from which version, and what.
+pub struct Written {
+    before: String,
+    fingerprint: u64,
+}
+
+fn fingerprint(body: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    body.to_string().hash(&mut h);
+    h.finish()
 }
 
 /// The report step: what a user sees of the outcome. A change of state gets one

@@ -60,6 +60,8 @@ pub struct Ctx {
     pub write_failures: Mutex<HashMap<String, WriteFailure>>,
     /// Failed cleanup tries per (relation uid, consumer uid).
     pub cleanup_tries: Mutex<HashMap<(String, String), u32>>,
+    /// The last write per consumer uid (see `consumer::write`).
+    pub written: Mutex<HashMap<String, crate::reconcile::consumer::Written>>,
     /// Consumers that left their relation, for the term's cleanup worker.
     pub departed: mpsc::UnboundedSender<Arc<ConfigMap>>,
 }
@@ -99,6 +101,7 @@ impl Ctx {
             reported: Mutex::default(),
             write_failures: Mutex::default(),
             cleanup_tries: Mutex::default(),
+            written: Mutex::default(),
             departed,
         }
     }

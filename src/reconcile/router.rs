@@ -119,6 +119,9 @@ impl Router<'_> {
                 if let (Some(uid), Ok(mut m)) = (cm.uid(), self.ctx.write_failures.lock()) {
                     m.remove(&uid);
                 }
+                if let (Some(uid), Ok(mut m)) = (cm.uid(), self.ctx.written.lock()) {
+                    m.remove(&uid);
+                }
                 self.ctx.notify(named_relation(&cm.metadata));
                 self.ctx.notify(bound_to(&cm));
                 let _ = self.ctx.departed.send(cm);

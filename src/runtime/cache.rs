@@ -56,7 +56,8 @@ where
 {
     pub store: Store<K>,
     tx: broadcast::Sender<Change<K>>,
-    /// False while its watch fails (a missing CRD, a lost permission).
+    /// False from a refusal of its watch (a missing CRD, a lost permission)
+    /// until its watch reports again.
     healthy: Arc<AtomicBool>,
 }
 
@@ -75,7 +76,7 @@ where
         })
     }
 
-    /// Whether the last thing its watch reported was not an error.
+    /// Whether its watch was not refused since it last reported.
     pub fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
@@ -128,7 +129,9 @@ async fn feed<K>(
                 ev
             }
             Err(e) => {
-                healthy.store(false, Ordering::Relaxed);
+                if refused(&e) {
+                    healthy.store(false, Ordering::Relaxed);
+                }
                 tracing::warn!(kind, namespace = ?ns, error = %e, "watch failed; retrying with backoff");
                 continue;
             }
@@ -200,6 +203,20 @@ async fn feed<K>(
             }
         }
     }
+}
+
+/// Whether the API server refused the watch (403: a lost permission; 404: the
+/// CRD is not installed), which lasts until someone fixes it, as opposed to a
+/// connection lost for a while (the watch resumes by itself).
+fn refused(e: &watcher::Error) -> bool {
+    let status = match e {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => crate::error::status(e).map(|s| s.code),
+        watcher::Error::WatchError(s) => Some(s.code),
+        watcher::Error::NoResourceVersion => None,
+    };
+    matches!(status, Some(403 | 404))
 }
 
 /// The caches every replica keeps.
