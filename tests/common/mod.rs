@@ -1003,6 +1003,21 @@ async fn readyz(client: &kube::Client) -> Result<String, String> {
 }
 
 /// Every object in `dir/*.yaml` / `*.yml` (files sorted by name), with its kind.
+/// The identity the shipped admission policy knows as the operator's (the
+/// chart's default ServiceAccount).
+pub const SHIPPED_OPERATOR_IDENTITY: &str =
+    "request.userInfo.username != 'system:serviceaccount:tracing-relation-operator:tracing-relation-operator'";
+
+/// The tests run the operator as the admin, or as a ServiceAccount named
+/// `tracing-relation-operator` or `operator` in a test namespace: the admission
+/// policy applied here knows those as the operator (as the chart renders it
+/// with its own ServiceAccount). Every other identity is a user to it.
+pub const TEST_OPERATOR_IDENTITY: &str = "!(request.userInfo.username == 'admin' || (request.userInfo.username.startsWith('system:serviceaccount:') && (request.userInfo.username.endsWith(':tracing-relation-operator') || request.userInfo.username.endsWith(':operator'))))";
+
+fn as_test_operator(manifest: &str) -> String {
+    manifest.replace(SHIPPED_OPERATOR_IDENTITY, TEST_OPERATOR_IDENTITY)
+}
+
 fn read_manifests(dir: &Path) -> Vec<(PathBuf, GroupVersionKind, DynamicObject)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
@@ -1015,6 +1030,7 @@ fn read_manifests(dir: &Path) -> Vec<(PathBuf, GroupVersionKind, DynamicObject)>
     for file in files {
         let text = std::fs::read_to_string(&file)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+        let text = as_test_operator(&text);
         for doc in serde_yaml::Deserializer::from_str(&text) {
             let value = serde_yaml::Value::deserialize(doc)
                 .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", file.display()));

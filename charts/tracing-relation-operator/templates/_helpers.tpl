@@ -48,6 +48,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/* The operator's identity as the API server sees it (the admission policy
+lets it, and only it, write with the operator's field manager). */}}
+{{- define "tro.operatorUser" -}}
+system:serviceaccount:{{ .Release.Namespace }}:{{ include "tro.serviceAccountName" . }}
+{{- end }}
+
 {{/* Name of the leader-election Lease. */}}
 {{- define "tro.leaseName" -}}
 {{- default (include "tro.fullname" .) .Values.leaderElection.leaseName }}
