@@ -14,7 +14,11 @@ use crate::core::contract::{
     STATE_ANNOTATION, STATE_BOUND,
 };
 use crate::core::declaration::RelationKey;
-use crate::core::document::DATA_KEYS;
+use crate::core::document::{
+    DATA_KEYS, KEY_OTEL_TRACES_ENDPOINT, KEY_OTEL_TRACES_EXPORTER, KEY_OTEL_TRACES_PROTOCOL,
+    KEY_OTEL_ZIPKIN_ENDPOINT, KEY_OTLP_GRPC_ENDPOINT, KEY_OTLP_HTTP_ENDPOINT, KEY_RECEIVERS,
+    KEY_TEMPO_ENDPOINT,
+};
 use crate::core::reason::Reason;
 use crate::reconcile::context::Ctx;
 use crate::runtime::metrics::ReasonLabel;
@@ -46,24 +50,35 @@ pub(super) fn assert_apply(s: &Sent) -> &Value {
     b
 }
 
-/// Checks a bind's body: exactly the document's keys (never the consumer's),
-/// and exactly the state, relation, hash and keys annotations.
+/// Checks a bind's body: exactly the keys of the default (traces-only)
+/// document, never the consumer's own, and exactly the state, relation, hash
+/// and keys annotations.
 pub(super) fn assert_bind_body(b: &Value) {
     let data = b["data"].as_object().expect("data");
     let keys: BTreeSet<&str> = data.keys().map(String::as_str).collect();
-    assert_eq!(keys, BTreeSet::from(DATA_KEYS));
-    assert_eq!(
-        data["tempo_endpoint"],
-        format!(
-            "hostname: {HOST}\notlp_grpc_port: 4317\notlp_http_port: 4318\ntempo_port: 3200\nzipkin_port: 9411\n"
-        )
+    let traces_only = [
+        KEY_TEMPO_ENDPOINT,
+        KEY_RECEIVERS,
+        KEY_OTLP_GRPC_ENDPOINT,
+        KEY_OTLP_HTTP_ENDPOINT,
+        KEY_OTEL_TRACES_EXPORTER,
+        KEY_OTEL_TRACES_ENDPOINT,
+        KEY_OTEL_TRACES_PROTOCOL,
+        KEY_OTEL_ZIPKIN_ENDPOINT,
+    ];
+    assert_eq!(keys, BTreeSet::from(traces_only));
+    assert!(keys.iter().all(|k| DATA_KEYS.contains(k)));
+    let seed = format!(
+        "hostname: {HOST}\notlp_grpc_port: 4317\notlp_http_port: 4318\ntempo_port: 3200\nzipkin_port: 9411\n"
     );
-    assert_eq!(data["otlp_grpc_endpoint"], format!("http://{HOST}:4317"));
-    assert_eq!(
-        data["OTEL_EXPORTER_OTLP_ENDPOINT"],
-        format!("http://{HOST}:4318")
-    );
-    assert_eq!(data["OTEL_EXPORTER_OTLP_PROTOCOL"], "http/protobuf");
+    assert_eq!(data[KEY_TEMPO_ENDPOINT], seed);
+    assert_eq!(data[KEY_OTLP_GRPC_ENDPOINT], format!("http://{HOST}:4317"));
+    let traces = format!("http://{HOST}:4318/v1/traces");
+    assert_eq!(data[KEY_OTEL_TRACES_ENDPOINT], traces);
+    assert_eq!(data[KEY_OTEL_TRACES_PROTOCOL], "http/protobuf");
+    assert_eq!(data[KEY_OTEL_TRACES_EXPORTER], "otlp");
+    let zipkin = format!("http://{HOST}:9411/api/v2/spans");
+    assert_eq!(data[KEY_OTEL_ZIPKIN_ENDPOINT], zipkin);
     let ann = b["metadata"]["annotations"]
         .as_object()
         .expect("annotations");

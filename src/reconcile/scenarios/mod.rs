@@ -108,6 +108,28 @@ async fn fresh_consumer_is_bound_by_one_apply() {
     assert_eq!(recorded_failure(&ctx), None);
 }
 
+/// A reconcile on a cache that has not yet seen this replica's last write
+/// (the consumer still at the version the write started from) sends nothing
+/// and tells nothing again: the write's echo is on the way.
+#[tokio::test]
+async fn stale_cache_gets_no_second_write() {
+    let cm = fresh_consumer();
+    let (ctx, mut api) = term(vec![cm.clone()]);
+    let ok = |s: &Sent| respond(200, &serde_json::to_value(stored(&cm, &s.body)).unwrap());
+    let (res, sent) = run(&ctx, &mut api, &cm, with_events(ok)).await;
+    assert_eq!((res.unwrap(), sent.len()), (Action::await_change(), 2));
+
+    let (res, sent) = run(&ctx, &mut api, &cm, |s| panic!("unexpected {s:#?}")).await;
+    assert!(sent.is_empty(), "{sent:#?}");
+    assert_eq!(res.unwrap(), Action::await_change());
+    let once = Counts {
+        writes_sent: 1,
+        writes_skipped: 1,
+        ..Default::default()
+    };
+    assert_eq!(counts(&ctx), once);
+}
+
 /// A consumer deleted (or replaced by a new one of its name, or its namespace
 /// gone) before the write is nothing to do: the uid-preconditioned apply
 /// fails, and the reconcile is Ok, with no failure, no Event, no retry.
