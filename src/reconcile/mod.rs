@@ -10,6 +10,8 @@ pub mod consumer;
 pub mod context;
 pub mod relation;
 pub mod router;
+#[cfg(test)]
+mod scenarios;
 
 use std::future::Future;
 use std::sync::Arc;

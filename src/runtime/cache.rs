@@ -98,6 +98,28 @@ where
     }
 }
 
+#[cfg(test)]
+impl<K> Cache<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + Debug + 'static,
+{
+    /// A cache that holds `objects` as after its first list, with no watch
+    /// behind it (tests of what reads the caches).
+    pub fn from_objects(objects: impl IntoIterator<Item = K>) -> Self {
+        let mut writer: Writer<K> = Writer::default();
+        writer.apply_watcher_event(&Event::Init);
+        for o in objects {
+            writer.apply_watcher_event(&Event::InitApply(o));
+        }
+        writer.apply_watcher_event(&Event::InitDone);
+        Cache {
+            store: writer.as_reader(),
+            tx: broadcast::channel(16).0,
+            healthy: Arc::new(AtomicBool::new(true)),
+        }
+    }
+}
+
 /// Applies watcher events to the store and broadcasts them. With several
 /// namespaces, each namespace's re-list is reconciled against the store on its
 /// own, so one namespace's re-list never drops another's objects.
@@ -324,6 +346,25 @@ impl Caches {
             && self.consumers.healthy()
             && self.services.healthy()
             && self.namespaces.as_ref().is_none_or(|n| n.healthy())
+    }
+}
+
+#[cfg(test)]
+impl Caches {
+    /// Caches that hold the given objects, listed and ready, without watches.
+    /// There is no namespace cache (as when scoped to namespaces), so a
+    /// namespace's labels are its name label only.
+    pub fn for_tests(
+        relations: Vec<TracingRelation>,
+        consumers: Vec<ConfigMap>,
+        services: Vec<Service>,
+    ) -> Self {
+        Caches {
+            relations: Cache::from_objects(relations),
+            consumers: Cache::from_objects(consumers),
+            services: Cache::from_objects(services),
+            namespaces: None,
+        }
     }
 }
 
