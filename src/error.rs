@@ -78,6 +78,25 @@ impl Error {
         }
     }
 
+    /// A one-line description for people (Events, status): the action and the
+    /// API server's own message, without the client's debug dump.
+    pub fn describe(&self) -> String {
+        match self {
+            Error::Kube { action, source } | Error::Forbidden { action, source } => {
+                let why = status(source)
+                    .map(|s| s.message.clone())
+                    .unwrap_or_else(|| source.to_string());
+                match self {
+                    Error::Forbidden { .. } => format!(
+                        "permission denied: {action}: {why}; grant it in the operator's RBAC (see the chart)"
+                    ),
+                    _ => format!("{action}: {why}"),
+                }
+            }
+            other => chain(other),
+        }
+    }
+
     /// Whether the API server asked to slow down.
     pub fn is_throttled(&self) -> bool {
         self.reason() == Reason::Throttled

@@ -44,12 +44,14 @@ use tracing_relation_operator::api::{
     TracingRelationSpec,
 };
 use tracing_relation_operator::core::contract::{
-    BOUND_TO_ANNOTATION, HASH_ANNOTATION, INTERFACE_ANNOTATION, MESSAGE_ANNOTATION,
-    REASON_ANNOTATION, RECEIVERS_ANNOTATION, RELATION_LABEL, RELATION_NAMESPACE_ANNOTATION,
-    ROLE_ANNOTATION, STATE_ANNOTATION, STATE_BOUND, STATE_REJECTED,
+    BOUND_TO_ANNOTATION, HASH_ANNOTATION, INTERFACE_ANNOTATION, KEYS_ANNOTATION,
+    MESSAGE_ANNOTATION, OPERATOR_ANNOTATIONS, REASON_ANNOTATION, RECEIVERS_ANNOTATION,
+    RELATION_LABEL, RELATION_NAMESPACE_ANNOTATION, ROLE_ANNOTATION, SDK_SIGNALS_ANNOTATION,
+    STATE_ANNOTATION, STATE_BOUND, STATE_REJECTED,
 };
 use tracing_relation_operator::core::document::{
-    DATA_KEYS, KEY_RECEIVERS, KEY_TEMPO_ENDPOINT, Receiver,
+    DATA_KEYS, KEY_OTEL_ENDPOINT, KEY_OTEL_TRACES_ENDPOINT, KEY_OTEL_TRACES_EXPORTER,
+    KEY_OTLP_GRPC_ENDPOINT, KEY_RECEIVERS, KEY_TEMPO_ENDPOINT, Receiver,
 };
 use tracing_relation_operator::core::reason::Reason;
 
@@ -517,6 +519,58 @@ fn cases(home: &str, elsewhere: &str) -> Vec<Case> {
             .data("big.bin.txt", "y".repeat(300 * 1024))
             .binary("blob", &[0, 1, 2, 255, 254]),
         case("huge-unrelated-annotation", Bound(&["otlp_grpc", "otlp_http", "zipkin"]), OK).ann("example.com/notes", "n".repeat(100 * 1024)),
+        // ---- forged operator annotations: nothing a user writes into one makes
+        // a key the operator's, reaches status or metrics, or stops a bind ----
+        case("forged-state-bound", Bound(&["otlp_grpc", "otlp_http", "zipkin"]), OK).ann(STATE_ANNOTATION, "Bound"),
+        case("forged-state-bound-own-key", Rejected(KeyConflict), FIX_KEYS)
+            .ann(STATE_ANNOTATION, "Bound")
+            .data(KEY_TEMPO_ENDPOINT, "hostname: mine\n"),
+        case("forged-whole-record-own-keys", Rejected(KeyConflict), FIX_KEYS)
+            .ann(STATE_ANNOTATION, "Bound")
+            .ann(HASH_ANNOTATION, "sha256:00000000000000000000000000000000")
+            .ann(BOUND_TO_ANNOTATION, format!("{home}/tempo"))
+            .ann(KEYS_ANNOTATION, "receivers,tempo_endpoint")
+            .data(KEY_TEMPO_ENDPOINT, "hostname: mine\n")
+            .data(KEY_RECEIVERS, "[]"),
+        case("forged-keys-annotation-own-key", Rejected(KeyConflict), FIX_KEYS)
+            .ann(KEYS_ANNOTATION, KEY_OTLP_GRPC_ENDPOINT)
+            .data(KEY_OTLP_GRPC_ENDPOINT, "http://mine:4317"),
+        case("forged-state-pending-own-key", Rejected(KeyConflict), FIX_KEYS)
+            .ann(STATE_ANNOTATION, "Pending")
+            .ann(REASON_ANNOTATION, "BackendUnavailable")
+            .data(KEY_OTEL_TRACES_ENDPOINT, "http://mine:4318/v1/traces"),
+        case("forged-state-rejected", Bound(&["otlp_grpc", "otlp_http", "zipkin"]), OK)
+            .ann(STATE_ANNOTATION, "Rejected")
+            .ann(REASON_ANNOTATION, "KeyConflict"),
+        case("forged-reason-unknown", Bound(&["otlp_grpc", "otlp_http", "zipkin"]), OK).ann(REASON_ANNOTATION, "Bogus reason\nwith a line break"),
+        case("forged-reason-huge", Bound(&["otlp_grpc", "otlp_http", "zipkin"]), OK).ann(REASON_ANNOTATION, "R".repeat(64 * 1024)),
+        case("forged-message-huge", Bound(&["otlp_grpc", "otlp_http", "zipkin"]), OK).ann(MESSAGE_ANNOTATION, "m".repeat(200 * 1024)),
+        case("forged-message-unicode", Bound(&["otlp_grpc", "otlp_http", "zipkin"]), OK).ann(MESSAGE_ANNOTATION, "é🦀\u{202e}".repeat(10_000)),
+        case("forged-hash", Bound(&["otlp_grpc", "otlp_http", "zipkin"]), OK).ann(HASH_ANNOTATION, "sha256:deadbeef"),
+        case("forged-bound-to-elsewhere", Bound(&["otlp_grpc", "otlp_http", "zipkin"]), OK).ann(BOUND_TO_ANNOTATION, format!("{elsewhere}/tempo")),
+        case("forged-bound-to-garbage", Bound(&["otlp_grpc", "otlp_http", "zipkin"]), OK).ann(BOUND_TO_ANNOTATION, "//\u{0}/x/y/z"),
+        case("forged-state-huge", Bound(&["otlp_grpc", "otlp_http", "zipkin"]), OK).ann(STATE_ANNOTATION, "B".repeat(100 * 1024)),
+        case("forged-keys-every-key", Bound(&["otlp_grpc", "otlp_http", "zipkin"]), OK).ann(KEYS_ANNOTATION, "app.conf,own,tempo_endpoint"),
+        // ---- the SDK variables: own keys of those names are the consumer's ----
+        case("own-traces-endpoint", Rejected(KeyConflict), FIX_KEYS).data(KEY_OTEL_TRACES_ENDPOINT, "http://mine:4318/v1/traces"),
+        case("own-traces-exporter-binary", Rejected(KeyConflict), FIX_KEYS).binary(KEY_OTEL_TRACES_EXPORTER, b"otlp"),
+        case("own-all-signal-endpoint", Rejected(KeyConflict), FIX_KEYS).data(KEY_OTEL_ENDPOINT, "http://collector:4318"),
+        case("sdk-signals-all", Bound(&["otlp_grpc", "otlp_http", "zipkin"]), OK).ann(SDK_SIGNALS_ANNOTATION, "all"),
+        case(
+            "sdk-signals-unknown",
+            Rejected(InvalidDeclaration),
+            "Set `sdk-signals` to `traces` (the default) or `all`, or remove it.",
+        )
+        .ann(SDK_SIGNALS_ANNOTATION, "metrics"),
+        case(
+            "sdk-signals-huge",
+            Rejected(InvalidDeclaration),
+            "Set `sdk-signals` to `traces` (the default) or `all`, or remove it.",
+        )
+        .ann(SDK_SIGNALS_ANNOTATION, "all".repeat(1000)),
+        case("unicode-own-data-values", Bound(&["otlp_grpc", "otlp_http", "zipkin"]), OK)
+            .data("i18n.txt", "ünïcødé ✓ 🚀 \u{202e}reversed\u{202c} \u{feff}bom")
+            .data("empty", ""),
     ]
 }
 
@@ -589,7 +643,7 @@ async fn hostile_consumers() {
         .to_string();
 
     let cases = cases(&home, &elsewhere);
-    assert!(cases.len() >= 25, "at least 25 cases");
+    assert!(cases.len() >= 70, "at least 70 cases");
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     let mut stored = Vec::new();
@@ -822,8 +876,13 @@ fn check_case(c: &Case, sent: &ConfigMap, got: &ConfigMap) -> Result<(), String>
     if got.binary_data != sent.binary_data {
         return Err("binaryData changed".into());
     }
+    // The operator's own annotation names are reserved to it (a forged one may be
+    // overwritten); every other annotation is the consumer's and never touched.
     let sent_ann = sent.metadata.annotations.clone().unwrap_or_default();
-    for (k, v) in &sent_ann {
+    for (k, v) in sent_ann
+        .iter()
+        .filter(|(k, _)| !OPERATOR_ANNOTATIONS.contains(&k.as_str()))
+    {
         if annotation(got, k) != Some(v.as_str()) {
             return Err(format!("own annotation {k} changed"));
         }

@@ -67,6 +67,9 @@ pub const MAX_VALUE_LEN: usize = 1024;
 /// Longest message the operator writes into an annotation, status entry or Event
 /// (consumer-written text inside it is cut to [`MAX_QUOTED_LEN`] first).
 pub const MAX_MESSAGE_LEN: usize = 1024;
+/// Longest Event note the operator writes (the API server allows 1 KiB, and
+/// a cut note ends in "...").
+pub const MAX_EVENT_NOTE_LEN: usize = 1000;
 /// Longest piece of consumer-written text quoted in a message or log line.
 pub const MAX_QUOTED_LEN: usize = 80;
 

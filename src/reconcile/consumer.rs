@@ -171,7 +171,12 @@ fn clear_failure(ctx: &Ctx, cm: &ConfigMap) {
 }
 
 /// Remembers that this consumer could not be written, and says so once per reason.
+/// A throttled write (429) is none of the consumer's doing: it is retried soon,
+/// and neither recorded nor told.
 pub async fn record_failure(ctx: &Ctx, cm: &ConfigMap, relation: Option<RelationKey>, e: &Error) {
+    if e.is_throttled() {
+        return;
+    }
     let reason = e.write_reason();
     ctx.metrics()
         .write_failures
@@ -190,7 +195,7 @@ pub async fn record_failure(ctx: &Ctx, cm: &ConfigMap, relation: Option<Relation
     if let Ok(mut m) = ctx.write_failures.lock() {
         m.insert(uid.clone(), failure);
     }
-    if first_report(ctx, &uid, format!("Failed/{reason}")) && !e.is_throttled() {
+    if first_report(ctx, &uid, format!("Failed/{reason}")) {
         ctx.event(cm, EventType::Warning, reason, "Write", &message)
             .await;
     }

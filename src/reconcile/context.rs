@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 use crate::api::TracingRelation;
 use crate::core::backend::{self, BackendError};
 use crate::core::checks::{self, Decision, Facts};
-use crate::core::contract::{BOUND_TO_ANNOTATION, MAX_MESSAGE_LEN, truncate_to};
+use crate::core::contract::{BOUND_TO_ANNOTATION, MAX_EVENT_NOTE_LEN, truncate_to};
 use crate::core::declaration::{self, Declaration, DeclarationError, RelationKey};
 use crate::core::document::Endpoint;
 use crate::core::ownership::Ownership;
@@ -228,7 +228,7 @@ impl Ctx {
         let ev = KubeEvent {
             type_,
             reason: reason.as_str().to_string(),
-            note: Some(truncate_to(note, MAX_MESSAGE_LEN)),
+            note: Some(truncate_to(note, MAX_EVENT_NOTE_LEN)),
             action: action.to_string(),
             secondary: None,
         };

@@ -297,8 +297,8 @@ async fn clean_one(ctx: &Ctx, rel: &TracingRelation, cm: &ConfigMap, d: &Decisio
 /// removed; both objects get a Warning Event and the log says why.
 async fn abandon(ctx: &Ctx, rel: &TracingRelation, cm: &ConfigMap, e: &Error) {
     let consumer = ObjectRef::from_obj(cm);
-    let why = crate::error::chain(e);
-    warn!(relation = %ObjectRef::from_obj(rel), %consumer, reason = %e.write_reason(), error = %why,
+    let why = e.describe();
+    warn!(relation = %ObjectRef::from_obj(rel), %consumer, reason = %e.write_reason(), error = %crate::error::chain(e),
         "relation deleted; giving up on a consumer that cannot be written (it keeps the operator's keys)");
     ctx.metrics().cleanups_abandoned.inc();
     let note = format!(

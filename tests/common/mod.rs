@@ -452,6 +452,25 @@ impl ControlPlane {
     /// Writes a kubeconfig whose user is the admin impersonating ServiceAccount
     /// `namespace/name` (`as` / `as-groups`), with `namespace` as the
     /// context's namespace, and returns its path.
+    /// A kubeconfig for the operator: the admin impersonating [`OPERATOR_USER`]
+    /// in `system:masters` (all permissions, and the identity the admission
+    /// policy lets write with the operator's field manager).
+    pub fn operator_kubeconfig_path(&self) -> PathBuf {
+        let path = self.dir.join("kubeconfig-operator.yaml");
+        if !path.exists() {
+            self.write_kubeconfig(
+                &path,
+                serde_json::json!({
+                    "token": self.token,
+                    "as": OPERATOR_USER,
+                    "as-groups": ["system:masters", "system:authenticated"],
+                }),
+                "default",
+            );
+        }
+        path
+    }
+
     pub fn kubeconfig_for_serviceaccount(&self, namespace: &str, name: &str) -> PathBuf {
         let path = self
             .dir
@@ -611,7 +630,7 @@ impl ControlPlane {
     /// (clap rejects a flag given twice; a flag wins over its env fallback).
     pub fn operator_command(&self) -> Command {
         let mut cmd = Command::new(OPERATOR_BIN);
-        cmd.env("KUBECONFIG", self.kubeconfig_path())
+        cmd.env("KUBECONFIG", self.operator_kubeconfig_path())
             .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
             .env("LEADER_ELECT", "false")
             .env("RUST_BACKTRACE", "1");
@@ -1005,14 +1024,20 @@ async fn readyz(client: &kube::Client) -> Result<String, String> {
 /// Every object in `dir/*.yaml` / `*.yml` (files sorted by name), with its kind.
 /// The identity the shipped admission policy knows as the operator's (the
 /// chart's default ServiceAccount).
-pub const SHIPPED_OPERATOR_IDENTITY: &str =
-    "request.userInfo.username != 'system:serviceaccount:tracing-relation-operator:tracing-relation-operator'";
+pub const SHIPPED_OPERATOR_IDENTITY: &str = "request.userInfo.username != 'system:serviceaccount:tracing-relation-operator:tracing-relation-operator'";
 
-/// The tests run the operator as the admin, or as a ServiceAccount named
-/// `tracing-relation-operator` or `operator` in a test namespace: the admission
-/// policy applied here knows those as the operator (as the chart renders it
-/// with its own ServiceAccount). Every other identity is a user to it.
-pub const TEST_OPERATOR_IDENTITY: &str = "!(request.userInfo.username == 'admin' || (request.userInfo.username.startsWith('system:serviceaccount:') && (request.userInfo.username.endsWith(':tracing-relation-operator') || request.userInfo.username.endsWith(':operator'))))";
+/// The operator's identity in the tests: the shipped policy's ServiceAccount
+/// name (the admin impersonates it, in `system:masters`, see
+/// [`ControlPlane::operator_command`]).
+pub const OPERATOR_USER: &str =
+    "system:serviceaccount:tracing-relation-operator:tracing-relation-operator";
+
+/// Some tests run the operator as a ServiceAccount of their own, named
+/// `tracing-relation-operator` or `operator`, in a test namespace: the
+/// admission policy applied here knows those as the operator too (as the chart
+/// renders it with its own ServiceAccount). Every other identity, the admin
+/// included, is a user to it.
+pub const TEST_OPERATOR_IDENTITY: &str = "!(request.userInfo.username.startsWith('system:serviceaccount:') && (request.userInfo.username.endsWith(':tracing-relation-operator') || request.userInfo.username.endsWith(':operator')))";
 
 fn as_test_operator(manifest: &str) -> String {
     manifest.replace(SHIPPED_OPERATOR_IDENTITY, TEST_OPERATOR_IDENTITY)
