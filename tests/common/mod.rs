@@ -12,6 +12,8 @@
 //!   within about half a second of the test process, however that ends; a
 //!   janitor then removes the temporary directories. Set
 //!   `CONTROLPLANE_KEEP_DIRS=1` to keep them (logs, certificates, etcd data).
+//! * [`otel`] runs real OpenTelemetry parts: a Collector (`$OTELCOL_BIN`, from
+//!   `hack/otelcol/build.sh`) as the receiver and the Python SDK as the consumer.
 //! * Namespaces from [`ControlPlane::namespace`] are never deleted: the shared
 //!   control plane runs no namespace controller (a deleted namespace would stay
 //!   `Terminating`), and the whole control plane goes away with the test binary.
@@ -19,6 +21,7 @@
 #![allow(dead_code)]
 
 pub mod operator;
+pub mod otel;
 pub mod process;
 pub mod wait;
 
