@@ -929,7 +929,7 @@ fn check_case(c: &Case, sent: &ConfigMap, got: &ConfigMap) -> Result<(), String>
             if names != want {
                 return Err(format!("receivers {names:?}, expected {want:?}"));
             }
-            let otel = data(got, "OTEL_EXPORTER_OTLP_PROTOCOL");
+            let otel = data(got, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL");
             let want_otel = if want.contains(&"otlp_http") {
                 Some("http/protobuf")
             } else if want.contains(&"otlp_grpc") {
@@ -939,7 +939,7 @@ fn check_case(c: &Case, sent: &ConfigMap, got: &ConfigMap) -> Result<(), String>
             };
             if otel != want_otel {
                 return Err(format!(
-                    "OTEL_EXPORTER_OTLP_PROTOCOL {otel:?}, expected {want_otel:?}"
+                    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL {otel:?}, expected {want_otel:?}"
                 ));
             }
             if annotation(got, REASON_ANNOTATION).is_some() {

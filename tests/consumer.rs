@@ -166,10 +166,13 @@ fn check_round_trip(ep: &Endpoint, requested: Option<&[Protocol]>, e: &Endpoints
                     zipkin_port: zipkin,
                 })
             );
-            assert_eq!(
-                e.otlp_grpc_endpoint(),
-                Some(format!("http://{}:{grpc}", ep.hostname))
-            );
+            // The seed's otlp_grpc_endpoint, unless the consumer's receivers
+            // leave gRPC out (then it is not offered to it).
+            let grpc_url = doc
+                .receivers
+                .contains(&Protocol::OtlpGrpc)
+                .then(|| format!("http://{}:{grpc}", ep.hostname));
+            assert_eq!(e.otlp_grpc_endpoint(), grpc_url);
             assert_eq!(e.hostname(), Some(ep.hostname.as_str()));
         }
         Err(_) => assert_eq!(e.tempo_endpoint, None),
@@ -185,9 +188,9 @@ fn check_round_trip(ep: &Endpoint, requested: Option<&[Protocol]>, e: &Endpoints
         assert_eq!(e.port_for(*p), Some(port), "{p}");
     }
     for p in Protocol::ALL {
-        // Offered by neither the list nor the v0 document: not offered.
-        let in_v0 = e.tempo_endpoint.as_ref().and_then(|t| t.port(p)).is_some();
-        if !doc.receivers.contains(&p) && !in_v0 {
+        // Not in the written receivers list: not offered, whatever the v0
+        // document names (the consumer did not ask for it).
+        if !doc.receivers.contains(&p) {
             assert_eq!(e.endpoint_for(p), None, "{p}");
         }
     }
@@ -627,12 +630,15 @@ fn cli_env_format_is_safe_to_eval() {
     let o = run(&["--dir", dir.to_str().unwrap(), "--format", "env"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let lines: Vec<String> = stdout(&o).lines().map(str::to_string).collect();
-    assert_eq!(lines.len(), 4, "{lines:?}");
-    assert_eq!(lines[0], "OTEL_EXPORTER_OTLP_ENDPOINT='http://t:4318'");
-    assert_eq!(lines[1], "OTEL_EXPORTER_OTLP_PROTOCOL='http/protobuf'");
+    assert_eq!(lines.len(), 6, "{lines:?}");
+    assert_eq!(lines[0], "OTEL_TRACES_EXPORTER='otlp'");
+    assert_eq!(
+        lines[1],
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT='http://t:4318/v1/traces'"
+    );
 
     let script = r#"eval "$("$BIN" endpoint --dir "$DIR" --format env)" || exit 9
-printf '%s\n%s\n%s' "$OTEL_EXPORTER_OTLP_ENDPOINT" "$otlp_grpc_endpoint" "$otlp_http_endpoint""#;
+printf '%s\n%s\n%s' "$OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" "$otlp_grpc_endpoint" "$otlp_http_endpoint""#;
     let o = Command::new("sh")
         .arg("-c")
         .arg(script)
@@ -644,7 +650,7 @@ printf '%s\n%s\n%s' "$OTEL_EXPORTER_OTLP_ENDPOINT" "$otlp_grpc_endpoint" "$otlp_
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(
         stdout(&o),
-        format!("http://t:4318\nhttp://t:4317\n{hostile}")
+        format!("http://t:4318/v1/traces\nhttp://t:4317\n{hostile}")
     );
     assert!(!canary.exists(), "a value was executed by the shell");
 }

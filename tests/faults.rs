@@ -840,7 +840,8 @@ async fn hand_edits_of_operator_keys_are_restored_and_own_edits_survive_a_fan_ou
     say!("VERIFIED: tempo_endpoint restored, owned by {OPERATOR_MANAGER} alone again");
 
     // (b) `kubectl patch --type merge` of another operator key.
-    let patch = json!({"data": {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://evil:4318"}});
+    let patch =
+        json!({"data": {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://evil:4318/v1/traces"}});
     fx.cms
         .patch(
             &name,
@@ -853,12 +854,12 @@ async fn hand_edits_of_operator_keys_are_restored_and_own_edits_survive_a_fan_ou
         .await
         .expect("merge patch");
     say!(
-        "INJECTED: merge patch by kubectl-patch sets OTEL_EXPORTER_OTLP_ENDPOINT to http://evil:4318"
+        "INJECTED: merge patch by kubectl-patch sets OTEL_EXPORTER_OTLP_TRACES_ENDPOINT to http://evil:4318/v1/traces"
     );
     let restored = wait_restored(&fx, &name, &doc_a, &key).await;
-    owned_only_by_operator(&restored, "OTEL_EXPORTER_OTLP_ENDPOINT")
+    owned_only_by_operator(&restored, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
         .unwrap_or_else(|e| panic!("after the restore: {e}"));
-    say!("VERIFIED: OTEL_EXPORTER_OTLP_ENDPOINT restored");
+    say!("VERIFIED: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT restored");
 
     // (c) A merge patch removing an operator key (`"receivers": null`).
     let patch = json!({"data": {"receivers": null}});

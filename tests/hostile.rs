@@ -278,8 +278,10 @@ async fn operator_field_manager_is_refused_to_everyone_else() {
         "metadata": {"name": "canary"}, "data": {KEY_TEMPO_ENDPOINT: "hostname: evil\n"}});
     let st = refusal(api.patch("canary", &claim, &Patch::Apply(&apply)).await);
     // Update by merge patch and by replace.
-    let mut pp = PatchParams::default();
-    pp.field_manager = Some(FIELD_MANAGER.into());
+    let pp = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
     let st2 = refusal(
         api.patch(
             "canary",

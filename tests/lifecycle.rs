@@ -573,11 +573,12 @@ async fn examples_bind_the_consumer_and_fill_the_relation_status() {
         ),
         ("otlp_grpc_endpoint", &format!("http://{host}:4317")),
         ("otlp_http_endpoint", &format!("http://{host}:4318")),
+        ("OTEL_TRACES_EXPORTER", "otlp"),
         (
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            &format!("http://{host}:4318"),
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            &format!("http://{host}:4318/v1/traces"),
         ),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
     ]);
     assert_eq!(data, expected);
     assert!(annotation(&got, HASH).is_some_and(|h| h.starts_with("sha256:")));
@@ -826,7 +827,7 @@ async fn explicit_endpoint_writes_the_seed_document_with_default_ports() {
         data["otlp_grpc_endpoint"],
         "http://tempo.example.internal:4317"
     );
-    assert_eq!(data["OTEL_EXPORTER_OTLP_PROTOCOL"], "http/protobuf");
+    assert_eq!(data["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"], "http/protobuf");
     assert!(holds(
         &got,
         &expected_document("tempo.example.internal", SEED_PORTS, None),

@@ -677,7 +677,7 @@ proptest! {
             }
         }
         let has = |p: Protocol| doc.receivers.contains(&p);
-        match doc.data.get("OTEL_EXPORTER_OTLP_PROTOCOL").map(String::as_str) {
+        match doc.data.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").map(String::as_str) {
             Some("http/protobuf") => prop_assert!(has(Protocol::OtlpHttp)),
             Some("grpc") => prop_assert!(has(Protocol::OtlpGrpc) && !has(Protocol::OtlpHttp)),
             None => prop_assert!(!has(Protocol::OtlpGrpc) && !has(Protocol::OtlpHttp)),

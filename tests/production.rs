@@ -41,7 +41,7 @@ use tracing_relation_operator::core::contract::{
     BOUND_TO_ANNOTATION, HASH_ANNOTATION, MANAGED_LABEL, OPERATOR_ANNOTATIONS, REASON_ANNOTATION,
     RELATION_LABEL, RELATION_NAMESPACE_ANNOTATION, STATE_ANNOTATION,
 };
-use tracing_relation_operator::core::document::{self, DATA_KEYS, Endpoint};
+use tracing_relation_operator::core::document::{self, ALL_SIGNAL_KEYS, DATA_KEYS, Endpoint};
 
 /// Field manager of the operator (its server-side applies).
 const OPERATOR_MANAGER: &str = "tracing-relation-operator";
@@ -213,9 +213,13 @@ fn expected(hostname: &str) -> Expected {
         None,
     );
     // Sanity of the expectation itself: every data key names the hostname.
-    assert_eq!(doc.data.len(), DATA_KEYS.len(), "{doc:?}");
+    assert_eq!(
+        doc.data.len(),
+        DATA_KEYS.len() - ALL_SIGNAL_KEYS.len(),
+        "{doc:?}"
+    );
     for (k, v) in &doc.data {
-        if k != "OTEL_EXPORTER_OTLP_PROTOCOL" {
+        if !["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_TRACES_EXPORTER"].contains(&k.as_str()) {
             assert!(v.contains(hostname), "{k}={v:?} does not name {hostname}");
         }
     }

@@ -51,6 +51,9 @@ pub const DATA_KEYS: [&str; 10] = [
     KEY_OTEL_PROTOCOL,
 ];
 
+/// The all-signal keys, written only on the consumer's request.
+pub const ALL_SIGNAL_KEYS: [&str; 2] = [KEY_OTEL_ENDPOINT, KEY_OTEL_PROTOCOL];
+
 /// Which SDK variables a consumer gets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SdkSignals {
