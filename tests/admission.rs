@@ -15,21 +15,17 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{ControlPlane, ControlPlaneOptions, Operator, wait_for_some_named};
-use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
+use common::env::{POLICY_BINDING as BINDING, unbind_consumer_policy};
+use common::fixtures::{annotation, configmap, dry_run_create, endpoint_relation, map};
+use common::wait_object;
+use common::{ControlPlane, ControlPlaneOptions, Operator, operator_ready, wait_for_some_named};
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
-use tracing_relation_operator::api::{
-    Backend, EndpointBackend, INTERFACE_TRACING, ROLE_PROVIDES, TracingRelation,
-    TracingRelationSpec,
-};
+use tracing_relation_operator::api::TracingRelation;
 use tracing_relation_operator::core::contract::{
     INTERFACE_ANNOTATION, MESSAGE_ANNOTATION, REASON_ANNOTATION, RECEIVERS_ANNOTATION,
     RELATION_LABEL, ROLE_ANNOTATION, STATE_ANNOTATION, STATE_BOUND, STATE_REJECTED,
@@ -37,7 +33,6 @@ use tracing_relation_operator::core::contract::{
 use tracing_relation_operator::core::document::DATA_KEYS;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-const BINDING: &str = "tracing-relation-consumers.tracing.relations.dev";
 
 // ---------------------------------------------------------------------------
 // Environments.
@@ -81,26 +76,9 @@ async fn bypassed() -> &'static Bypassed {
         .get_or_init(|| async {
             let cp = ControlPlane::start(ControlPlaneOptions::default());
             cp.apply_crds().await;
-            let client = cp.admin_client().await;
-            Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-                .delete(BINDING, &DeleteParams::default())
-                .await
-                .expect("delete the policy binding");
-            let api: Api<ConfigMap> = Api::namespaced(client, "default");
-            wait_for_some_named(
-                "the consumer policy to stop being enforced",
-                TIMEOUT,
-                || {
-                    let api = api.clone();
-                    async move { dry_run_create(&api, &bad_interface_probe()).await.ok() }
-                },
-            )
-            .await;
+            unbind_consumer_policy(&cp.admin_client().await, &bad_interface_probe(), TIMEOUT).await;
             let op = cp.operator();
-            wait_for_some_named("the operator's /readyz", TIMEOUT, || async {
-                matches!(op.http_get("/readyz").await, Ok((200, _))).then_some(())
-            })
-            .await;
+            operator_ready(&op, TIMEOUT).await;
             Bypassed { cp, op }
         })
         .await
@@ -108,31 +86,6 @@ async fn bypassed() -> &'static Bypassed {
 
 // ---------------------------------------------------------------------------
 // Helpers.
-
-fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn configmap(
-    name: &str,
-    labels: &[(&str, &str)],
-    annotations: &[(&str, &str)],
-    data: &[(&str, &str)],
-) -> ConfigMap {
-    ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            labels: (!labels.is_empty()).then(|| map(labels)),
-            annotations: (!annotations.is_empty()).then(|| map(annotations)),
-            ..ObjectMeta::default()
-        },
-        data: (!data.is_empty()).then(|| map(data)),
-        ..ConfigMap::default()
-    }
-}
 
 /// A labelled consumer of relation `tempo` with the given annotations.
 fn consumer(name: &str, annotations: &[(&str, &str)]) -> ConfigMap {
@@ -146,24 +99,6 @@ fn consumer(name: &str, annotations: &[(&str, &str)]) -> ConfigMap {
 
 fn bad_interface_probe() -> ConfigMap {
     consumer("admission-probe", &[(INTERFACE_ANNOTATION, "zipkin")])
-}
-
-async fn dry_run_create(
-    api: &Api<ConfigMap>,
-    cm: &ConfigMap,
-) -> Result<ConfigMap, kube::core::Status> {
-    let pp = PostParams {
-        dry_run: true,
-        ..PostParams::default()
-    };
-    match api.create(&pp, cm).await {
-        Ok(cm) => Ok(cm),
-        Err(kube::Error::Api(status)) => Err(*status),
-        Err(e) => panic!(
-            "dry-run create of {:?}: unexpected error {e}",
-            cm.metadata.name
-        ),
-    }
 }
 
 /// Panics unless `result` is a 422 whose message contains every one of `needles`.
@@ -214,54 +149,30 @@ fn valid_endpoint() -> Value {
     json!({"hostname": "tempo.observability.svc.cluster.local"})
 }
 
-fn endpoint_relation(name: &str, hostname: &str) -> TracingRelation {
-    TracingRelation::new(
-        name,
-        TracingRelationSpec {
-            interface: INTERFACE_TRACING.into(),
-            role: ROLE_PROVIDES.into(),
-            backend: Backend {
-                service: None,
-                endpoint: Some(EndpointBackend {
-                    hostname: hostname.into(),
-                    tempo_port: 3200,
-                    otlp_grpc_port: 4317,
-                    otlp_http_port: 4318,
-                    zipkin_port: 9411,
-                    jaeger_thrift_http_port: None,
-                    jaeger_grpc_port: None,
-                }),
-            },
-            consumers: None,
-        },
-    )
-}
-
-fn annotation<'a>(cm: &'a ConfigMap, key: &str) -> Option<&'a str> {
-    cm.metadata
-        .annotations
-        .as_ref()?
-        .get(key)
-        .map(String::as_str)
-}
-
 /// Waits until the operator has given consumer `name` a state, and returns it.
 async fn wait_decided(api: &Api<ConfigMap>, name: &str) -> ConfigMap {
-    wait_for_some_named(
-        format!("the operator to decide on consumer {name}"),
-        TIMEOUT,
-        || {
-            let api = api.clone();
-            async move {
-                api.get_opt(name)
-                    .await
-                    .ok()
-                    .flatten()
-                    .filter(|cm| annotation(cm, STATE_ANNOTATION).is_some())
-            }
-        },
-    )
+    let what = "the operator to decide on it";
+    wait_object(api, name, what, TIMEOUT, |cm| {
+        annotation(cm, STATE_ANNOTATION).is_some()
+    })
     .await
+}
+
+/// Creates consumers `c` declaring `key: bad` for every value of `bad` in a fresh
+/// namespace of the shipped control plane, and asserts that each is refused with
+/// a message holding every one of `needles`.
+async fn assert_policy_refuses(prefix: &str, key: &str, bad: &[&str], needles: &[&str]) {
+    let cp = shipped().await;
+    let ns = cp.namespace(prefix).await;
+    let api: Api<ConfigMap> = Api::namespaced(cp.admin_client().await, &ns);
+    for bad in bad {
+        assert_refused(
+            &format!("{key} {:?}", common_prefix(bad)),
+            api.create(&PostParams::default(), &consumer("c", &[(key, bad)]))
+                .await,
+            needles,
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -584,94 +495,71 @@ async fn crd_refuses_an_unreadable_namespace_selector() {
 /// the reason `RelationInterfaceMismatch` and the annotation.
 #[tokio::test(flavor = "multi_thread")]
 async fn policy_refuses_a_consumer_with_a_bad_interface() {
-    let cp = shipped().await;
-    let ns = cp.namespace("adm-vap-interface").await;
-    let api: Api<ConfigMap> = Api::namespaced(cp.admin_client().await, &ns);
-    for bad in ["zipkin", "Tracing", "TRACING", "", "tracing,zipkin"] {
-        assert_refused(
-            &format!("interface {bad:?}"),
-            api.create(
-                &PostParams::default(),
-                &consumer("c", &[(INTERFACE_ANNOTATION, bad)]),
-            )
-            .await,
-            &[
-                "RelationInterfaceMismatch",
-                INTERFACE_ANNOTATION,
-                "must declare interface \"tracing\"",
-            ],
-        );
-    }
+    assert_policy_refuses(
+        "adm-vap-interface",
+        INTERFACE_ANNOTATION,
+        &["zipkin", "Tracing", "TRACING", "", "tracing,zipkin"],
+        &[
+            "RelationInterfaceMismatch",
+            INTERFACE_ANNOTATION,
+            "must declare interface \"tracing\"",
+        ],
+    )
+    .await;
 }
 
 /// A labelled consumer declaring a role other than `requires` is refused, naming
 /// `RelationRoleMismatch`.
 #[tokio::test(flavor = "multi_thread")]
 async fn policy_refuses_a_consumer_with_a_bad_role() {
-    let cp = shipped().await;
-    let ns = cp.namespace("adm-vap-role").await;
-    let api: Api<ConfigMap> = Api::namespaced(cp.admin_client().await, &ns);
-    for bad in ["provides", "Requires", "require", ""] {
-        assert_refused(
-            &format!("role {bad:?}"),
-            api.create(
-                &PostParams::default(),
-                &consumer("c", &[(ROLE_ANNOTATION, bad)]),
-            )
-            .await,
-            &[
-                "RelationRoleMismatch",
-                ROLE_ANNOTATION,
-                "must declare role \"requires\"",
-            ],
-        );
-    }
+    assert_policy_refuses(
+        "adm-vap-role",
+        ROLE_ANNOTATION,
+        &["provides", "Requires", "require", ""],
+        &[
+            "RelationRoleMismatch",
+            ROLE_ANNOTATION,
+            "must declare role \"requires\"",
+        ],
+    )
+    .await;
 }
 
 /// A labelled consumer asking for an unknown receiver (or for none) is refused,
 /// naming `InvalidDeclaration` and listing the known names.
 #[tokio::test(flavor = "multi_thread")]
 async fn policy_refuses_a_consumer_with_an_unknown_receiver() {
-    let cp = shipped().await;
-    let ns = cp.namespace("adm-vap-receivers").await;
-    let api: Api<ConfigMap> = Api::namespaced(cp.admin_client().await, &ns);
-    let long = "otlp_grpc,".repeat(110);
-    for bad in [
-        "carrier_pigeon",
-        "otlp_grpc,carrier_pigeon",
-        "OTLP_GRPC",
-        "otlp-grpc",
-        "",
-        ", ,",
-    ] {
-        assert_refused(
-            &format!("receivers {:?}", common_prefix(bad)),
-            api.create(
-                &PostParams::default(),
-                &consumer("c", &[(RECEIVERS_ANNOTATION, bad)]),
-            )
-            .await,
-            &[
-                "InvalidDeclaration",
-                RECEIVERS_ANNOTATION,
-                "otlp_grpc, otlp_http, zipkin, jaeger_thrift_http, jaeger_grpc",
-            ],
-        );
-    }
+    assert_policy_refuses(
+        "adm-vap-receivers",
+        RECEIVERS_ANNOTATION,
+        &[
+            "carrier_pigeon",
+            "otlp_grpc,carrier_pigeon",
+            "OTLP_GRPC",
+            "otlp-grpc",
+            "",
+            ", ,",
+        ],
+        &[
+            "InvalidDeclaration",
+            RECEIVERS_ANNOTATION,
+            "otlp_grpc, otlp_http, zipkin, jaeger_thrift_http, jaeger_grpc",
+        ],
+    )
+    .await;
     // Over 1 KiB: refused for its length, naming the annotation.
-    assert_refused(
-        "receivers over 1024 bytes",
-        api.create(
-            &PostParams::default(),
-            &consumer("c", &[(RECEIVERS_ANNOTATION, long.as_str())]),
-        )
-        .await,
+    let long = "otlp_grpc,".repeat(110);
+    assert_policy_refuses(
+        "adm-vap-receivers-long",
+        RECEIVERS_ANNOTATION,
+        &[long.as_str()],
         &[
             "InvalidDeclaration",
             RECEIVERS_ANNOTATION,
             "longer than 1024 bytes",
         ],
-    );
+    )
+    .await;
 }
 
 fn common_prefix(s: &str) -> String {
@@ -964,7 +852,7 @@ async fn without_the_policy_the_operator_reports_the_same_reasons() {
     let rels: Api<TracingRelation> = Api::namespaced(b.cp.admin_client().await, &ns_b);
     rels.create(
         &PostParams::default(),
-        &endpoint_relation("tempo", "tempo.example"),
+        &endpoint_relation("tempo", "tempo.example", None),
     )
     .await
     .unwrap();
@@ -1077,7 +965,7 @@ async fn long_values_get_the_same_answer_from_policy_and_operator() {
     let rels: Api<TracingRelation> = Api::namespaced(b.cp.admin_client().await, &ns_b);
     rels.create(
         &PostParams::default(),
-        &endpoint_relation("tempo", "tempo.example"),
+        &endpoint_relation("tempo", "tempo.example", None),
     )
     .await
     .unwrap();

@@ -21,81 +21,40 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{ControlPlane, Operator, wait_for_some_named};
+use common::env::shared_operator;
+use common::fixtures::{
+    annotation, assert_forbidden, configmap, data, data_of, endpoint_relation, map, match_labels,
+};
+use common::rbac::{grant_role, rule};
+use common::{OperatorEnv, TestNamespace, wait_for_some_named, wait_object};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
-use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
-use serde_json::json;
-use tokio::sync::OnceCell;
-use tracing_relation_operator::api::{
-    Backend, ConsumerPolicy, EndpointBackend, INTERFACE_TRACING, ROLE_PROVIDES, TracingRelation,
-    TracingRelationSpec,
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ManagedFieldsEntry,
 };
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use tracing_relation_operator::api::TracingRelation;
 use tracing_relation_operator::core::contract::{
-    BOUND_TO_ANNOTATION, MESSAGE_ANNOTATION, REASON_ANNOTATION, RELATION_LABEL,
+    BOUND_TO_ANNOTATION, FIELD_MANAGER, MESSAGE_ANNOTATION, REASON_ANNOTATION, RELATION_LABEL,
     RELATION_NAMESPACE_ANNOTATION, STATE_ANNOTATION, STATE_BOUND, STATE_REJECTED,
 };
 use tracing_relation_operator::core::document::{ALL_SIGNAL_KEYS, DATA_KEYS, KEY_TEMPO_ENDPOINT};
 use tracing_relation_operator::core::reason::Reason;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-const OPERATOR_MANAGER: &str = "tracing-relation-operator";
 const OWN_KEY: &str = "app.conf";
 const OWN_VALUE: &str = "exporter = otlp\n";
 
 // ---------------------------------------------------------------------------
 // Environment.
 
-struct Env {
-    cp: &'static ControlPlane,
-    op: Operator,
-}
-
-static ENV: OnceCell<Env> = OnceCell::const_new();
-
-async fn env() -> &'static Env {
-    ENV.get_or_init(|| async {
-        let cp = ControlPlane::shared();
-        cp.apply_crds().await;
-        let op = cp.operator();
-        wait_for_some_named("the operator's /readyz", TIMEOUT, || async {
-            matches!(op.http_get("/readyz").await, Ok((200, _))).then_some(())
-        })
-        .await;
-        Env { cp, op }
-    })
-    .await
+async fn env() -> &'static OperatorEnv {
+    shared_operator(TIMEOUT, |_| async {}).await
 }
 
 // ---------------------------------------------------------------------------
 // Helpers.
-
-fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn configmap(
-    name: &str,
-    labels: &[(&str, &str)],
-    annotations: &[(&str, &str)],
-    data: &[(&str, &str)],
-) -> ConfigMap {
-    ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            labels: (!labels.is_empty()).then(|| map(labels)),
-            annotations: (!annotations.is_empty()).then(|| map(annotations)),
-            ..ObjectMeta::default()
-        },
-        data: (!data.is_empty()).then(|| map(data)),
-        ..ConfigMap::default()
-    }
-}
 
 /// A consumer of relation `rel_ns/tempo`, holding a key of its own.
 fn consumer(name: &str, rel_ns: &str) -> ConfigMap {
@@ -107,72 +66,33 @@ fn consumer(name: &str, rel_ns: &str) -> ConfigMap {
     )
 }
 
-fn endpoint_relation(
-    name: &str,
+/// Creates relation `tempo` in `ns` with an endpoint at `hostname` and, when
+/// given, a namespaceSelector.
+async fn create_relation(
+    client: &kube::Client,
+    ns: &str,
     hostname: &str,
     selector: Option<LabelSelector>,
-) -> TracingRelation {
-    TracingRelation::new(
-        name,
-        TracingRelationSpec {
-            interface: INTERFACE_TRACING.into(),
-            role: ROLE_PROVIDES.into(),
-            backend: Backend {
-                service: None,
-                endpoint: Some(EndpointBackend {
-                    hostname: hostname.into(),
-                    tempo_port: 3200,
-                    otlp_grpc_port: 4317,
-                    otlp_http_port: 4318,
-                    zipkin_port: 9411,
-                    jaeger_thrift_http_port: None,
-                    jaeger_grpc_port: None,
-                }),
-            },
-            consumers: selector.map(|s| ConsumerPolicy {
-                namespace_selector: Some(s),
-            }),
-        },
+) -> Api<TracingRelation> {
+    let rels = Api::<TracingRelation>::namespaced(client.clone(), ns);
+    rels.create(
+        &PostParams::default(),
+        &endpoint_relation("tempo", hostname, selector),
     )
-}
-
-fn match_labels(pairs: &[(&str, &str)]) -> LabelSelector {
-    LabelSelector {
-        match_labels: Some(map(pairs)),
-        ..LabelSelector::default()
-    }
-}
-
-fn annotation<'a>(cm: &'a ConfigMap, key: &str) -> Option<&'a str> {
-    cm.metadata
-        .annotations
-        .as_ref()?
-        .get(key)
-        .map(String::as_str)
-}
-
-fn data<'a>(cm: &'a ConfigMap, key: &str) -> Option<&'a str> {
-    cm.data.as_ref()?.get(key).map(String::as_str)
-}
-
-async fn wait_cm(
-    api: &Api<ConfigMap>,
-    name: &str,
-    what: &str,
-    pred: impl Fn(&ConfigMap) -> bool,
-) -> ConfigMap {
-    let pred = &pred;
-    wait_for_some_named(format!("consumer {name}: {what}"), TIMEOUT, || {
-        let api = api.clone();
-        async move { api.get_opt(name).await.ok().flatten().filter(|cm| pred(cm)) }
-    })
     .await
+    .unwrap();
+    rels
+}
+
+/// Creates `cm` through `api`.
+async fn create_cm(api: &Api<ConfigMap>, cm: &ConfigMap) -> ConfigMap {
+    api.create(&PostParams::default(), cm).await.unwrap()
 }
 
 /// Waits until the consumer is bound to a document for `hostname`.
 async fn wait_bound_to(api: &Api<ConfigMap>, name: &str, hostname: &str) -> ConfigMap {
     let want = format!("hostname: {hostname}\n");
-    let cm = wait_cm(api, name, &format!("bound to {hostname}"), |cm| {
+    let cm = wait_object(api, name, format!("bound to {hostname}"), TIMEOUT, |cm| {
         annotation(cm, STATE_ANNOTATION) == Some(STATE_BOUND)
             && data(cm, KEY_TEMPO_ENDPOINT).is_some_and(|t| t.starts_with(&want))
     })
@@ -184,7 +104,7 @@ async fn wait_bound_to(api: &Api<ConfigMap>, name: &str, hostname: &str) -> Conf
 /// Waits until the consumer is rejected as NamespaceNotAllowed, and checks that it
 /// holds no key of the operator and still holds its own.
 async fn wait_not_allowed(api: &Api<ConfigMap>, name: &str, ns: &str) -> ConfigMap {
-    let cm = wait_cm(api, name, "NamespaceNotAllowed", |cm| {
+    let cm = wait_object(api, name, "NamespaceNotAllowed", TIMEOUT, |cm| {
         annotation(cm, STATE_ANNOTATION) == Some(STATE_REJECTED)
             && annotation(cm, REASON_ANNOTATION) == Some(Reason::NamespaceNotAllowed.as_str())
     })
@@ -198,7 +118,7 @@ async fn wait_not_allowed(api: &Api<ConfigMap>, name: &str, ns: &str) -> ConfigM
         msg.contains("namespaceSelector"),
         "{name}: message names the selector: {msg:?}"
     );
-    let d = cm.data.clone().unwrap_or_default();
+    let d = data_of(&cm);
     assert_eq!(
         d,
         map(&[(OWN_KEY, OWN_VALUE)]),
@@ -223,15 +143,13 @@ async fn set_namespace_labels(client: &kube::Client, ns: &str, labels: serde_jso
 }
 
 /// managedFields entries of everyone but the operator.
-fn others_entries(
-    cm: &ConfigMap,
-) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry> {
+fn others_entries(cm: &ConfigMap) -> Vec<ManagedFieldsEntry> {
     cm.metadata
         .managed_fields
         .clone()
         .unwrap_or_default()
         .into_iter()
-        .filter(|m| m.manager.as_deref() != Some(OPERATOR_MANAGER))
+        .filter(|m| m.manager.as_deref() != Some(FIELD_MANAGER))
         .collect()
 }
 
@@ -246,23 +164,11 @@ async fn no_selector_admits_only_the_relations_namespace() {
     let client = env.cp.admin_client().await;
     let home = env.cp.namespace("consent-home").await;
     let away = env.cp.namespace("consent-away").await;
-    Api::<TracingRelation>::namespaced(client.clone(), &home)
-        .create(
-            &PostParams::default(),
-            &endpoint_relation("tempo", "home.example", None),
-        )
-        .await
-        .unwrap();
+    create_relation(&client, &home, "home.example", None).await;
     let home_api: Api<ConfigMap> = Api::namespaced(client.clone(), &home);
     let away_api: Api<ConfigMap> = Api::namespaced(client.clone(), &away);
-    home_api
-        .create(&PostParams::default(), &consumer("c", &home))
-        .await
-        .unwrap();
-    away_api
-        .create(&PostParams::default(), &consumer("c", &home))
-        .await
-        .unwrap();
+    create_cm(&home_api, &consumer("c", &home)).await;
+    create_cm(&away_api, &consumer("c", &home)).await;
     wait_bound_to(&home_api, "c", "home.example").await;
     wait_not_allowed(&away_api, "c", &away).await;
 }
@@ -283,22 +189,10 @@ async fn selector_admits_namespaces_by_label() {
         .cp
         .namespace_with_labels("consent-sel-out", &[("consent-test", "someone-else")])
         .await;
-    Api::<TracingRelation>::namespaced(client.clone(), &home)
-        .create(
-            &PostParams::default(),
-            &endpoint_relation(
-                "tempo",
-                "sel.example",
-                Some(match_labels(&[("consent-test", &marker)])),
-            ),
-        )
-        .await
-        .unwrap();
+    let selector = match_labels(&[("consent-test", &marker)]);
+    let rels = create_relation(&client, &home, "sel.example", Some(selector)).await;
     for ns in [&home, &labelled, &other] {
-        Api::<ConfigMap>::namespaced(client.clone(), ns)
-            .create(&PostParams::default(), &consumer("c", &home))
-            .await
-            .unwrap();
+        create_cm(&Api::namespaced(client.clone(), ns), &consumer("c", &home)).await;
     }
     wait_bound_to(
         &Api::namespaced(client.clone(), &labelled),
@@ -308,20 +202,23 @@ async fn selector_admits_namespaces_by_label() {
     .await;
     wait_not_allowed(&Api::namespaced(client.clone(), &other), "c", &other).await;
     wait_not_allowed(&Api::namespaced(client.clone(), &home), "c", &home).await;
-    let rel = wait_for_some_named("status: 1 bound, 2 rejected", TIMEOUT, || {
-        let api: Api<TracingRelation> = Api::namespaced(client.clone(), &home);
-        async move {
-            api.get("tempo").await.ok().filter(|r| {
-                r.status
-                    .as_ref()
-                    .is_some_and(|s| s.consumers.bound == 1 && s.consumers.rejected == 2)
-            })
-        }
-    })
+    let rel = wait_object(
+        &rels,
+        "tempo",
+        "status: 1 bound, 2 rejected",
+        TIMEOUT,
+        |r| {
+            r.status
+                .as_ref()
+                .is_some_and(|s| s.consumers.bound == 1 && s.consumers.rejected == 2)
+        },
+    )
     .await;
     let rejected = rel.status.unwrap().rejected;
     assert!(
-        rejected.iter().all(|r| r.reason == "NamespaceNotAllowed"),
+        rejected
+            .iter()
+            .all(|r| r.reason == Reason::NamespaceNotAllowed.as_str()),
         "{rejected:?}"
     );
 }
@@ -347,7 +244,6 @@ async fn match_expressions_and_the_empty_selector() {
             &[("consent-expr", &format!("{marker}-b"))],
         )
         .await;
-    let rels: Api<TracingRelation> = Api::namespaced(client.clone(), &home);
     let expr = LabelSelector {
         match_expressions: Some(vec![LabelSelectorRequirement {
             key: "consent-expr".into(),
@@ -356,20 +252,11 @@ async fn match_expressions_and_the_empty_selector() {
         }]),
         ..LabelSelector::default()
     };
-    rels.create(
-        &PostParams::default(),
-        &endpoint_relation("tempo", "expr.example", Some(expr)),
-    )
-    .await
-    .unwrap();
+    let rels = create_relation(&client, &home, "expr.example", Some(expr)).await;
     let a: Api<ConfigMap> = Api::namespaced(client.clone(), &team_a);
     let b: Api<ConfigMap> = Api::namespaced(client.clone(), &team_b);
-    a.create(&PostParams::default(), &consumer("c", &home))
-        .await
-        .unwrap();
-    b.create(&PostParams::default(), &consumer("c", &home))
-        .await
-        .unwrap();
+    create_cm(&a, &consumer("c", &home)).await;
+    create_cm(&b, &consumer("c", &home)).await;
     wait_bound_to(&a, "c", "expr.example").await;
     wait_not_allowed(&b, "c", &team_b).await;
     // Editing the selector to `{}` admits every namespace, with no change to the consumers.
@@ -399,22 +286,10 @@ async fn relabelling_a_namespace_binds_and_unbinds_its_consumers() {
     let marker = format!("m{:08x}", rand::random::<u32>());
     let home = env.cp.namespace("consent-relabel-home").await;
     let ns = env.cp.namespace("consent-relabel").await;
-    Api::<TracingRelation>::namespaced(client.clone(), &home)
-        .create(
-            &PostParams::default(),
-            &endpoint_relation(
-                "tempo",
-                "relabel.example",
-                Some(match_labels(&[("consent-relabel", &marker)])),
-            ),
-        )
-        .await
-        .unwrap();
+    let selector = match_labels(&[("consent-relabel", &marker)]);
+    create_relation(&client, &home, "relabel.example", Some(selector)).await;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let created = api
-        .create(&PostParams::default(), &consumer("c", &home))
-        .await
-        .unwrap();
+    let created = create_cm(&api, &consumer("c", &home)).await;
     let own_entries = others_entries(&created);
     wait_not_allowed(&api, "c", &ns).await;
 
@@ -450,98 +325,8 @@ async fn nobody_gets_the_operator_to_write_where_they_cannot_label() {
     let admin = env.cp.admin_client().await;
     let victim = env.cp.namespace("consent-victim").await;
     let attacker_ns = env.cp.namespace("consent-intruder").await;
-
-    // The intruder: rights in its own namespace only.
-    let role = Role {
-        metadata: ObjectMeta {
-            name: Some("own-namespace".into()),
-            ..ObjectMeta::default()
-        },
-        rules: Some(vec![
-            PolicyRule {
-                api_groups: Some(vec!["tracing.relations.dev".into()]),
-                resources: Some(vec!["tracingrelations".into()]),
-                verbs: vec!["*".into()],
-                ..PolicyRule::default()
-            },
-            PolicyRule {
-                api_groups: Some(vec![String::new()]),
-                resources: Some(vec!["configmaps".into()]),
-                verbs: vec!["*".into()],
-                ..PolicyRule::default()
-            },
-        ]),
-    };
-    Api::<Role>::namespaced(admin.clone(), &attacker_ns)
-        .create(&PostParams::default(), &role)
-        .await
-        .unwrap();
-    let binding = RoleBinding {
-        metadata: ObjectMeta {
-            name: Some("own-namespace".into()),
-            ..ObjectMeta::default()
-        },
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "Role".into(),
-            name: "own-namespace".into(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".into(),
-            name: "intruder".into(),
-            namespace: Some(attacker_ns.to_string()),
-            ..Subject::default()
-        }]),
-    };
-    Api::<RoleBinding>::namespaced(admin.clone(), &attacker_ns)
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap();
-    let intruder = env.cp.impersonating_client(&attacker_ns, "intruder").await;
-
-    // The victim namespace: its own relation `tempo`, a consumer of it, an
-    // unlabelled ConfigMap that even names the intruder's namespace, a plain one.
-    let victim_rels: Api<TracingRelation> = Api::namespaced(admin.clone(), &victim);
-    victim_rels
-        .create(
-            &PostParams::default(),
-            &endpoint_relation("tempo", "victim.example", None),
-        )
-        .await
-        .unwrap();
-    let victim_cms: Api<ConfigMap> = Api::namespaced(admin.clone(), &victim);
-    victim_cms
-        .create(
-            &PostParams::default(),
-            &configmap(
-                "own-consumer",
-                &[(RELATION_LABEL, "tempo")],
-                &[],
-                &[(OWN_KEY, OWN_VALUE)],
-            ),
-        )
-        .await
-        .unwrap();
-    victim_cms
-        .create(
-            &PostParams::default(),
-            &configmap(
-                "unlabelled",
-                &[],
-                &[(RELATION_NAMESPACE_ANNOTATION, attacker_ns.name())],
-                &[(OWN_KEY, OWN_VALUE)],
-            ),
-        )
-        .await
-        .unwrap();
-    victim_cms
-        .create(
-            &PostParams::default(),
-            &configmap("plain", &[("app", "shop")], &[], &[(OWN_KEY, OWN_VALUE)]),
-        )
-        .await
-        .unwrap();
-    wait_bound_to(&victim_cms, "own-consumer", "victim.example").await;
+    let intruder = intruder_with_rights_in_its_namespace_only(env, &admin, &attacker_ns).await;
+    let victim_cms = victim_namespace_with_its_own_consumer(&admin, &victim, &attacker_ns).await;
     let before: BTreeMap<String, ConfigMap> = victim_cms
         .list(&ListParams::default())
         .await
@@ -551,8 +336,67 @@ async fn nobody_gets_the_operator_to_write_where_they_cannot_label() {
         .map(|cm| (cm.metadata.name.clone().unwrap_or_default(), cm))
         .collect();
 
-    // 1. It cannot label (or create, or write) a ConfigMap in X, nor put a relation there.
-    let as_intruder: Api<ConfigMap> = Api::namespaced(intruder.clone(), &victim);
+    the_intruder_cannot_label_or_create_in_x(&intruder, &victim, &attacker_ns).await;
+    let evil_rels = the_intruders_relations_admit_x(&admin, &intruder, &victim, &attacker_ns).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    nothing_in_x_changed(&admin, &victim_cms, &victim, &before).await;
+    the_intruders_relations_count_nobody_in_x(&evil_rels, &victim).await;
+    assert!(env.op.logs().contains("consumer bound"));
+}
+
+/// The intruder: ServiceAccount `intruder` with every right on TracingRelations
+/// and ConfigMaps in its own namespace and none elsewhere; returns its client.
+async fn intruder_with_rights_in_its_namespace_only(
+    env: &OperatorEnv,
+    admin: &kube::Client,
+    attacker_ns: &TestNamespace,
+) -> kube::Client {
+    let rules = vec![
+        rule(&["tracing.relations.dev"], &["tracingrelations"], &["*"]),
+        rule(&[""], &["configmaps"], &["*"]),
+    ];
+    grant_role(
+        admin,
+        attacker_ns,
+        "own-namespace",
+        rules,
+        (attacker_ns, "intruder"),
+    )
+    .await;
+    env.cp.impersonating_client(attacker_ns, "intruder").await
+}
+
+/// The victim namespace X: its own relation `tempo`, a consumer of it (waited
+/// for until bound), an unlabelled ConfigMap that even names the intruder's
+/// namespace, a plain one. Returns the ConfigMap API of X.
+async fn victim_namespace_with_its_own_consumer(
+    admin: &kube::Client,
+    victim: &TestNamespace,
+    attacker_ns: &TestNamespace,
+) -> Api<ConfigMap> {
+    create_relation(admin, victim, "victim.example", None).await;
+    let victim_cms: Api<ConfigMap> = Api::namespaced(admin.clone(), victim);
+    let own = [(OWN_KEY, OWN_VALUE)];
+    let naming_intruder = [(RELATION_NAMESPACE_ANNOTATION, attacker_ns.name())];
+    for cm in [
+        configmap("own-consumer", &[(RELATION_LABEL, "tempo")], &[], &own),
+        configmap("unlabelled", &[], &naming_intruder, &own),
+        configmap("plain", &[("app", "shop")], &[], &own),
+    ] {
+        create_cm(&victim_cms, &cm).await;
+    }
+    wait_bound_to(&victim_cms, "own-consumer", "victim.example").await;
+    victim_cms
+}
+
+/// 1. The intruder cannot label (or create, or write) a ConfigMap in X, nor put
+/// a relation there.
+async fn the_intruder_cannot_label_or_create_in_x(
+    intruder: &kube::Client,
+    victim: &TestNamespace,
+    attacker_ns: &TestNamespace,
+) {
+    let as_intruder: Api<ConfigMap> = Api::namespaced(intruder.clone(), victim);
     let label = Patch::Merge(json!({"metadata": {"labels": {RELATION_LABEL: "tempo"},
         "annotations": {RELATION_NAMESPACE_ANNOTATION: attacker_ns.name()}}}));
     for name in ["unlabelled", "plain"] {
@@ -565,12 +409,12 @@ async fn nobody_gets_the_operator_to_write_where_they_cannot_label() {
     }
     assert_forbidden(
         as_intruder
-            .create(&PostParams::default(), &consumer("planted", &attacker_ns))
+            .create(&PostParams::default(), &consumer("planted", attacker_ns))
             .await,
         "create a consumer in X",
     );
     assert_forbidden(
-        Api::<TracingRelation>::namespaced(intruder.clone(), &victim)
+        Api::<TracingRelation>::namespaced(intruder.clone(), victim)
             .create(
                 &PostParams::default(),
                 &endpoint_relation("evil", "evil.example", Some(LabelSelector::default())),
@@ -578,10 +422,18 @@ async fn nobody_gets_the_operator_to_write_where_they_cannot_label() {
             .await,
         "create a TracingRelation in X",
     );
+}
 
-    // 2. Its own relations, in its own namespace, admitting X: one admits every
-    //    namespace and shares the name of X's relation, one names X.
-    let evil_rels: Api<TracingRelation> = Api::namespaced(intruder.clone(), &attacker_ns);
+/// 2. Its own relations, in its own namespace, admitting X: one admits every
+/// namespace and shares the name of X's relation, one names X. A consumer of its
+/// own binds (the operator handles its relations); both relations get reconciled.
+async fn the_intruders_relations_admit_x(
+    admin: &kube::Client,
+    intruder: &kube::Client,
+    victim: &TestNamespace,
+    attacker_ns: &TestNamespace,
+) -> Api<TracingRelation> {
+    let evil_rels: Api<TracingRelation> = Api::namespaced(intruder.clone(), attacker_ns);
     evil_rels
         .create(
             &PostParams::default(),
@@ -589,28 +441,19 @@ async fn nobody_gets_the_operator_to_write_where_they_cannot_label() {
         )
         .await
         .expect("the intruder may create relations in its own namespace");
+    let aimed = match_labels(&[("kubernetes.io/metadata.name", victim.name())]);
     evil_rels
         .create(
             &PostParams::default(),
-            &endpoint_relation(
-                "aimed",
-                "evil.example",
-                Some(match_labels(&[(
-                    "kubernetes.io/metadata.name",
-                    victim.name(),
-                )])),
-            ),
+            &endpoint_relation("aimed", "evil.example", Some(aimed)),
         )
         .await
         .unwrap();
     // A ConfigMap of its own that consents proves the operator handles its relation.
-    let own_cms: Api<ConfigMap> = Api::namespaced(intruder.clone(), &attacker_ns);
-    own_cms
-        .create(&PostParams::default(), &consumer("mine", &attacker_ns))
-        .await
-        .unwrap();
+    let own_cms: Api<ConfigMap> = Api::namespaced(intruder.clone(), attacker_ns);
+    create_cm(&own_cms, &consumer("mine", attacker_ns)).await;
     wait_bound_to(
-        &Api::namespaced(admin.clone(), &attacker_ns),
+        &Api::namespaced(admin.clone(), attacker_ns),
         "mine",
         "evil.example",
     )
@@ -632,11 +475,18 @@ async fn nobody_gets_the_operator_to_write_where_they_cannot_label() {
         )
         .await;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    evil_rels
+}
 
-    // 3. Nothing in X changed: same resourceVersions, no field of the operator
-    //    beyond what it wrote for X's own relation, no Event about X's ConfigMaps
-    //    but the one binding of X's consumer.
+/// 3. Nothing in X changed: same resourceVersions, no field of the operator
+/// beyond what it wrote for X's own relation, no Event about X's ConfigMaps but
+/// the one binding of X's consumer.
+async fn nothing_in_x_changed(
+    admin: &kube::Client,
+    victim_cms: &Api<ConfigMap>,
+    victim: &TestNamespace,
+    before: &BTreeMap<String, ConfigMap>,
+) {
     let after = victim_cms.list(&ListParams::default()).await.unwrap().items;
     assert_eq!(after.len(), before.len(), "no ConfigMap appeared in X");
     for cm in &after {
@@ -649,11 +499,14 @@ async fn nobody_gets_the_operator_to_write_where_they_cannot_label() {
         assert_eq!(cm.data, old.data, "{name}");
         assert_eq!(cm.metadata.annotations, old.metadata.annotations, "{name}");
     }
-    for name in ["unlabelled", "plain"] {
-        let cm = after
+    let find = |name: &str| {
+        after
             .iter()
             .find(|c| c.metadata.name.as_deref() == Some(name))
-            .unwrap();
+            .unwrap()
+    };
+    for name in ["unlabelled", "plain"] {
+        let cm = find(name);
         let managers: Vec<_> = cm
             .metadata
             .managed_fields
@@ -662,21 +515,18 @@ async fn nobody_gets_the_operator_to_write_where_they_cannot_label() {
             .filter_map(|m| m.manager.clone())
             .collect();
         assert!(
-            !managers.iter().any(|m| m == OPERATOR_MANAGER),
+            !managers.iter().any(|m| m == FIELD_MANAGER),
             "{name}: the operator manages fields: {managers:?}"
         );
         assert_eq!(annotation(cm, STATE_ANNOTATION), None, "{name}");
     }
-    let own = after
-        .iter()
-        .find(|c| c.metadata.name.as_deref() == Some("own-consumer"))
-        .unwrap();
+    let own = find("own-consumer");
     assert_eq!(
         annotation(own, BOUND_TO_ANNOTATION),
         Some(format!("{victim}/tempo").as_str())
     );
     assert!(data(own, KEY_TEMPO_ENDPOINT).is_some_and(|t| t.contains("victim.example")));
-    let events = Api::<Event>::namespaced(admin.clone(), &victim)
+    let events = Api::<Event>::namespaced(admin.clone(), victim)
         .list(&ListParams::default())
         .await
         .unwrap()
@@ -696,7 +546,13 @@ async fn nobody_gets_the_operator_to_write_where_they_cannot_label() {
         vec![(Some("own-consumer".to_string()), Some("Bound".to_string()))],
         "Events about X's ConfigMaps"
     );
-    // The intruder's relations count nobody in X.
+}
+
+/// The intruder's relations count nobody in X; `tempo` counts only its own consumer.
+async fn the_intruders_relations_count_nobody_in_x(
+    evil_rels: &Api<TracingRelation>,
+    victim: &TestNamespace,
+) {
     for name in ["tempo", "aimed"] {
         let st = evil_rels.get(name).await.unwrap().status.unwrap();
         let in_x = st
@@ -712,13 +568,4 @@ async fn nobody_gets_the_operator_to_write_where_they_cannot_label() {
         (1, 0),
         "only its own consumer"
     );
-    assert!(env.op.logs().contains("consumer bound"));
-}
-
-#[track_caller]
-fn assert_forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &str) {
-    match result {
-        Err(kube::Error::Api(s)) => assert_eq!(s.code, 403, "{what}: expected 403, got {s:?}"),
-        other => panic!("{what}: expected 403 Forbidden, got {other:?}"),
-    }
 }

@@ -25,186 +25,125 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{ControlPlane, Operator, wait_for_some_named};
-use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
+use common::env::{shared_operator, unbind_consumer_policy};
+use common::fixtures::{annotation, configmap, data_of, endpoint_relation};
+use common::metrics::{Scrape, operator_metric_name, operator_text};
+use common::{Operator, OperatorEnv, wait_for_some_named, wait_object};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-use tokio::sync::OnceCell;
-use tracing_relation_operator::api::{
-    Backend, ConsumerPolicy, EndpointBackend, INTERFACE_TRACING, MAX_REJECTED_IN_STATUS,
-    ROLE_PROVIDES, RejectedConsumer, TracingRelation, TracingRelationSpec,
-};
+use tracing_relation_operator::api::{MAX_REJECTED_IN_STATUS, RejectedConsumer, TracingRelation};
 use tracing_relation_operator::core::contract::{
-    BOUND_TO_ANNOTATION, HASH_ANNOTATION, INTERFACE_ANNOTATION, MESSAGE_ANNOTATION,
+    BOUND_TO_ANNOTATION, FIELD_MANAGER, HASH_ANNOTATION, INTERFACE_ANNOTATION, MESSAGE_ANNOTATION,
     REASON_ANNOTATION, RECEIVERS_ANNOTATION, RELATION_LABEL, RELATION_NAMESPACE_ANNOTATION,
     ROLE_ANNOTATION, STATE_ANNOTATION, STATE_BOUND, STATE_REJECTED,
 };
-use tracing_relation_operator::core::document::{DATA_KEYS, KEY_TEMPO_ENDPOINT};
+use tracing_relation_operator::core::document::{DATA_KEYS, KEY_OTEL_ENDPOINT, KEY_TEMPO_ENDPOINT};
 use tracing_relation_operator::core::reason::Reason;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-const BINDING: &str = "tracing-relation-consumers.tracing.relations.dev";
 const OWN_KEY: &str = "app.conf";
 const OWN_VALUE: &str = "sampling = 0.25\n# the consumer's own key\n";
 
 // ---------------------------------------------------------------------------
 // Environment: one control plane without the policy binding, one operator.
 
-struct Env {
-    cp: &'static ControlPlane,
-    op: Operator,
-}
-
-static ENV: OnceCell<Env> = OnceCell::const_new();
-
-async fn env() -> &'static Env {
-    ENV.get_or_init(|| async {
-        let cp = ControlPlane::shared();
-        cp.apply_crds().await;
-        let client = cp.admin_client().await;
-        Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-            .delete(BINDING, &DeleteParams::default())
-            .await
-            .expect("delete the consumer policy's binding");
-        let api: Api<ConfigMap> = Api::namespaced(client, "default");
+async fn env() -> &'static OperatorEnv {
+    shared_operator(TIMEOUT, |cp| async move {
         let probe = configmap(
             "probe",
             &[(RELATION_LABEL, "tempo")],
             &[(ROLE_ANNOTATION, "provides")],
             &[],
         );
-        wait_for_some_named(
-            "the consumer policy to stop being enforced",
-            TIMEOUT,
-            || {
-                let (api, probe) = (api.clone(), probe.clone());
-                async move {
-                    let pp = PostParams {
-                        dry_run: true,
-                        ..PostParams::default()
-                    };
-                    api.create(&pp, &probe).await.ok().map(|_| ())
-                }
-            },
-        )
-        .await;
-        let op = cp.operator();
-        wait_for_some_named("the operator's /readyz", TIMEOUT, || async {
-            matches!(op.http_get("/readyz").await, Ok((200, _))).then_some(())
-        })
-        .await;
-        Env { cp, op }
+        unbind_consumer_policy(&cp.admin_client().await, &probe, TIMEOUT).await;
     })
     .await
+}
+
+/// A fresh namespace (named after `prefix`) holding relation `tempo` (endpoint
+/// `hostname`), an admin client and the APIs of both kinds there.
+struct Setup {
+    client: kube::Client,
+    ns: common::TestNamespace,
+    rels: Api<TracingRelation>,
+    api: Api<ConfigMap>,
+}
+
+async fn setup(prefix: &str, hostname: Option<&str>) -> Setup {
+    let env = env().await;
+    let client = env.cp.admin_client().await;
+    let ns = env.cp.namespace(prefix).await;
+    let rels: Api<TracingRelation> = Api::namespaced(client.clone(), &ns);
+    if let Some(hostname) = hostname {
+        create_relation(&rels, hostname).await;
+    }
+    let api = Api::namespaced(client.clone(), &ns);
+    Setup {
+        client,
+        ns,
+        rels,
+        api,
+    }
+}
+
+/// Creates relation `tempo` with an explicit endpoint at `hostname`.
+async fn create_relation(rels: &Api<TracingRelation>, hostname: &str) {
+    rels.create(
+        &PostParams::default(),
+        &endpoint_relation("tempo", hostname, None),
+    )
+    .await
+    .unwrap();
+}
+
+/// A consumer of relation `tempo` holding the own key, with `annotations`.
+fn consumer(name: &str, annotations: &[(&str, &str)]) -> ConfigMap {
+    configmap(
+        name,
+        &[(RELATION_LABEL, "tempo")],
+        annotations,
+        &[(OWN_KEY, OWN_VALUE)],
+    )
 }
 
 // ---------------------------------------------------------------------------
 // Helpers.
 
-fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn configmap(
-    name: &str,
-    labels: &[(&str, &str)],
-    annotations: &[(&str, &str)],
-    data: &[(&str, &str)],
-) -> ConfigMap {
-    ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            labels: (!labels.is_empty()).then(|| map(labels)),
-            annotations: (!annotations.is_empty()).then(|| map(annotations)),
-            ..ObjectMeta::default()
-        },
-        data: (!data.is_empty()).then(|| map(data)),
-        ..ConfigMap::default()
-    }
-}
-
-fn endpoint_relation(
-    name: &str,
-    hostname: &str,
-    selector: Option<LabelSelector>,
-) -> TracingRelation {
-    TracingRelation::new(
+async fn wait_rejected(api: &Api<ConfigMap>, name: &str, reason: Reason) -> ConfigMap {
+    wait_object(
+        api,
         name,
-        TracingRelationSpec {
-            interface: INTERFACE_TRACING.into(),
-            role: ROLE_PROVIDES.into(),
-            backend: Backend {
-                service: None,
-                endpoint: Some(EndpointBackend {
-                    hostname: hostname.into(),
-                    tempo_port: 3200,
-                    otlp_grpc_port: 4317,
-                    otlp_http_port: 4318,
-                    zipkin_port: 9411,
-                    jaeger_thrift_http_port: None,
-                    jaeger_grpc_port: None,
-                }),
-            },
-            consumers: selector.map(|s| ConsumerPolicy {
-                namespace_selector: Some(s),
-            }),
+        format!("Rejected with {reason}"),
+        TIMEOUT,
+        |cm| {
+            annotation(cm, STATE_ANNOTATION) == Some(STATE_REJECTED)
+                && annotation(cm, REASON_ANNOTATION) == Some(reason.as_str())
         },
     )
-}
-
-fn annotation<'a>(cm: &'a ConfigMap, key: &str) -> Option<&'a str> {
-    cm.metadata
-        .annotations
-        .as_ref()?
-        .get(key)
-        .map(String::as_str)
-}
-
-async fn wait_cm(
-    api: &Api<ConfigMap>,
-    name: &str,
-    what: &str,
-    pred: impl Fn(&ConfigMap) -> bool,
-) -> ConfigMap {
-    let pred = &pred;
-    wait_for_some_named(format!("consumer {name}: {what}"), TIMEOUT, || {
-        let api = api.clone();
-        async move { api.get_opt(name).await.ok().flatten().filter(|cm| pred(cm)) }
-    })
-    .await
-}
-
-async fn wait_rejected(api: &Api<ConfigMap>, name: &str, reason: Reason) -> ConfigMap {
-    wait_cm(api, name, &format!("Rejected with {reason}"), |cm| {
-        annotation(cm, STATE_ANNOTATION) == Some(STATE_REJECTED)
-            && annotation(cm, REASON_ANNOTATION) == Some(reason.as_str())
-    })
     .await
 }
 
 async fn wait_bound(api: &Api<ConfigMap>, name: &str) -> ConfigMap {
-    wait_cm(api, name, "Bound", |cm| {
+    wait_object(api, name, "Bound", TIMEOUT, |cm| {
         annotation(cm, STATE_ANNOTATION) == Some(STATE_BOUND)
     })
     .await
 }
 
-async fn wait_relation(
-    api: &Api<TracingRelation>,
-    name: &str,
-    what: &str,
-    pred: impl Fn(&TracingRelation) -> bool,
+/// Waits until relation `tempo` counts `bound` bound and `rejected` rejected
+/// consumers (`None`: any number).
+async fn wait_counts(
+    rels: &Api<TracingRelation>,
+    bound: i64,
+    rejected: Option<i64>,
 ) -> TracingRelation {
-    let pred = &pred;
-    wait_for_some_named(format!("relation {name}: {what}"), TIMEOUT, || {
-        let api = api.clone();
-        async move { api.get_opt(name).await.ok().flatten().filter(|r| pred(r)) }
+    let what = format!("bound {bound}, rejected {rejected:?}");
+    wait_object(rels, "tempo", what, TIMEOUT, |r| {
+        r.status.as_ref().is_some_and(|s| {
+            s.consumers.bound == bound && rejected.is_none_or(|n| s.consumers.rejected == n)
+        })
     })
     .await
 }
@@ -212,9 +151,9 @@ async fn wait_relation(
 /// The consumer's data holds exactly `own`: the operator added and removed nothing.
 #[track_caller]
 fn assert_only_own_data(cm: &ConfigMap, own: &BTreeMap<String, String>) {
-    let data = cm.data.clone().unwrap_or_default();
     assert_eq!(
-        &data, own,
+        &data_of(cm),
+        own,
         "consumer {:?}: data is not exactly its own",
         cm.metadata.name
     );
@@ -251,55 +190,25 @@ async fn event_occurrences(
     (matching.len(), occurrences)
 }
 
-async fn metrics_text(op: &Operator) -> String {
-    match op.http_get("/metrics").await {
-        Ok((200, body)) => body,
-        other => panic!("GET /metrics: {other:?}"),
-    }
-}
-
-/// Value of the sample `name{labels}` (labels matched exactly, in any order).
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (n, rest) = series.split_once('{').unwrap_or((series, "}"));
-            if n != name {
-                return None;
-            }
-            let mut got: Vec<(String, String)> = rest
-                .trim_end_matches('}')
-                .split(',')
-                .filter(|p| !p.is_empty())
-                .filter_map(|p| {
-                    let (k, v) = p.split_once('=')?;
-                    Some((k.to_string(), v.trim_matches('"').to_string()))
-                })
-                .collect();
-            let mut want: Vec<(String, String)> = labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            got.sort();
-            want.sort();
-            (got == want).then(|| value.parse().ok())?
-        })
+/// Occurrences (see [`event_occurrences`]) of Events `type_`/`reason` about
+/// consumer `name`.
+async fn occurrences(s: &Setup, name: &str, type_: &str, reason: &str) -> i32 {
+    event_occurrences(&s.client, &s.ns, name, type_, reason)
+        .await
+        .1
 }
 
 fn consumer_reconciles(text: &str) -> f64 {
-    metric(
-        text,
-        "tracing_relation_operator_reconciles_total",
+    Scrape::parse(text).value(
+        &operator_metric_name("reconciles_total"),
         &[("controller", "consumer")],
     )
-    .unwrap_or(0.0)
 }
 
 /// Touches an unrelated annotation of the consumer `times` times and waits until
 /// the operator has run at least that many more consumer reconciles.
 async fn touch_unrelated(op: &Operator, api: &Api<ConfigMap>, name: &str, times: usize) {
-    let before = consumer_reconciles(&metrics_text(op).await);
+    let before = consumer_reconciles(&operator_text(op).await);
     for i in 0..times {
         let touch = Patch::Merge(
             json!({"metadata": {"annotations": {"example.com/touched": i.to_string()}}}),
@@ -313,7 +222,7 @@ async fn touch_unrelated(op: &Operator, api: &Api<ConfigMap>, name: &str, times:
         format!("{times} more consumer reconciles"),
         TIMEOUT,
         || async {
-            (consumer_reconciles(&metrics_text(op).await) >= before + times as f64).then_some(())
+            (consumer_reconciles(&operator_text(op).await) >= before + times as f64).then_some(())
         },
     )
     .await;
@@ -352,32 +261,28 @@ impl Scenario {
             message_has,
         }
     }
+
+    /// The consumer also carries `annotations`.
+    fn annotated(mut self, annotations: &[(&'static str, &'static str)]) -> Self {
+        self.annotations = annotations.to_vec();
+        self
+    }
 }
 
 /// Runs a scenario and checks every place the reason must show.
 async fn check_reason(s: Scenario) {
     let env = env().await;
-    let client = env.cp.admin_client().await;
     let reason = s.reason.as_str();
     let prefix = format!("reason-{}", reason.to_ascii_lowercase());
-    let rel_ns = env.cp.namespace(&prefix).await;
+    let rel = setup(&prefix, s.create_relation.then_some("tempo.example")).await;
     let cm_ns = if s.other_namespace {
         env.cp.namespace(&format!("{prefix}-other")).await
     } else {
-        rel_ns.clone()
+        rel.ns.clone()
     };
-    let rels: Api<TracingRelation> = Api::namespaced(client.clone(), &rel_ns);
-    if s.create_relation {
-        rels.create(
-            &PostParams::default(),
-            &endpoint_relation("tempo", "tempo.example", None),
-        )
-        .await
-        .unwrap();
-    }
     let mut annotations = s.annotations.clone();
     if s.other_namespace {
-        annotations.push((RELATION_NAMESPACE_ANNOTATION, rel_ns.name()));
+        annotations.push((RELATION_NAMESPACE_ANNOTATION, rel.ns.name()));
     }
     let mut data = vec![(OWN_KEY, OWN_VALUE)];
     data.extend(s.extra_data.iter().copied());
@@ -388,12 +293,34 @@ async fn check_reason(s: Scenario) {
         &data,
     );
     cm.immutable = s.immutable.then_some(true);
-    let own = cm.data.clone().unwrap_or_default();
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &cm_ns);
+    let own = data_of(&cm);
+    let api: Api<ConfigMap> = Api::namespaced(rel.client.clone(), &cm_ns);
     api.create(&PostParams::default(), &cm).await.unwrap();
 
-    // On the consumer.
-    let got = wait_rejected(&api, "consumer", s.reason).await;
+    let message = assert_rejected_consumer(&api, &s, &own).await;
+    if s.create_relation {
+        assert_listed_in_status(&rel.rels, &cm_ns, reason, &message).await;
+    }
+    assert_one_warning_event(&env.op, &rel.client, &api, &cm_ns, reason).await;
+    let after = api.get("consumer").await.unwrap();
+    assert_eq!(
+        annotation(&after, REASON_ANNOTATION),
+        Some(reason),
+        "{reason}: still rejected after the touches"
+    );
+    assert_only_own_data(&after, &own);
+    assert_rejection_metrics(&env.op, reason).await;
+}
+
+/// On the consumer: rejected for the scenario's reason with a message holding
+/// its fragment, no hash, bound to nothing, exactly its own data. Returns the message.
+async fn assert_rejected_consumer(
+    api: &Api<ConfigMap>,
+    s: &Scenario,
+    own: &BTreeMap<String, String>,
+) -> String {
+    let reason = s.reason.as_str();
+    let got = wait_rejected(api, "consumer", s.reason).await;
     let message = annotation(&got, MESSAGE_ANNOTATION)
         .unwrap_or_default()
         .to_string();
@@ -412,79 +339,79 @@ async fn check_reason(s: Scenario) {
         None,
         "{reason}: a rejected consumer is bound to nothing"
     );
-    assert_only_own_data(&got, &own);
+    assert_only_own_data(&got, own);
+    message
+}
 
-    // In the relation's status.
-    if s.create_relation {
-        let want = RejectedConsumer {
-            namespace: cm_ns.to_string(),
-            name: "consumer".into(),
-            reason: reason.into(),
-            message: message.clone(),
-        };
-        let rel = wait_relation(
-            &rels,
-            "tempo",
-            &format!("status lists the consumer as {reason}"),
-            |r| {
-                r.status
-                    .as_ref()
-                    .is_some_and(|st| st.rejected.contains(&want))
-            },
-        )
-        .await;
-        let st = rel.status.unwrap();
-        assert_eq!(
-            (st.consumers.bound, st.consumers.rejected),
-            (0, 1),
-            "{reason}: counts"
-        );
-        assert_eq!(st.rejected, vec![want], "{reason}: status.rejected");
-    }
-
-    // As one Warning Event, however often the unchanged consumer is reconciled.
-    wait_for_some_named(format!("a Warning Event {reason}"), TIMEOUT, || {
-        let client = client.clone();
-        let ns = cm_ns.clone();
-        async move {
-            (event_occurrences(&client, &ns, "consumer", "Warning", reason)
-                .await
-                .1
-                >= 1)
-                .then_some(())
-        }
+/// In the relation's status: the consumer is the one rejected entry, with the
+/// reason and message, and the counts are 0 bound, 1 rejected.
+async fn assert_listed_in_status(
+    rels: &Api<TracingRelation>,
+    cm_ns: &str,
+    reason: &str,
+    message: &str,
+) {
+    let want = RejectedConsumer {
+        namespace: cm_ns.to_string(),
+        name: "consumer".into(),
+        reason: reason.into(),
+        message: message.to_string(),
+    };
+    let what = format!("status lists the consumer as {reason}");
+    let rel = wait_object(rels, "tempo", what, TIMEOUT, |r| {
+        r.status
+            .as_ref()
+            .is_some_and(|st| st.rejected.contains(&want))
     })
     .await;
-    touch_unrelated(&env.op, &api, "consumer", 3).await;
-    let (objects, occurrences) =
-        event_occurrences(&client, &cm_ns, "consumer", "Warning", reason).await;
+    let st = rel.status.unwrap();
+    assert_eq!(
+        (st.consumers.bound, st.consumers.rejected),
+        (0, 1),
+        "{reason}: counts"
+    );
+    assert_eq!(st.rejected, vec![want], "{reason}: status.rejected");
+}
+
+/// As one Warning Event, however often the unchanged consumer is reconciled.
+async fn assert_one_warning_event(
+    op: &Operator,
+    client: &kube::Client,
+    api: &Api<ConfigMap>,
+    ns: &str,
+    reason: &str,
+) {
+    wait_for_some_named(format!("a Warning Event {reason}"), TIMEOUT, || async {
+        (event_occurrences(client, ns, "consumer", "Warning", reason)
+            .await
+            .1
+            >= 1)
+            .then_some(())
+    })
+    .await;
+    touch_unrelated(op, api, "consumer", 3).await;
+    let (objects, occurrences) = event_occurrences(client, ns, "consumer", "Warning", reason).await;
     assert_eq!(
         (objects, occurrences),
         (1, 1),
         "{reason}: expected one Warning Event object occurring once, got {objects} object(s), {occurrences} occurrence(s)"
     );
-    let after = api.get("consumer").await.unwrap();
-    assert_eq!(
-        annotation(&after, REASON_ANNOTATION),
-        Some(reason),
-        "{reason}: still rejected after the touches"
-    );
-    assert_only_own_data(&after, &own);
+}
 
-    // In the metrics.
-    let text = metrics_text(&env.op).await;
-    let gauge = metric(
-        &text,
-        "tracing_relation_operator_consumers",
-        &[("state", "Rejected"), ("reason", reason)],
+/// In the metrics: the consumers gauge for (Rejected, reason) and the
+/// rejections counter for the reason are at least 1.
+async fn assert_rejection_metrics(op: &Operator, reason: &str) {
+    let scrape = Scrape::parse(&operator_text(op).await);
+    let gauge = scrape.get(
+        &operator_metric_name("consumers"),
+        &[("state", STATE_REJECTED), ("reason", reason)],
     );
     assert!(
         gauge.is_some_and(|v| v >= 1.0),
         "{reason}: consumers gauge {gauge:?}"
     );
-    let counter = metric(
-        &text,
-        "tracing_relation_operator_consumer_rejections_total",
+    let counter = scrape.get(
+        &operator_metric_name("consumer_rejections_total"),
         &[("reason", reason)],
     );
     assert!(
@@ -507,25 +434,17 @@ async fn relation_not_found() {
 /// `tempo` that does exist must not count it.
 async fn check_reason_not_listed(s: Scenario) {
     let env = env().await;
-    let client = env.cp.admin_client().await;
-    let ns = env.cp.namespace("reason-relationnotfound").await;
-    let rels: Api<TracingRelation> = Api::namespaced(client.clone(), &ns);
-    rels.create(
-        &PostParams::default(),
-        &endpoint_relation("tempo", "tempo.example", None),
-    )
-    .await
-    .unwrap();
+    let rel = setup("reason-relationnotfound", Some("tempo.example")).await;
+    let ns = rel.ns.name();
     let cm = configmap(
         "consumer",
         &[(RELATION_LABEL, s.label)],
         &[],
         &[(OWN_KEY, OWN_VALUE)],
     );
-    let own = cm.data.clone().unwrap();
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    api.create(&PostParams::default(), &cm).await.unwrap();
-    let got = wait_rejected(&api, "consumer", s.reason).await;
+    let own = data_of(&cm);
+    rel.api.create(&PostParams::default(), &cm).await.unwrap();
+    let got = wait_rejected(&rel.api, "consumer", s.reason).await;
     let message = annotation(&got, MESSAGE_ANNOTATION).unwrap_or_default();
     assert!(message.contains(s.message_has), "{message:?}");
     assert!(
@@ -533,73 +452,50 @@ async fn check_reason_not_listed(s: Scenario) {
         "the message names the relation: {message:?}"
     );
     assert_only_own_data(&got, &own);
-    let rel = wait_relation(&rels, "tempo", "a status", |r| r.status.is_some()).await;
-    let st = rel.status.unwrap();
+    let status = wait_object(&rel.rels, "tempo", "a status", TIMEOUT, |r| {
+        r.status.is_some()
+    })
+    .await;
+    let st = status.status.unwrap();
     assert!(
         st.rejected.is_empty() && st.consumers.rejected == 0,
         "{st:?}"
     );
-    wait_for_some_named("a Warning Event RelationNotFound", TIMEOUT, || {
-        let (client, ns) = (client.clone(), ns.clone());
-        async move {
-            (event_occurrences(&client, &ns, "consumer", "Warning", "RelationNotFound")
-                .await
-                .1
-                >= 1)
-                .then_some(())
-        }
-    })
-    .await;
-    touch_unrelated(&env.op, &api, "consumer", 3).await;
-    assert_eq!(
-        event_occurrences(&client, &ns, "consumer", "Warning", "RelationNotFound").await,
-        (1, 1)
-    );
-    let text = metrics_text(&env.op).await;
-    let gauge = metric(
-        &text,
-        "tracing_relation_operator_consumers",
-        &[("state", "Rejected"), ("reason", "RelationNotFound")],
-    );
-    assert!(gauge.is_some_and(|v| v >= 1.0), "{gauge:?}");
-    let counter = metric(
-        &text,
-        "tracing_relation_operator_consumer_rejections_total",
-        &[("reason", "RelationNotFound")],
-    );
-    assert!(counter.is_some_and(|v| v >= 1.0), "{counter:?}");
+    let reason = s.reason.as_str();
+    assert_one_warning_event(&env.op, &rel.client, &rel.api, ns, reason).await;
+    assert_rejection_metrics(&env.op, reason).await;
 }
 
+/// A consumer declaring an interface other than `tracing` is
+/// RelationInterfaceMismatch, shown on the consumer, status, Event and metrics.
 #[tokio::test(flavor = "multi_thread")]
 async fn relation_interface_mismatch() {
-    let mut s = Scenario::new(
-        Reason::RelationInterfaceMismatch,
-        "consumer declares interface \"zipkin\"",
-    );
-    s.annotations = vec![(INTERFACE_ANNOTATION, "zipkin")];
-    check_reason(s).await;
+    let message = "consumer declares interface \"zipkin\"";
+    let s = Scenario::new(Reason::RelationInterfaceMismatch, message);
+    check_reason(s.annotated(&[(INTERFACE_ANNOTATION, "zipkin")])).await;
 }
 
+/// A consumer declaring role `provides` is RelationRoleMismatch, shown on the
+/// consumer, status, Event and metrics.
 #[tokio::test(flavor = "multi_thread")]
 async fn relation_role_mismatch() {
-    let mut s = Scenario::new(
-        Reason::RelationRoleMismatch,
-        "consumer declares role \"provides\"",
-    );
-    s.annotations = vec![(ROLE_ANNOTATION, "provides")];
-    check_reason(s).await;
+    let message = "consumer declares role \"provides\"";
+    let s = Scenario::new(Reason::RelationRoleMismatch, message);
+    check_reason(s.annotated(&[(ROLE_ANNOTATION, "provides")])).await;
 }
 
+/// A consumer in a namespace the relation does not admit is
+/// NamespaceNotAllowed, shown on the consumer, status, Event and metrics.
 #[tokio::test(flavor = "multi_thread")]
 async fn namespace_not_allowed() {
-    let mut s = Scenario::new(
-        Reason::NamespaceNotAllowed,
-        "does not admit consumers from namespace",
-    );
+    let message = "does not admit consumers from namespace";
+    let mut s = Scenario::new(Reason::NamespaceNotAllowed, message);
     s.other_namespace = true;
     check_reason(s).await;
 }
 
+/// An `immutable: true` consumer is ConsumerImmutable, shown on the consumer,
+/// status, Event and metrics.
 #[tokio::test(flavor = "multi_thread")]
 async fn consumer_immutable() {
     let mut s = Scenario::new(Reason::ConsumerImmutable, "immutable");
@@ -607,40 +503,39 @@ async fn consumer_immutable() {
     check_reason(s).await;
 }
 
+/// A consumer asking for an unknown receiver is InvalidDeclaration, with the
+/// unknown name in the message.
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_declaration() {
-    let mut s = Scenario::new(
-        Reason::InvalidDeclaration,
-        "unknown receiver protocol \"carrier_pigeon\"",
-    );
-    s.annotations = vec![(RECEIVERS_ANNOTATION, "otlp_grpc,carrier_pigeon")];
-    check_reason(s).await;
+    let message = "unknown receiver protocol \"carrier_pigeon\"";
+    let s = Scenario::new(Reason::InvalidDeclaration, message);
+    check_reason(s.annotated(&[(RECEIVERS_ANNOTATION, "otlp_grpc,carrier_pigeon")])).await;
 }
 
+/// A consumer whose own data already holds keys the operator writes is
+/// KeyConflict, naming those keys, and keeps them untouched.
 #[tokio::test(flavor = "multi_thread")]
 async fn key_conflict() {
-    let mut s = Scenario::new(
-        Reason::KeyConflict,
-        "already holds tempo_endpoint, OTEL_EXPORTER_OTLP_ENDPOINT",
-    );
+    let message = "already holds tempo_endpoint, OTEL_EXPORTER_OTLP_ENDPOINT";
+    let mut s = Scenario::new(Reason::KeyConflict, message);
     s.extra_data = vec![
         (KEY_TEMPO_ENDPOINT, "hostname: my-own-tempo\n"),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+        (KEY_OTEL_ENDPOINT, "http://collector:4318"),
     ];
     check_reason(s).await;
 }
 
+/// A consumer asking only for receivers the relation does not offer is
+/// ReceiverNotOffered, with the offered ones in the message.
 #[tokio::test(flavor = "multi_thread")]
 async fn receiver_not_offered() {
-    let mut s = Scenario::new(
-        Reason::ReceiverNotOffered,
-        "offered: otlp_grpc, otlp_http, zipkin",
-    );
-    s.annotations = vec![(RECEIVERS_ANNOTATION, "jaeger_grpc,jaeger_thrift_http")];
-    check_reason(s).await;
+    let message = "offered: otlp_grpc, otlp_http, zipkin";
+    let s = Scenario::new(Reason::ReceiverNotOffered, message);
+    check_reason(s.annotated(&[(RECEIVERS_ANNOTATION, "jaeger_grpc,jaeger_thrift_http")])).await;
 }
 
-/// Every rejection reason (`Reason::REJECTIONS`) has a scenario above (a new reason needs one).
+/// Every rejection reason (`Reason::REJECTIONS`) has a scenario above (a new
+/// reason needs one).
 #[test]
 fn every_reason_has_a_scenario() {
     let src = include_str!("reasons.rs");
@@ -675,45 +570,29 @@ fn every_reason_has_a_scenario() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bound_consumer_that_turns_invalid_loses_the_operator_keys() {
     let env = env().await;
-    let client = env.cp.admin_client().await;
-    let ns = env.cp.namespace("reason-turns-invalid").await;
-    let rels: Api<TracingRelation> = Api::namespaced(client.clone(), &ns);
-    rels.create(
-        &PostParams::default(),
-        &endpoint_relation("tempo", "tempo.example", None),
-    )
-    .await
-    .unwrap();
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let cm = configmap(
-        "consumer",
-        &[(RELATION_LABEL, "tempo")],
-        &[],
-        &[(OWN_KEY, OWN_VALUE)],
-    );
-    let own = cm.data.clone().unwrap();
-    api.create(&PostParams::default(), &cm).await.unwrap();
-    let bound = wait_bound(&api, "consumer").await;
-    let data = bound.data.clone().unwrap_or_default();
+    let s = setup("reason-turns-invalid", Some("tempo.example")).await;
+    let cm = consumer("consumer", &[]);
+    let own = data_of(&cm);
+    s.api.create(&PostParams::default(), &cm).await.unwrap();
+    let bound = wait_bound(&s.api, "consumer").await;
+    let data = data_of(&bound);
     for k in DATA_KEYS {
         assert!(data.contains_key(k), "bound consumer lacks {k}: {data:?}");
     }
     assert_eq!(data.get(OWN_KEY).map(String::as_str), Some(OWN_VALUE));
     assert_eq!(
         annotation(&bound, BOUND_TO_ANNOTATION),
-        Some(format!("{ns}/tempo").as_str())
+        Some(format!("{}/tempo", s.ns).as_str())
     );
     assert!(annotation(&bound, HASH_ANNOTATION).is_some_and(|h| h.starts_with("sha256:")));
-    wait_relation(&rels, "tempo", "bound 1", |r| {
-        r.status.as_ref().is_some_and(|s| s.consumers.bound == 1)
-    })
-    .await;
+    wait_counts(&s.rels, 1, None).await;
 
     let role = Patch::Merge(json!({"metadata": {"annotations": {ROLE_ANNOTATION: "provides"}}}));
-    api.patch("consumer", &PatchParams::default(), &role)
+    s.api
+        .patch("consumer", &PatchParams::default(), &role)
         .await
         .expect("admission is bypassed");
-    let rejected = wait_rejected(&api, "consumer", Reason::RelationRoleMismatch).await;
+    let rejected = wait_rejected(&s.api, "consumer", Reason::RelationRoleMismatch).await;
     assert_only_own_data(&rejected, &own);
     assert_eq!(annotation(&rejected, HASH_ANNOTATION), None);
     assert_eq!(annotation(&rejected, BOUND_TO_ANNOTATION), None);
@@ -722,45 +601,32 @@ async fn bound_consumer_that_turns_invalid_loses_the_operator_keys() {
         Some("provides"),
         "the consumer's own annotation is kept"
     );
-    let rel = wait_relation(&rels, "tempo", "bound 0, rejected 1", |r| {
-        r.status
-            .as_ref()
-            .is_some_and(|s| s.consumers.bound == 0 && s.consumers.rejected == 1)
-    })
-    .await;
+    let rel = wait_counts(&s.rels, 0, Some(1)).await;
     assert_eq!(
         rel.status.unwrap().rejected[0].reason,
-        "RelationRoleMismatch"
+        Reason::RelationRoleMismatch.as_str()
     );
 
     let fix = Patch::Merge(json!({"metadata": {"annotations": {ROLE_ANNOTATION: "requires"}}}));
-    api.patch("consumer", &PatchParams::default(), &fix)
+    s.api
+        .patch("consumer", &PatchParams::default(), &fix)
         .await
         .unwrap();
-    let again = wait_bound(&api, "consumer").await;
+    let again = wait_bound(&s.api, "consumer").await;
     assert_eq!(again.data, bound.data, "the same document is written again");
-    let rel = wait_relation(&rels, "tempo", "bound 1, rejected 0", |r| {
-        r.status
-            .as_ref()
-            .is_some_and(|s| s.consumers.bound == 1 && s.consumers.rejected == 0)
-    })
-    .await;
+    let rel = wait_counts(&s.rels, 1, Some(0)).await;
     assert!(
         rel.status.unwrap().rejected.is_empty(),
         "a fixed consumer leaves status.rejected"
     );
-    touch_unrelated(&env.op, &api, "consumer", 2).await;
+    touch_unrelated(&env.op, &s.api, "consumer", 2).await;
     assert_eq!(
-        event_occurrences(&client, &ns, "consumer", "Warning", "RelationRoleMismatch")
-            .await
-            .1,
+        occurrences(&s, "consumer", "Warning", "RelationRoleMismatch").await,
         1,
         "one Warning for one rejection"
     );
     assert_eq!(
-        event_occurrences(&client, &ns, "consumer", "Normal", "Bound")
-            .await
-            .1,
+        occurrences(&s, "consumer", "Normal", "Bound").await,
         2,
         "one Normal Bound Event per binding (bound, rejected, bound again)"
     );
@@ -771,75 +637,44 @@ async fn bound_consumer_that_turns_invalid_loses_the_operator_keys() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_reason_is_a_new_event() {
     let env = env().await;
-    let client = env.cp.admin_client().await;
-    let ns = env.cp.namespace("reason-change").await;
-    let rels: Api<TracingRelation> = Api::namespaced(client.clone(), &ns);
-    rels.create(
-        &PostParams::default(),
-        &endpoint_relation("tempo", "tempo.example", None),
-    )
-    .await
-    .unwrap();
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let s = setup("reason-change", Some("tempo.example")).await;
     let cm = configmap(
         "consumer",
         &[(RELATION_LABEL, "tempo")],
         &[(RECEIVERS_ANNOTATION, "bogus")],
         &[],
     );
-    api.create(&PostParams::default(), &cm).await.unwrap();
-    wait_rejected(&api, "consumer", Reason::InvalidDeclaration).await;
+    s.api.create(&PostParams::default(), &cm).await.unwrap();
+    wait_rejected(&s.api, "consumer", Reason::InvalidDeclaration).await;
     let patch =
         Patch::Merge(json!({"metadata": {"annotations": {RECEIVERS_ANNOTATION: "jaeger_grpc"}}}));
-    api.patch("consumer", &PatchParams::default(), &patch)
+    s.api
+        .patch("consumer", &PatchParams::default(), &patch)
         .await
         .unwrap();
-    let got = wait_rejected(&api, "consumer", Reason::ReceiverNotOffered).await;
+    let got = wait_rejected(&s.api, "consumer", Reason::ReceiverNotOffered).await;
     assert!(
         annotation(&got, MESSAGE_ANNOTATION)
             .is_some_and(|m| m.contains("none of the requested receivers"))
     );
-    touch_unrelated(&env.op, &api, "consumer", 2).await;
-    assert_eq!(
-        event_occurrences(&client, &ns, "consumer", "Warning", "InvalidDeclaration")
-            .await
-            .1,
-        1
-    );
-    assert_eq!(
-        event_occurrences(&client, &ns, "consumer", "Warning", "ReceiverNotOffered")
-            .await
-            .1,
-        1
-    );
+    touch_unrelated(&env.op, &s.api, "consumer", 2).await;
+    for reason in ["InvalidDeclaration", "ReceiverNotOffered"] {
+        assert_eq!(occurrences(&s, "consumer", "Warning", reason).await, 1);
+    }
 }
 
 /// A consumer that names a relation before it exists is RelationNotFound; once the
 /// relation is created it is bound, with no edit of the consumer.
 #[tokio::test(flavor = "multi_thread")]
 async fn consumer_waiting_for_its_relation_binds_when_it_is_created() {
-    let env = env().await;
-    let client = env.cp.admin_client().await;
-    let ns = env.cp.namespace("reason-later-relation").await;
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let cm = configmap(
-        "consumer",
-        &[(RELATION_LABEL, "tempo")],
-        &[],
-        &[(OWN_KEY, OWN_VALUE)],
-    );
-    let created = api.create(&PostParams::default(), &cm).await.unwrap();
+    let s = setup("reason-later-relation", None).await;
+    let cm = consumer("consumer", &[]);
+    let created = s.api.create(&PostParams::default(), &cm).await.unwrap();
     let own_entries = created.metadata.managed_fields.clone().unwrap_or_default();
-    let waiting = wait_rejected(&api, "consumer", Reason::RelationNotFound).await;
-    assert_only_own_data(&waiting, &cm.data.clone().unwrap());
-    let rels: Api<TracingRelation> = Api::namespaced(client.clone(), &ns);
-    rels.create(
-        &PostParams::default(),
-        &endpoint_relation("tempo", "late.example", None),
-    )
-    .await
-    .unwrap();
-    let bound = wait_bound(&api, "consumer").await;
+    let waiting = wait_rejected(&s.api, "consumer", Reason::RelationNotFound).await;
+    assert_only_own_data(&waiting, &data_of(&cm));
+    create_relation(&s.rels, "late.example").await;
+    let bound = wait_bound(&s.api, "consumer").await;
     assert!(
         bound
             .data
@@ -867,39 +702,21 @@ async fn consumer_waiting_for_its_relation_binds_when_it_is_created() {
         .clone()
         .unwrap_or_default()
         .into_iter()
-        .filter(|m| m.manager.as_deref() != Some("tracing-relation-operator"))
+        .filter(|m| m.manager.as_deref() != Some(FIELD_MANAGER))
         .collect();
     assert_eq!(
         others, own_entries,
         "nobody but the operator wrote to the consumer"
     );
-    wait_relation(&rels, "tempo", "bound 1", |r| {
-        r.status.as_ref().is_some_and(|s| s.consumers.bound == 1)
-    })
-    .await;
-    assert_eq!(
-        event_occurrences(&client, &ns, "consumer", "Normal", "Bound")
-            .await
-            .1,
-        1
-    );
+    wait_counts(&s.rels, 1, None).await;
+    assert_eq!(occurrences(&s, "consumer", "Normal", "Bound").await, 1);
 }
 
 /// 25 rejected consumers: `status.rejected` lists 20 (sorted by namespace and name),
 /// `status.consumers.rejected` counts 25; the bound one is counted apart.
 #[tokio::test(flavor = "multi_thread")]
 async fn status_rejected_is_capped_at_20() {
-    let env = env().await;
-    let client = env.cp.admin_client().await;
-    let ns = env.cp.namespace("reason-cap").await;
-    let rels: Api<TracingRelation> = Api::namespaced(client.clone(), &ns);
-    rels.create(
-        &PostParams::default(),
-        &endpoint_relation("tempo", "tempo.example", None),
-    )
-    .await
-    .unwrap();
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let s = setup("reason-cap", Some("tempo.example")).await;
     for i in 0..25 {
         let cm = configmap(
             &format!("rejected-{i:02}"),
@@ -907,20 +724,16 @@ async fn status_rejected_is_capped_at_20() {
             &[(RECEIVERS_ANNOTATION, "jaeger_grpc")],
             &[],
         );
-        api.create(&PostParams::default(), &cm).await.unwrap();
+        s.api.create(&PostParams::default(), &cm).await.unwrap();
     }
-    api.create(
-        &PostParams::default(),
-        &configmap("bound", &[(RELATION_LABEL, "tempo")], &[], &[]),
-    )
-    .await
-    .unwrap();
-    let rel = wait_relation(&rels, "tempo", "25 rejected, 1 bound", |r| {
-        r.status
-            .as_ref()
-            .is_some_and(|s| s.consumers.rejected == 25 && s.consumers.bound == 1)
-    })
-    .await;
+    s.api
+        .create(
+            &PostParams::default(),
+            &configmap("bound", &[(RELATION_LABEL, "tempo")], &[], &[]),
+        )
+        .await
+        .unwrap();
+    let rel = wait_counts(&s.rels, 1, Some(25)).await;
     let st = rel.status.unwrap();
     assert_eq!(st.rejected.len(), MAX_REJECTED_IN_STATUS);
     assert_eq!(MAX_REJECTED_IN_STATUS, 20);
@@ -930,7 +743,7 @@ async fn status_rejected_is_capped_at_20() {
     assert!(
         st.rejected
             .iter()
-            .all(|r| r.reason == "ReceiverNotOffered" && r.namespace == ns.name())
+            .all(|r| r.reason == "ReceiverNotOffered" && r.namespace == s.ns.name())
     );
     let ready = st
         .conditions
@@ -947,16 +760,7 @@ async fn status_rejected_is_capped_at_20() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rapid_edits_after_creation_still_give_one_event() {
     let env = env().await;
-    let client = env.cp.admin_client().await;
-    let ns = env.cp.namespace("reason-rapid").await;
-    let rels: Api<TracingRelation> = Api::namespaced(client.clone(), &ns);
-    rels.create(
-        &PostParams::default(),
-        &endpoint_relation("tempo", "tempo.example", None),
-    )
-    .await
-    .unwrap();
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let s = setup("reason-rapid", Some("tempo.example")).await;
     let mut duplicated = Vec::new();
     for i in 0..5 {
         let name = format!("consumer-{i}");
@@ -966,24 +770,30 @@ async fn rapid_edits_after_creation_still_give_one_event() {
             &[(ROLE_ANNOTATION, "provides")],
             &[],
         );
-        api.create(&PostParams::default(), &cm).await.unwrap();
+        s.api.create(&PostParams::default(), &cm).await.unwrap();
         for j in 0..4 {
             let touch = Patch::Merge(
                 json!({"metadata": {"annotations": {"example.com/synced": j.to_string()}}}),
             );
-            api.patch(&name, &PatchParams::default(), &touch)
+            s.api
+                .patch(&name, &PatchParams::default(), &touch)
                 .await
                 .unwrap();
         }
     }
     for i in 0..5 {
-        wait_rejected(&api, &format!("consumer-{i}"), Reason::RelationRoleMismatch).await;
+        wait_rejected(
+            &s.api,
+            &format!("consumer-{i}"),
+            Reason::RelationRoleMismatch,
+        )
+        .await;
     }
-    touch_unrelated(&env.op, &api, "consumer-0", 1).await;
+    touch_unrelated(&env.op, &s.api, "consumer-0", 1).await;
     for i in 0..5 {
         let name = format!("consumer-{i}");
         let (objects, occurrences) =
-            event_occurrences(&client, &ns, &name, "Warning", "RelationRoleMismatch").await;
+            event_occurrences(&s.client, &s.ns, &name, "Warning", "RelationRoleMismatch").await;
         if occurrences != 1 {
             duplicated.push(format!(
                 "{name}: {objects} Event object(s), {occurrences} occurrence(s)"

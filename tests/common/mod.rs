@@ -20,9 +20,13 @@
 
 #![allow(dead_code)]
 
+pub mod env;
+pub mod fixtures;
+pub mod metrics;
 pub mod operator;
 pub mod otel;
 pub mod process;
+pub mod rbac;
 pub mod wait;
 
 use std::future::Future;
@@ -39,11 +43,15 @@ use kube::core::GroupVersionKind;
 use serde::Deserialize;
 
 #[allow(unused_imports)]
+pub use env::OperatorEnv;
+#[allow(unused_imports)]
 pub use operator::{OPERATOR_BIN, Operator};
 #[allow(unused_imports)]
 pub use process::free_port;
 #[allow(unused_imports)]
-pub use wait::{wait_for, wait_for_named, wait_for_some, wait_for_some_named};
+pub use wait::{
+    operator_ready, wait_for, wait_for_named, wait_for_some, wait_for_some_named, wait_object,
+};
 
 /// The crate's root directory.
 pub const REPO_DIR: &str = env!("CARGO_MANIFEST_DIR");

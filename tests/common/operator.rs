@@ -191,3 +191,21 @@ fn metrics_addr_of(cmd: &Command) -> Option<SocketAddr> {
     };
     from_flag.or_else(from_env)?.parse().ok()
 }
+
+/// `log` without ANSI colour sequences (the text log format colours field names).
+pub fn strip_ansi(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

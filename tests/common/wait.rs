@@ -85,3 +85,31 @@ where
         tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
+
+/// Polls `api.get_opt(name)` until the object exists and `pred` holds, and
+/// returns it; panics after `timeout` naming the kind, the object and `what`.
+pub async fn wait_object<K>(
+    api: &kube::Api<K>,
+    name: &str,
+    what: impl Display,
+    timeout: Duration,
+    pred: impl Fn(&K) -> bool,
+) -> K
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let pred = &pred;
+    wait_for_some_named(format!("{} {name}: {what}", K::kind(&())), timeout, || {
+        let api = api.clone();
+        async move { api.get_opt(name).await.ok().flatten().filter(|o| pred(o)) }
+    })
+    .await
+}
+
+/// Waits until the operator's `/readyz` answers 200.
+pub async fn operator_ready(op: &super::Operator, timeout: Duration) {
+    wait_for_some_named("the operator's /readyz", timeout, || async {
+        matches!(op.http_get("/readyz").await, Ok((200, _))).then_some(())
+    })
+    .await
+}

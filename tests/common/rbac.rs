@@ -1,0 +1,100 @@
+//! RBAC for test identities: rules, and a Role or ClusterRole bound to a
+//! ServiceAccount in one call.
+
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
+use kube::api::{Api, ObjectMeta, PostParams};
+
+/// A rule granting `verbs` on `resources` of API `groups` (`""`: the core group).
+pub fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
+    let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    PolicyRule {
+        api_groups: Some(owned(groups)),
+        resources: Some(owned(resources)),
+        verbs: owned(verbs),
+        ..PolicyRule::default()
+    }
+}
+
+fn named(name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        ..ObjectMeta::default()
+    }
+}
+
+/// `roleRef` to the `kind` (`Role` or `ClusterRole`) named `name`, and ServiceAccount
+/// `sa_ns/sa` as the one subject.
+fn grant(kind: &str, name: &str, sa_ns: &str, sa: &str) -> (RoleRef, Option<Vec<Subject>>) {
+    let role_ref = RoleRef {
+        api_group: "rbac.authorization.k8s.io".into(),
+        kind: kind.into(),
+        name: name.into(),
+    };
+    let subject = Subject {
+        kind: "ServiceAccount".into(),
+        name: sa.into(),
+        namespace: Some(sa_ns.into()),
+        ..Subject::default()
+    };
+    (role_ref, Some(vec![subject]))
+}
+
+/// Creates Role `name` with `rules` in namespace `ns` and a RoleBinding of the
+/// same name granting it to ServiceAccount `sa_ns/sa`.
+pub async fn grant_role(
+    admin: &kube::Client,
+    ns: &str,
+    name: &str,
+    rules: Vec<PolicyRule>,
+    (sa_ns, sa): (&str, &str),
+) {
+    let role = Role {
+        metadata: named(name),
+        rules: Some(rules),
+    };
+    Api::<Role>::namespaced(admin.clone(), ns)
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create Role {ns}/{name}: {e}"));
+    let (role_ref, subjects) = grant("Role", name, sa_ns, sa);
+    let binding = RoleBinding {
+        metadata: named(name),
+        role_ref,
+        subjects,
+    };
+    Api::<RoleBinding>::namespaced(admin.clone(), ns)
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create RoleBinding {ns}/{name}: {e}"));
+}
+
+/// Creates ClusterRole `name` with `rules` and a ClusterRoleBinding of the same
+/// name granting it to ServiceAccount `sa_ns/sa`.
+pub async fn grant_cluster_role(
+    admin: &kube::Client,
+    name: &str,
+    rules: Vec<PolicyRule>,
+    (sa_ns, sa): (&str, &str),
+) {
+    let role = ClusterRole {
+        metadata: named(name),
+        rules: Some(rules),
+        ..ClusterRole::default()
+    };
+    Api::<ClusterRole>::all(admin.clone())
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create ClusterRole {name}: {e}"));
+    let (role_ref, subjects) = grant("ClusterRole", name, sa_ns, sa);
+    let binding = ClusterRoleBinding {
+        metadata: named(name),
+        role_ref,
+        subjects,
+    };
+    Api::<ClusterRoleBinding>::all(admin.clone())
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create ClusterRoleBinding {name}: {e}"));
+}
