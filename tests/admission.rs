@@ -141,6 +141,28 @@ fn relation_object(name: &str, spec: Value) -> DynamicObject {
     .expect("a DynamicObject")
 }
 
+/// The relations API of a fresh namespace (named after `prefix`) of the shipped
+/// control plane.
+async fn crd_api(prefix: &str) -> Api<DynamicObject> {
+    let cp = shipped().await;
+    let ns = cp.namespace(prefix).await;
+    relations(cp.admin_client().await, &ns)
+}
+
+/// Creating relation `tempo` with `spec` is refused with a 422 naming every one
+/// of `needles`.
+async fn assert_spec_refused(
+    api: &Api<DynamicObject>,
+    what: impl std::fmt::Display,
+    spec: Value,
+    needles: &[&str],
+) {
+    let created = api
+        .create(&PostParams::default(), &relation_object("tempo", spec))
+        .await;
+    assert_refused(&what.to_string(), created, needles);
+}
+
 fn endpoint_spec(endpoint: Value) -> Value {
     json!({"interface": "tracing", "role": "provides", "backend": {"endpoint": endpoint}})
 }
@@ -181,44 +203,40 @@ async fn assert_policy_refuses(prefix: &str, key: &str, bad: &[&str], needles: &
 /// `spec.interface` other than `tracing` is refused with the rule's message.
 #[tokio::test(flavor = "multi_thread")]
 async fn crd_refuses_an_interface_other_than_tracing() {
-    let cp = shipped().await;
-    let ns = cp.namespace("adm-crd-interface").await;
-    let api = relations(cp.admin_client().await, &ns);
+    let api = crd_api("adm-crd-interface").await;
     for bad in ["zipkin", "Tracing", " tracing", ""] {
         let spec = json!({"interface": bad, "role": "provides", "backend": {"endpoint": valid_endpoint()}});
-        assert_refused(
-            &format!("interface {bad:?}"),
-            api.create(&PostParams::default(), &relation_object("tempo", spec))
-                .await,
+        assert_spec_refused(
+            &api,
+            format!("interface {bad:?}"),
+            spec,
             &["spec.interface", "spec.interface must be 'tracing'"],
-        );
+        )
+        .await;
     }
 }
 
 /// `spec.role` other than `provides` is refused with the rule's message.
 #[tokio::test(flavor = "multi_thread")]
 async fn crd_refuses_a_role_other_than_provides() {
-    let cp = shipped().await;
-    let ns = cp.namespace("adm-crd-role").await;
-    let api = relations(cp.admin_client().await, &ns);
+    let api = crd_api("adm-crd-role").await;
     for bad in ["requires", "Provides", "provider", ""] {
         let spec =
             json!({"interface": "tracing", "role": bad, "backend": {"endpoint": valid_endpoint()}});
-        assert_refused(
-            &format!("role {bad:?}"),
-            api.create(&PostParams::default(), &relation_object("tempo", spec))
-                .await,
+        assert_spec_refused(
+            &api,
+            format!("role {bad:?}"),
+            spec,
             &["spec.role", "spec.role must be 'provides'"],
-        );
+        )
+        .await;
     }
 }
 
 /// A backend with both `service` and `endpoint`, or with neither, is refused.
 #[tokio::test(flavor = "multi_thread")]
 async fn crd_refuses_both_or_neither_backend() {
-    let cp = shipped().await;
-    let ns = cp.namespace("adm-crd-backend").await;
-    let api = relations(cp.admin_client().await, &ns);
+    let api = crd_api("adm-crd-backend").await;
     let cases = [
         (
             "both",
@@ -228,32 +246,32 @@ async fn crd_refuses_both_or_neither_backend() {
     ];
     for (what, backend) in cases {
         let spec = json!({"interface": "tracing", "role": "provides", "backend": backend});
-        assert_refused(
+        assert_spec_refused(
+            &api,
             what,
-            api.create(&PostParams::default(), &relation_object("tempo", spec))
-                .await,
+            spec,
             &[
                 "spec.backend",
                 "spec.backend needs exactly one of 'service' or 'endpoint'",
             ],
-        );
+        )
+        .await;
     }
     // A missing backend is refused by the schema's required list.
     let spec = json!({"interface": "tracing", "role": "provides"});
-    assert_refused(
+    assert_spec_refused(
+        &api,
         "no backend",
-        api.create(&PostParams::default(), &relation_object("tempo", spec))
-            .await,
+        spec,
         &["spec.backend", "Required value"],
-    );
+    )
+    .await;
 }
 
 /// Every port outside 1-65535 is refused, naming the field and the bound.
 #[tokio::test(flavor = "multi_thread")]
 async fn crd_refuses_ports_outside_1_to_65535() {
-    let cp = shipped().await;
-    let ns = cp.namespace("adm-crd-ports").await;
-    let api = relations(cp.admin_client().await, &ns);
+    let api = crd_api("adm-crd-ports").await;
     let fields = [
         "tempoPort",
         "otlpGrpcPort",
@@ -274,29 +292,25 @@ async fn crd_refuses_ports_outside_1_to_65535() {
         ] {
             let mut ep = valid_endpoint();
             ep[field] = bad.clone();
-            assert_refused(
-                &format!("{field}: {bad}"),
-                api.create(
-                    &PostParams::default(),
-                    &relation_object("tempo", endpoint_spec(ep)),
-                )
-                .await,
+            assert_spec_refused(
+                &api,
+                format!("{field}: {bad}"),
+                endpoint_spec(ep),
                 &[&format!("spec.backend.endpoint.{field}"), bound],
-            );
+            )
+            .await;
         }
     }
     // Not a number at all.
     let mut ep = valid_endpoint();
     ep["tempoPort"] = json!("3200");
-    assert_refused(
+    assert_spec_refused(
+        &api,
         "tempoPort as a string",
-        api.create(
-            &PostParams::default(),
-            &relation_object("tempo", endpoint_spec(ep)),
-        )
-        .await,
+        endpoint_spec(ep),
         &["spec.backend.endpoint.tempoPort", "must be of type integer"],
-    );
+    )
+    .await;
     // The edges themselves are admitted.
     let mut ep = valid_endpoint();
     ep["tempoPort"] = json!(1);
@@ -312,9 +326,7 @@ async fn crd_refuses_ports_outside_1_to_65535() {
 /// A hostname that is not a DNS name is refused with the rule's message.
 #[tokio::test(flavor = "multi_thread")]
 async fn crd_refuses_a_hostname_that_is_not_a_dns_name() {
-    let cp = shipped().await;
-    let ns = cp.namespace("adm-crd-hostname").await;
-    let api = relations(cp.admin_client().await, &ns);
+    let api = crd_api("adm-crd-hostname").await;
     let too_long = format!("{}.example", "a".repeat(250));
     let bad = [
         "Tempo.Observability",
@@ -331,18 +343,16 @@ async fn crd_refuses_a_hostname_that_is_not_a_dns_name() {
     ];
     for host in bad {
         let ep = json!({ "hostname": host });
-        assert_refused(
-            &format!("hostname {host:?}"),
-            api.create(
-                &PostParams::default(),
-                &relation_object("tempo", endpoint_spec(ep)),
-            )
-            .await,
+        assert_spec_refused(
+            &api,
+            format!("hostname {host:?}"),
+            endpoint_spec(ep),
             &[
                 "spec.backend.endpoint.hostname",
                 "spec.backend.endpoint.hostname must be a DNS name",
             ],
-        );
+        )
+        .await;
     }
     for (i, host) in ["tempo", "10.0.0.1", "tempo.observability.svc.cluster.local"]
         .iter()
@@ -362,33 +372,33 @@ async fn crd_refuses_a_hostname_that_is_not_a_dns_name() {
 /// a DNS-1123 label, are refused with their rules' messages.
 #[tokio::test(flavor = "multi_thread")]
 async fn crd_refuses_bad_service_names() {
-    let cp = shipped().await;
-    let ns = cp.namespace("adm-crd-service").await;
-    let api = relations(cp.admin_client().await, &ns);
+    let api = crd_api("adm-crd-service").await;
     for name in ["Tempo", "1tempo", "tempo_svc", "tempo.observability", ""] {
         let spec = json!({"interface": "tracing", "role": "provides", "backend": {"service": {"name": name}}});
-        assert_refused(
-            &format!("service name {name:?}"),
-            api.create(&PostParams::default(), &relation_object("tempo", spec))
-                .await,
+        assert_spec_refused(
+            &api,
+            format!("service name {name:?}"),
+            spec,
             &[
                 "spec.backend.service.name",
                 "spec.backend.service.name must be a Service name",
             ],
-        );
+        )
+        .await;
     }
     for svc_ns in ["Observability", "obs_ns", "-obs", &"o".repeat(64)] {
         let spec = json!({"interface": "tracing", "role": "provides",
             "backend": {"service": {"name": "tempo", "namespace": svc_ns}}});
-        assert_refused(
-            &format!("service namespace {svc_ns:?}"),
-            api.create(&PostParams::default(), &relation_object("tempo", spec))
-                .await,
+        assert_spec_refused(
+            &api,
+            format!("service namespace {svc_ns:?}"),
+            spec,
             &[
                 "spec.backend.service.namespace",
                 "spec.backend.service.namespace must be a namespace name",
             ],
-        );
+        )
+        .await;
     }
     let spec = json!({"interface": "tracing", "role": "provides",
         "backend": {"service": {"name": "tempo", "namespace": "observability"}}});
@@ -401,9 +411,7 @@ async fn crd_refuses_bad_service_names() {
 /// edited into an invalid one.
 #[tokio::test(flavor = "multi_thread")]
 async fn crd_rules_apply_to_updates() {
-    let cp = shipped().await;
-    let ns = cp.namespace("adm-crd-update").await;
-    let api = relations(cp.admin_client().await, &ns);
+    let api = crd_api("adm-crd-update").await;
     api.create(
         &PostParams::default(),
         &relation_object("tempo", endpoint_spec(valid_endpoint())),
@@ -451,9 +459,7 @@ async fn crd_rules_apply_to_updates() {
 /// its Ready condition says True.
 #[tokio::test(flavor = "multi_thread")]
 async fn crd_refuses_an_unreadable_namespace_selector() {
-    let cp = shipped().await;
-    let ns = cp.namespace("adm-crd-selector").await;
-    let api = relations(cp.admin_client().await, &ns);
+    let api = crd_api("adm-crd-selector").await;
     let cases = [
         (
             "unknown operator",

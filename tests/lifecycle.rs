@@ -17,37 +17,30 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::fixtures::{
+    SEED_PORTS, annotation, configmap, create, endpoint_backend, expected_document, map,
+    operator_data, relation, service, service_backend, tail,
+};
+use common::metrics::{apiserver_text, metric_sum};
 use common::{ControlPlane, ControlPlaneOptions, Operator};
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{
-    Api, DeleteParams, GetParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, DeleteParams, GetParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 use tracing_relation_operator::api::TracingRelation;
-use tracing_relation_operator::core::document::{self, Endpoint, Protocol};
-
-// ---- the contract, spelled out (not imported, so a rename in src/ fails here) ----
-
-const RELATION_LABEL: &str = "tracing.relations.dev/relation";
-const RELATION_NS_ANNOTATION: &str = "tracing.relations.dev/relation-namespace";
-const RECEIVERS_ANNOTATION: &str = "tracing.relations.dev/receivers";
-const STATE: &str = "tracing.relations.dev/state";
-const REASON: &str = "tracing.relations.dev/reason";
-const MESSAGE: &str = "tracing.relations.dev/message";
-const HASH: &str = "tracing.relations.dev/document-hash";
-const BOUND_TO: &str = "tracing.relations.dev/bound-to";
-/// The label the operator puts on every ConfigMap it wrote to (src/declaration.rs).
-const MANAGED_LABEL: &str = "tracing.relations.dev/managed";
-const FINALIZER: &str = "tracing.relations.dev/cleanup";
-const OPERATOR_MANAGER: &str = "tracing-relation-operator";
-use tracing_relation_operator::core::contract::OPERATOR_ANNOTATIONS;
-use tracing_relation_operator::core::document::DATA_KEYS as OPERATOR_DATA_KEYS;
-const SEED_PORTS: [u16; 4] = [3200, 4317, 4318, 9411];
+use tracing_relation_operator::core::contract::{
+    BOUND_TO_ANNOTATION, FIELD_MANAGER, FINALIZER, HASH_ANNOTATION, MANAGED_LABEL,
+    MESSAGE_ANNOTATION, OPERATOR_ANNOTATIONS, REASON_ANNOTATION, RECEIVERS_ANNOTATION,
+    RELATION_LABEL, RELATION_NAMESPACE_ANNOTATION, STATE_ANNOTATION, STATE_BOUND, STATE_PENDING, STATE_REJECTED,
+};
+use tracing_relation_operator::core::document::{
+    self, DATA_KEYS, KEY_OTEL_ENDPOINT, KEY_OTEL_PROTOCOL, KEY_OTLP_GRPC_ENDPOINT,
+    KEY_OTLP_HTTP_ENDPOINT, KEY_RECEIVERS, KEY_TEMPO_ENDPOINT, Protocol,
+};
 
 const T_BIND: Duration = Duration::from_secs(60);
 
@@ -143,78 +136,7 @@ impl Env {
     }
 }
 
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
 // ---- objects ------------------------------------------------------------------
-
-fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// A ConfigMap with these labels, annotations and data.
-fn configmap(
-    name: &str,
-    labels: &[(&str, &str)],
-    annotations: &[(&str, &str)],
-    data: &[(&str, &str)],
-) -> ConfigMap {
-    ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            labels: Some(map(labels)),
-            annotations: Some(map(annotations)),
-            ..Default::default()
-        },
-        data: Some(map(data)),
-        ..Default::default()
-    }
-}
-
-async fn create<K>(api: &Api<K>, obj: &K) -> K
-where
-    K: kube::Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    api.create(&PostParams::default(), obj)
-        .await
-        .unwrap_or_else(|e| panic!("cannot create {:?}: {e}", obj.meta().name))
-}
-
-/// A TracingRelation named `name` with `backend` and, when given, `consumers`.
-fn relation(name: &str, backend: Value, consumers: Option<Value>) -> TracingRelation {
-    let mut spec = json!({"interface": "tracing", "role": "provides", "backend": backend});
-    if let Some(c) = consumers {
-        spec["consumers"] = c;
-    }
-    serde_json::from_value(json!({
-        "apiVersion": "tracing.relations.dev/v1alpha1",
-        "kind": "TracingRelation",
-        "metadata": {"name": name},
-        "spec": spec,
-    }))
-    .expect("valid TracingRelation")
-}
-
-fn endpoint_backend(hostname: &str) -> Value {
-    json!({"endpoint": {"hostname": hostname}})
-}
-
-/// A Service named `name` with named ports.
-fn service(name: &str, ports: &[(&str, i32)]) -> Service {
-    serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "selector": {"app.kubernetes.io/name": name},
-            "ports": ports.iter().map(|(n, p)| json!({"name": n, "port": p})).collect::<Vec<_>>(),
-        },
-    }))
-    .expect("valid Service")
-}
 
 // ---- what a consumer holds ----------------------------------------------------
 
@@ -228,7 +150,7 @@ struct Own {
 
 fn own(cm: &ConfigMap) -> Own {
     let mut data = cm.data.clone().unwrap_or_default();
-    data.retain(|k, _| !OPERATOR_DATA_KEYS.contains(&k.as_str()));
+    data.retain(|k, _| !DATA_KEYS.contains(&k.as_str()));
     let mut labels = cm.metadata.labels.clone().unwrap_or_default();
     labels.remove(MANAGED_LABEL);
     let mut annotations = cm.metadata.annotations.clone().unwrap_or_default();
@@ -240,23 +162,8 @@ fn own(cm: &ConfigMap) -> Own {
     }
 }
 
-/// The operator's data keys in a ConfigMap.
-fn operator_data(cm: &ConfigMap) -> BTreeMap<String, String> {
-    let mut data = cm.data.clone().unwrap_or_default();
-    data.retain(|k, _| OPERATOR_DATA_KEYS.contains(&k.as_str()));
-    data
-}
-
-fn annotation<'a>(cm: &'a ConfigMap, key: &str) -> Option<&'a str> {
-    cm.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(key))
-        .map(String::as_str)
-}
-
 fn state(cm: &ConfigMap) -> Option<&str> {
-    annotation(cm, STATE)
+    annotation(cm, STATE_ANNOTATION)
 }
 
 fn summary(cm: &ConfigMap) -> String {
@@ -266,29 +173,12 @@ fn summary(cm: &ConfigMap) -> String {
     )
 }
 
-/// The document the operator must write for this endpoint and request.
-fn expected_document(
-    hostname: &str,
-    [tempo, grpc, http, zipkin]: [u16; 4],
-    requested: Option<&[Protocol]>,
-) -> document::Document {
-    let ep = Endpoint {
-        hostname: hostname.to_string(),
-        tempo_port: Some(tempo),
-        otlp_grpc_port: Some(grpc),
-        otlp_http_port: Some(http),
-        zipkin_port: Some(zipkin),
-        ..Default::default()
-    };
-    document::build(&ep, requested)
-}
-
 /// Bound to `bound_to`, holding exactly `doc` (data and hash).
 fn holds(cm: &ConfigMap, doc: &document::Document, bound_to: &str) -> bool {
-    state(cm) == Some("Bound")
+    state(cm) == Some(STATE_BOUND)
         && operator_data(cm) == doc.data
-        && annotation(cm, HASH) == Some(doc.hash().as_str())
-        && annotation(cm, BOUND_TO) == Some(bound_to)
+        && annotation(cm, HASH_ANNOTATION) == Some(doc.hash().as_str())
+        && annotation(cm, BOUND_TO_ANNOTATION) == Some(bound_to)
 }
 
 /// The seed's `tempo_endpoint`, literally.
@@ -336,32 +226,20 @@ where
 }
 
 impl Env {
-    async fn wait_cm(
+    /// Waits (up to [`T_BIND`]) until object `name` exists and `pred` holds;
+    /// panics with the last one seen and the operator's log tail.
+    async fn wait<K>(
         &self,
-        api: &Api<ConfigMap>,
+        api: &Api<K>,
         name: &str,
         what: impl Display,
-        pred: impl Fn(&ConfigMap) -> bool,
-    ) -> ConfigMap {
+        pred: impl Fn(&K) -> bool,
+    ) -> K
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    {
         wait_until(
-            format!("ConfigMap {name}: {what}"),
-            T_BIND,
-            || self.log_tail(),
-            || async { api.get_opt(name).await.ok().flatten() },
-            pred,
-        )
-        .await
-    }
-
-    async fn wait_rel(
-        &self,
-        api: &Api<TracingRelation>,
-        name: &str,
-        what: impl Display,
-        pred: impl Fn(&TracingRelation) -> bool,
-    ) -> TracingRelation {
-        wait_until(
-            format!("TracingRelation {name}: {what}"),
+            format!("{} {name}: {what}", K::kind(&())),
             T_BIND,
             || self.log_tail(),
             || async { api.get_opt(name).await.ok().flatten() },
@@ -391,18 +269,6 @@ fn bound_count(rel: &TracingRelation) -> i64 {
 
 // ---- metrics ------------------------------------------------------------------
 
-/// Sum of the samples of `name` (any labels) in a Prometheus text exposition.
-fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
-}
-
 async fn operator_metrics(addr: SocketAddr) -> String {
     let (status, body) = tokio::task::spawn_blocking(move || {
         common::process::http_get_blocking(addr, "/metrics", Duration::from_secs(5))
@@ -427,18 +293,6 @@ async fn writes_skipped(addr: SocketAddr) -> f64 {
         &operator_metrics(addr).await,
         "tracing_relation_operator_consumer_writes_skipped_total",
     )
-}
-
-/// GET `path` on the API server as text (e.g. `/metrics`).
-async fn apiserver_text(client: &Client, path: &str) -> String {
-    let mut request = kube::core::Request::new(path)
-        .list(&Default::default())
-        .expect("request");
-    *request.uri_mut() = path.parse().expect("valid path");
-    client
-        .request_text(request)
-        .await
-        .unwrap_or_else(|e| panic!("GET {path} on the API server: {e}"))
 }
 
 /// Mutating requests on configmaps the API server has served, by verb
@@ -512,6 +366,28 @@ fn example<T: DeserializeOwned>(file: &str, kind: &str) -> T {
 #[tokio::test(flavor = "multi_thread")]
 async fn examples_bind_the_consumer_and_fill_the_relation_status() {
     let env = Env::get().await;
+    let ex = apply_the_examples(&env).await;
+    let host = format!("tempo.{}.svc.cluster.local", ex.obs);
+    let got = the_example_consumer_binds(&env, &ex, &host).await;
+    the_consumer_holds_every_key_and_keeps_its_own(&got, &ex, &host);
+    the_relation_status_is_complete(&env, &ex, &host).await;
+    the_printer_columns_show_it(&env, &ex, &host).await;
+}
+
+/// The examples as applied: the relation's namespace, the APIs, the consumer's
+/// own fields before the operator wrote, and when it was created.
+struct Examples {
+    obs: common::TestNamespace,
+    rels: Api<TracingRelation>,
+    cms: Api<ConfigMap>,
+    own_before: Own,
+    started: Instant,
+}
+
+/// examples/ applied in fresh namespaces: the Service and the relation in one,
+/// the consumer (naming it, with an owner annotation and an app label of its
+/// own) in one labelled as the example namespace is.
+async fn apply_the_examples(env: &Env) -> Examples {
     let example_shop: Namespace = example("consumer-configmap.yaml", "Namespace");
     let shop_labels = example_shop.metadata.labels.clone().unwrap_or_default();
     let shop_labels: Vec<(&str, &str)> = shop_labels
@@ -529,7 +405,7 @@ async fn examples_bind_the_consumer_and_fill_the_relation_status() {
     cm.metadata.namespace = Some(shop.to_string());
     let ann = cm.metadata.annotations.get_or_insert_with(BTreeMap::new);
     assert_eq!(
-        ann.insert(RELATION_NS_ANNOTATION.into(), obs.to_string())
+        ann.insert(RELATION_NAMESPACE_ANNOTATION.into(), obs.to_string())
             .as_deref(),
         Some("observability"),
         "the example consumer names the example relation's namespace"
@@ -549,41 +425,52 @@ async fn examples_bind_the_consumer_and_fill_the_relation_status() {
     create(&svcs, &svc).await;
     create(&rels, &rel).await;
     create(&cms, &cm).await;
+    Examples {
+        obs,
+        rels,
+        cms,
+        own_before,
+        started,
+    }
+}
 
-    let host = format!("tempo.{obs}.svc.cluster.local");
+/// The example consumer is bound with the document of the requested receivers.
+async fn the_example_consumer_binds(env: &Env, ex: &Examples, host: &str) -> ConfigMap {
+    let (obs, cms, started) = (&ex.obs, &ex.cms, ex.started);
     let requested = [Protocol::OtlpGrpc, Protocol::OtlpHttp];
-    let doc = expected_document(&host, SEED_PORTS, Some(&requested));
+    let doc = expected_document(host, SEED_PORTS, Some(&requested));
     let bound_to = format!("{obs}/tempo");
     let got = env
-        .wait_cm(&cms, "cart-tracing", "bound with the document", |c| {
+        .wait(&cms, "cart-tracing", "bound with the document", |c| {
             holds(c, &doc, &bound_to)
         })
         .await;
     println!("example consumer bound in {:.2?}", started.elapsed());
+    got
+}
 
-    // Every key, with the literal values of the contract.
-    let data = operator_data(&got);
+/// Every key, with the literal values of the contract; the consumer's own
+/// fields unchanged; the managed label; the operator owns only its fields.
+fn the_consumer_holds_every_key_and_keeps_its_own(got: &ConfigMap, ex: &Examples, host: &str) {
+    let own_before = &ex.own_before;
+    let data = operator_data(got);
     let expected: BTreeMap<String, String> = map(&[
-        ("tempo_endpoint", &seed_text(&host, SEED_PORTS)),
+        (KEY_TEMPO_ENDPOINT, &seed_text(&host, SEED_PORTS)),
         (
-            "receivers",
+            KEY_RECEIVERS,
             &format!(
                 r#"[{{"protocol":{{"name":"otlp_grpc","type":"grpc"}},"url":"{host}:4317"}},{{"protocol":{{"name":"otlp_http","type":"http"}},"url":"http://{host}:4318"}}]"#
             ),
         ),
-        ("otlp_grpc_endpoint", &format!("http://{host}:4317")),
-        ("otlp_http_endpoint", &format!("http://{host}:4318")),
-        ("OTEL_TRACES_EXPORTER", "otlp"),
-        (
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-            &format!("http://{host}:4318/v1/traces"),
-        ),
-        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
+        (KEY_OTLP_GRPC_ENDPOINT, &format!("http://{host}:4317")),
+        (KEY_OTLP_HTTP_ENDPOINT, &format!("http://{host}:4318")),
+        (KEY_OTEL_ENDPOINT, &format!("http://{host}:4318")),
+        (KEY_OTEL_PROTOCOL, "http/protobuf"),
     ]);
     assert_eq!(data, expected);
-    assert!(annotation(&got, HASH).is_some_and(|h| h.starts_with("sha256:")));
-    assert_eq!(annotation(&got, REASON), None);
-    assert_eq!(own(&got), own_before, "the consumer's own fields changed");
+    assert!(annotation(&got, HASH_ANNOTATION).is_some_and(|h| h.starts_with("sha256:")));
+    assert_eq!(annotation(&got, REASON_ANNOTATION), None);
+    assert_eq!(own(got), *own_before, "the consumer's own fields changed");
     assert_eq!(
         got.metadata
             .labels
@@ -592,11 +479,15 @@ async fn examples_bind_the_consumer_and_fill_the_relation_status() {
             .map(String::as_str),
         Some("true")
     );
-    assert_operator_owns_only_its_fields(&got);
+    assert_operator_owns_only_its_fields(got);
+}
 
-    // The relation's status.
+/// The relation's status: Ready, its endpoint, receivers, requested receivers,
+/// counts, condition generation and the finalizer.
+async fn the_relation_status_is_complete(env: &Env, ex: &Examples, host: &str) {
+    let rels = &ex.rels;
     let rel = env
-        .wait_rel(
+        .wait(
             &rels,
             "tempo",
             "Ready with 1 consumer and its receivers",
@@ -658,7 +549,12 @@ async fn examples_bind_the_consumer_and_fill_the_relation_status() {
         "finalizer missing: {:?}",
         rel.finalizers()
     );
+}
 
+/// The printer columns, as declared in the CRD read back from the API server,
+/// and as `kubectl get trel` shows them.
+async fn the_printer_columns_show_it(env: &Env, ex: &Examples, host: &str) {
+    let obs = &ex.obs;
     // The printer columns, as declared in the CRD read back from the API server...
     let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
     let crd = crds
@@ -749,20 +645,17 @@ fn assert_operator_owns_only_its_fields(cm: &ConfigMap) {
         .managed_fields
         .iter()
         .flatten()
-        .filter(|m| m.manager.as_deref() == Some(OPERATOR_MANAGER))
+        .filter(|m| m.manager.as_deref() == Some(FIELD_MANAGER))
         .collect();
     assert_eq!(
         entries.len(),
         1,
-        "one managedFields entry for {OPERATOR_MANAGER}: {:?}",
+        "one managedFields entry for {FIELD_MANAGER}: {:?}",
         cm.metadata.managed_fields
     );
     assert_eq!(entries[0].operation.as_deref(), Some("Apply"));
     let fields = serde_json::to_value(&entries[0].fields_v1).expect("fieldsV1");
-    let allowed_data: BTreeSet<String> = OPERATOR_DATA_KEYS
-        .iter()
-        .map(|k| format!("f:{k}"))
-        .collect();
+    let allowed_data: BTreeSet<String> = DATA_KEYS.iter().map(|k| format!("f:{k}")).collect();
     let allowed_ann: BTreeSet<String> = OPERATOR_ANNOTATIONS
         .iter()
         .map(|k| format!("f:{k}"))
@@ -809,32 +702,32 @@ async fn explicit_endpoint_writes_the_seed_document_with_default_ports() {
     .await;
     let bound_to = format!("{ns}/tempo");
     let got = env
-        .wait_cm(&cms, "app", "Bound", |c| {
-            state(c) == Some("Bound") && operator_data(c).contains_key("tempo_endpoint")
+        .wait(&cms, "app", "Bound", |c| {
+            state(c) == Some(STATE_BOUND) && operator_data(c).contains_key(KEY_TEMPO_ENDPOINT)
         })
         .await;
     let data = got.data.clone().unwrap_or_default();
     assert_eq!(
-        data["tempo_endpoint"].as_bytes(),
+        data[KEY_TEMPO_ENDPOINT].as_bytes(),
         b"hostname: tempo.example.internal\notlp_grpc_port: 4317\notlp_http_port: 4318\ntempo_port: 3200\nzipkin_port: 9411\n"
     );
     // No receivers annotation: every offered receiver.
     assert_eq!(
-        data["receivers"],
+        data[KEY_RECEIVERS],
         r#"[{"protocol":{"name":"otlp_grpc","type":"grpc"},"url":"tempo.example.internal:4317"},{"protocol":{"name":"otlp_http","type":"http"},"url":"http://tempo.example.internal:4318"},{"protocol":{"name":"zipkin","type":"http"},"url":"http://tempo.example.internal:9411"}]"#
     );
     assert_eq!(
-        data["otlp_grpc_endpoint"],
+        data[KEY_OTLP_GRPC_ENDPOINT],
         "http://tempo.example.internal:4317"
     );
-    assert_eq!(data["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"], "http/protobuf");
+    assert_eq!(data[KEY_OTEL_PROTOCOL], "http/protobuf");
     assert!(holds(
         &got,
         &expected_document("tempo.example.internal", SEED_PORTS, None),
         &bound_to
     ));
     let rel = env
-        .wait_rel(&rels, "tempo", "Ready, 1 bound", |r| {
+        .wait(&rels, "tempo", "Ready, 1 bound", |r| {
             is_ready(r, "True", "Resolved") && bound_count(r) == 1
         })
         .await;
@@ -858,7 +751,7 @@ async fn explicit_endpoint_writes_the_seed_document_with_default_ports() {
     .await
     .expect("patch hostname");
     let got = env
-        .wait_cm(&cms, "app", "rewritten for 2024-01-02", |c| {
+        .wait(&cms, "app", "rewritten for 2024-01-02", |c| {
             holds(
                 c,
                 &expected_document("2024-01-02", SEED_PORTS, None),
@@ -915,9 +808,7 @@ async fn consumers_follow_the_service() {
         async move {
             let started = Instant::now();
             for n in names {
-                let got = env
-                    .wait_cm(cms, n, what, |c| holds(c, &doc, bound_to))
-                    .await;
+                let got = env.wait(cms, n, what, |c| holds(c, &doc, bound_to)).await;
                 assert_eq!(own(&got).data, map(&[("own", n)]));
             }
             println!(
@@ -949,7 +840,7 @@ async fn consumers_follow_the_service() {
         "otlp-grpc port changed to 14317",
     )
     .await;
-    assert!(doc.data["tempo_endpoint"].contains("otlp_grpc_port: 14317\n"));
+    assert!(doc.data[KEY_TEMPO_ENDPOINT].contains("otlp_grpc_port: 14317\n"));
 
     // Delete the Service: consumers keep the document, marked Pending
     // (BackendUnavailable); the relation is not Ready.
@@ -957,7 +848,7 @@ async fn consumers_follow_the_service() {
         .await
         .expect("delete Service");
     let rel = env
-        .wait_rel(&rels, "tempo", "Ready=False ServiceNotFound", |r| {
+        .wait(&rels, "tempo", "Ready=False ServiceNotFound", |r| {
             is_ready(r, "False", "ServiceNotFound")
         })
         .await;
@@ -969,11 +860,11 @@ async fn consumers_follow_the_service() {
     for n in &names {
         let got = cms.get(n).await.expect("consumer");
         assert!(
-            state(&got) == Some("Pending")
-                && annotation(&got, REASON) == Some("BackendUnavailable")
+            state(&got) == Some(STATE_PENDING)
+                && annotation(&got, REASON_ANNOTATION) == Some("BackendUnavailable")
                 && operator_data(&got) == doc.data
-                && annotation(&got, HASH) == Some(doc.hash().as_str())
-                && annotation(&got, BOUND_TO) == Some(bound_to.as_str()),
+                && annotation(&got, HASH_ANNOTATION) == Some(doc.hash().as_str())
+                && annotation(&got, BOUND_TO_ANNOTATION) == Some(bound_to.as_str()),
             "consumer {n} did not keep its document, marked Pending, when the Service went:\n  {}",
             summary(&got)
         );
@@ -992,7 +883,7 @@ async fn consumers_follow_the_service() {
         "Service recreated with other ports",
     )
     .await;
-    env.wait_rel(&rels, "tempo", "Ready again with 3 bound", |r| {
+    env.wait(&rels, "tempo", "Ready again with 3 bound", |r| {
         is_ready(r, "True", "Resolved") && bound_count(r) == 3
     })
     .await;
@@ -1031,7 +922,7 @@ async fn removing_the_label_removes_only_the_operators_fields() {
         ],
     );
     create(&cms, &cm).await;
-    env.wait_cm(&cms, "app", "Bound", |c| state(c) == Some("Bound"))
+    env.wait(&cms, "app", "Bound", |c| state(c) == Some(STATE_BOUND))
         .await;
 
     cms.patch(
@@ -1043,7 +934,7 @@ async fn removing_the_label_removes_only_the_operators_fields() {
     .expect("remove label");
     let started = Instant::now();
     let got = env
-        .wait_cm(&cms, "app", "operator fields removed", |c| {
+        .wait(&cms, "app", "operator fields removed", |c| {
             operator_data(c).is_empty()
                 && OPERATOR_ANNOTATIONS
                     .iter()
@@ -1096,7 +987,7 @@ async fn deleting_the_relation_cleans_every_consumer_first() {
         let cm = configmap(
             n,
             &[(RELATION_LABEL, "tempo")],
-            &[(RELATION_NS_ANNOTATION, &a)],
+            &[(RELATION_NAMESPACE_ANNOTATION, &a)],
             &[("app.conf", n)],
         );
         create(&api, &cm).await;
@@ -1104,8 +995,9 @@ async fn deleting_the_relation_cleans_every_consumer_first() {
     }
     // c0, c1 are in the relation's own namespace but the selector admits only b.
     for (api, n, _) in &consumers {
-        env.wait_cm(api, n, "Bound or NamespaceNotAllowed", |c| {
-            state(c) == Some("Bound") || annotation(c, REASON) == Some("NamespaceNotAllowed")
+        env.wait(api, n, "Bound or NamespaceNotAllowed", |c| {
+            state(c) == Some(STATE_BOUND)
+                || annotation(c, REASON_ANNOTATION) == Some("NamespaceNotAllowed")
         })
         .await;
     }
@@ -1118,12 +1010,12 @@ async fn deleting_the_relation_cleans_every_consumer_first() {
     .await
     .expect("widen selector");
     for (api, n, _) in &consumers {
-        env.wait_cm(api, n, "Bound", |c| {
-            state(c) == Some("Bound") && !operator_data(c).is_empty()
+        env.wait(api, n, "Bound", |c| {
+            state(c) == Some(STATE_BOUND) && !operator_data(c).is_empty()
         })
         .await;
     }
-    env.wait_rel(&rels, "tempo", "4 bound", |r| bound_count(r) == 4)
+    env.wait(&rels, "tempo", "4 bound", |r| bound_count(r) == 4)
         .await;
 
     let started = Instant::now();
@@ -1152,10 +1044,13 @@ async fn deleting_the_relation_cleans_every_consumer_first() {
             summary(&got)
         );
         assert_eq!(&own(&got), own_before);
-        assert_eq!(state(&got), Some("Rejected"), "{}", summary(&got));
-        assert_eq!(annotation(&got, REASON), Some("RelationNotFound"));
-        assert_eq!(annotation(&got, HASH), None);
-        assert_eq!(annotation(&got, BOUND_TO), None);
+        assert_eq!(state(&got), Some(STATE_REJECTED), "{}", summary(&got));
+        assert_eq!(
+            annotation(&got, REASON_ANNOTATION),
+            Some("RelationNotFound")
+        );
+        assert_eq!(annotation(&got, HASH_ANNOTATION), None);
+        assert_eq!(annotation(&got, BOUND_TO_ANNOTATION), None);
     }
 }
 
@@ -1209,11 +1104,11 @@ async fn own_fields_survive_every_operator_write() {
 
     let doc = expected_document("tempo.own.test", SEED_PORTS, Some(&requested));
     check(
-        &env.wait_cm(&cms, "app", "bound", |c| holds(c, &doc, &bound_to))
+        &env.wait(&cms, "app", "bound", |c| holds(c, &doc, &bound_to))
             .await,
         "bind",
     );
-    assert!(!operator_data(&cms.get("app").await.unwrap()).contains_key("otlp_grpc_endpoint"));
+    assert!(!operator_data(&cms.get("app").await.unwrap()).contains_key(KEY_OTLP_GRPC_ENDPOINT));
 
     rels.patch(
         "tempo",
@@ -1228,7 +1123,7 @@ async fn own_fields_survive_every_operator_write() {
         Some(&requested),
     );
     check(
-        &env.wait_cm(&cms, "app", "rewritten", |c| holds(c, &doc2, &bound_to))
+        &env.wait(&cms, "app", "rewritten", |c| holds(c, &doc2, &bound_to))
             .await,
         "rewrite",
     );
@@ -1242,17 +1137,17 @@ async fn own_fields_survive_every_operator_write() {
     .await
     .expect("narrow selector");
     let rejected = env
-        .wait_cm(&cms, "app", "rejected", |c| {
-            annotation(c, REASON) == Some("NamespaceNotAllowed")
+        .wait(&cms, "app", "rejected", |c| {
+            annotation(c, REASON_ANNOTATION) == Some("NamespaceNotAllowed")
         })
         .await;
-    assert_eq!(state(&rejected), Some("Rejected"));
+    assert_eq!(state(&rejected), Some(STATE_REJECTED));
     assert!(
         operator_data(&rejected).is_empty(),
         "{}",
         summary(&rejected)
     );
-    assert_eq!(annotation(&rejected, HASH), None);
+    assert_eq!(annotation(&rejected, HASH_ANNOTATION), None);
     check(&rejected, "reject");
 
     // Bound again.
@@ -1264,10 +1159,10 @@ async fn own_fields_survive_every_operator_write() {
     .await
     .expect("widen selector");
     let rebound = env
-        .wait_cm(&cms, "app", "bound again", |c| holds(c, &doc2, &bound_to))
+        .wait(&cms, "app", "bound again", |c| holds(c, &doc2, &bound_to))
         .await;
-    assert_eq!(annotation(&rebound, REASON), None);
-    assert_eq!(annotation(&rebound, MESSAGE), None);
+    assert_eq!(annotation(&rebound, REASON_ANNOTATION), None);
+    assert_eq!(annotation(&rebound, MESSAGE_ANNOTATION), None);
     check(&rebound, "re-bind");
 
     // Unbind: the label goes (the consumer's own edit), nothing else of its own.
@@ -1279,7 +1174,7 @@ async fn own_fields_survive_every_operator_write() {
     .await
     .expect("remove label");
     let got = env
-        .wait_cm(&cms, "app", "unbound", |c| {
+        .wait(&cms, "app", "unbound", |c| {
             state(c).is_none() && operator_data(c).is_empty()
         })
         .await;
@@ -1363,7 +1258,7 @@ async fn fan_out_rewrites_200_consumers() {
         "all {N} bound {:.2?} after the first create",
         started.elapsed()
     );
-    env.wait_rel(&rels, "tempo", format!("{N} bound"), |r| {
+    env.wait(&rels, "tempo", format!("{N} bound"), |r| {
         bound_count(r) == N as i64
     })
     .await;
@@ -1392,7 +1287,7 @@ async fn fan_out_rewrites_200_consumers() {
         edited.elapsed()
     );
     let rel = env
-        .wait_rel(&rels, "tempo", "status shows the new hostname", |r| {
+        .wait(&rels, "tempo", "status shows the new hostname", |r| {
             r.status
                 .as_ref()
                 .and_then(|s| s.endpoint.as_ref())
@@ -1425,14 +1320,71 @@ async fn converged_reconciles_send_no_writes() {
         "private control plane and operator up in {:.2?}",
         t0.elapsed()
     );
-    let log = op.log_path().to_owned();
-    let logs = move || {
+    let logs = log_tail_of(op.log_path().to_owned());
+    let noop = twenty_bound_and_two_rejected_consumers(&cp, &client).await;
+    every_consumer_is_decided_and_both_relations_ready(&noop, &logs).await;
+
+    let (api_before, op_before) = quiet(&client, op.metrics_addr()).await;
+    println!(
+        "converged: API server configmap writes {api_before:?}, operator writes_sent {op_before}"
+    );
+    // What the API server's series look like (verb APPLY is server-side apply).
+    for line in apiserver_text(&client, "/metrics")
+        .await
+        .lines()
+        .filter(|l| {
+            l.starts_with("apiserver_request_total{") && l.contains("resource=\"configmaps\"")
+        })
+    {
+        println!("  {line}");
+    }
+    let objects_before = snapshot(&noop.cms).await;
+    touches_that_change_nothing_send_no_write(&noop, &client, &op, &logs, (api_before, op_before))
+        .await;
+
+    // Restart the operator: a full resync, still no write.
+    op.sigterm();
+    op.wait_exit(Duration::from_secs(30)).await;
+    drop(op);
+    let op = a_restarted_operator_sends_no_write(&cp, &client, noop.all_consumers()).await;
+    let mut objects_after = snapshot(&noop.cms).await;
+    // Only the test's own touch changed resourceVersions; operator data is as it was.
+    for (name, (_, data)) in &objects_before {
+        let (_, after) = objects_after.remove(name).expect("consumer still there");
+        assert_eq!(&after, data, "{name}: operator data changed");
+    }
+    drop(op);
+    drop(cp);
+}
+
+/// The objects of [`converged_reconciles_send_no_writes`]: a Service, a relation
+/// following it and one with an explicit endpoint, 10 consumers of each (`names`),
+/// and two rejected consumers (`lost`, `conflict`).
+struct Noop {
+    svcs: Api<Service>,
+    rels: Api<TracingRelation>,
+    cms: Api<ConfigMap>,
+    names: Vec<String>,
+}
+
+impl Noop {
+    fn all_consumers(&self) -> usize {
+        self.names.len() + 2
+    }
+}
+
+/// A closure giving the last 40 lines of the log at `path`.
+fn log_tail_of(path: PathBuf) -> impl Fn() -> String {
+    move || {
         tail(
-            &String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()),
+            &String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()),
             40,
         )
-    };
+    }
+}
 
+/// Creates the objects of [`Noop`] in a fresh namespace of `cp`.
+async fn twenty_bound_and_two_rejected_consumers(cp: &ControlPlane, client: &Client) -> Noop {
     let ns = cp.namespace("noop").await;
     let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
     let rels: Api<TracingRelation> = Api::namespaced(client.clone(), &ns);
@@ -1452,7 +1404,7 @@ async fn converged_reconciles_send_no_writes() {
     .await;
     create(
         &rels,
-        &relation("by-service", json!({"service": {"name": "tempo"}}), None),
+        &relation("by-service", service_backend("tempo"), None),
     )
     .await;
     create(
@@ -1492,30 +1444,44 @@ async fn converged_reconciles_send_no_writes() {
             "conflict",
             &[(RELATION_LABEL, "by-endpoint")],
             &[],
-            &[("receivers", "mine")],
+            &[(KEY_RECEIVERS, "mine")],
         ),
     )
     .await;
-    let all_consumers = names.len() + 2;
+    Noop {
+        svcs,
+        rels,
+        cms,
+        names,
+    }
+}
+
+/// Waits until the 20 consumers are bound, the two rejected (KeyConflict,
+/// RelationNotFound), and both relations Ready with 10 bound.
+async fn every_consumer_is_decided_and_both_relations_ready(
+    noop: &Noop,
+    logs: &impl Fn() -> String,
+) {
     wait_until(
         "every consumer bound or rejected",
         T_BIND,
-        &logs,
+        logs,
         || async {
-            let list = cms
+            let list = noop
+                .cms
                 .list(&ListParams::default().labels(RELATION_LABEL))
                 .await
                 .ok()?;
             let bound = list
                 .items
                 .iter()
-                .filter(|c| state(c) == Some("Bound"))
+                .filter(|c| state(c) == Some(STATE_BOUND))
                 .count();
             let rejected: BTreeSet<String> = list
                 .items
                 .iter()
-                .filter(|c| state(c) == Some("Rejected"))
-                .filter_map(|c| annotation(c, REASON).map(str::to_string))
+                .filter(|c| state(c) == Some(STATE_REJECTED))
+                .filter_map(|c| annotation(c, REASON_ANNOTATION).map(str::to_string))
                 .collect();
             Some((bound, rejected))
         },
@@ -1530,120 +1496,110 @@ async fn converged_reconciles_send_no_writes() {
         wait_until(
             format!("{rel} Ready with 10 bound"),
             T_BIND,
-            &logs,
-            || async { rels.get_opt(rel).await.ok().flatten() },
+            logs,
+            || async { noop.rels.get_opt(rel).await.ok().flatten() },
             |r| is_ready(r, "True", "Resolved") && bound_count(r) == 10,
         )
         .await;
     }
-    let snapshot = |list: Vec<ConfigMap>| -> BTreeMap<String, (String, BTreeMap<String, String>)> {
-        list.into_iter()
-            .map(|c| {
+}
+
+/// Every consumer: its resourceVersion and the operator's data.
+async fn snapshot(cms: &Api<ConfigMap>) -> BTreeMap<String, (String, BTreeMap<String, String>)> {
+    cms.list(&ListParams::default().labels(RELATION_LABEL))
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .map(|c| {
+            (
+                c.name_any(),
                 (
-                    c.name_any(),
-                    (
-                        c.metadata.resource_version.clone().unwrap_or_default(),
-                        operator_data(&c),
-                    ),
-                )
-            })
-            .collect()
-    };
-
-    // Quiet: no ConfigMap write for 3 s, by either count.
-    let quiet = |addr: SocketAddr| {
-        let client = client.clone();
-        async move {
-            let started = Instant::now();
-            let mut last = (
-                apiserver_configmap_writes(&client).await,
-                writes_sent(addr).await,
-            );
-            let mut since = Instant::now();
-            loop {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                let now = (
-                    apiserver_configmap_writes(&client).await,
-                    writes_sent(addr).await,
-                );
-                if now != last {
-                    last = now;
-                    since = Instant::now();
-                } else if since.elapsed() >= Duration::from_secs(3) {
-                    return last;
-                }
-                assert!(
-                    started.elapsed() < Duration::from_secs(60),
-                    "ConfigMap writes never stopped: {last:?}"
-                );
-            }
-        }
-    };
-    let (api_before, op_before) = quiet(op.metrics_addr()).await;
-    println!(
-        "converged: API server configmap writes {api_before:?}, operator writes_sent {op_before}"
-    );
-    // What the API server's series look like (verb APPLY is server-side apply).
-    for line in apiserver_text(&client, "/metrics")
-        .await
-        .lines()
-        .filter(|l| {
-            l.starts_with("apiserver_request_total{") && l.contains("resource=\"configmaps\"")
+                    c.metadata.resource_version.clone().unwrap_or_default(),
+                    operator_data(&c),
+                ),
+            )
         })
-    {
-        println!("  {line}");
-    }
-    let skipped_before = writes_skipped(op.metrics_addr()).await;
-    let objects_before = snapshot(
-        cms.list(&ListParams::default().labels(RELATION_LABEL))
-            .await
-            .expect("list")
-            .items,
-    );
+        .collect()
+}
 
-    // Triggers that reconcile without changing anything.
-    for rel in ["by-service", "by-endpoint"] {
-        rels.patch(
-            rel,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"example.com/touched": "1"}}})),
-        )
-        .await
-        .expect("touch relation");
+/// Waits until no ConfigMap write happened for 3 s, by either count (the API
+/// server's by verb, the operator's writes sent); returns both.
+async fn quiet(client: &Client, addr: SocketAddr) -> (BTreeMap<String, u64>, f64) {
+    let started = Instant::now();
+    let mut last = (
+        apiserver_configmap_writes(client).await,
+        writes_sent(addr).await,
+    );
+    let mut since = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = (
+            apiserver_configmap_writes(client).await,
+            writes_sent(addr).await,
+        );
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= Duration::from_secs(3) {
+            return last;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "ConfigMap writes never stopped: {last:?}"
+        );
     }
-    svcs.patch(
-        "tempo",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {"example.com/touched": "1"}}})),
-    )
-    .await
-    .expect("touch Service");
+}
+
+/// Triggers that reconcile without changing anything (an annotation touched on
+/// both relations, a label on the Service, an annotation on every consumer): the
+/// operator reconciles (a skipped write per consumer) and sends no write; the
+/// API server sees only the test's own PATCHes.
+async fn touches_that_change_nothing_send_no_write(
+    noop: &Noop,
+    client: &Client,
+    op: &Operator,
+    logs: &impl Fn() -> String,
+    (api_before, op_before): (BTreeMap<String, u64>, f64),
+) {
+    let skipped_before = writes_skipped(op.metrics_addr()).await;
+    let touch =
+        |what: &str| Patch::Merge(json!({"metadata": {what: {"example.com/touched": "1"}}}));
+    for rel in ["by-service", "by-endpoint"] {
+        noop.rels
+            .patch(rel, &PatchParams::default(), &touch("annotations"))
+            .await
+            .expect("touch relation");
+    }
+    noop.svcs
+        .patch("tempo", &PatchParams::default(), &touch("labels"))
+        .await
+        .expect("touch Service");
     let mut own_patches = 0u64;
-    for name in names
+    for name in noop
+        .names
         .iter()
         .chain(["lost".to_string(), "conflict".to_string()].iter())
     {
-        cms.patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"example.com/touched": "1"}}})),
-        )
-        .await
-        .expect("touch consumer");
+        noop.cms
+            .patch(name, &PatchParams::default(), &touch("annotations"))
+            .await
+            .expect("touch consumer");
         own_patches += 1;
     }
     // The operator did reconcile them: each skipped its write (at least one per
     // consumer, for its own touched annotation).
     let addr = op.metrics_addr();
+    let all_consumers = noop.all_consumers();
     wait_until(
         format!("{all_consumers} more skipped writes"),
         T_BIND,
-        &logs,
+        logs,
         || async { Some(writes_skipped(addr).await) },
         |s| *s >= skipped_before + all_consumers as f64,
     )
     .await;
-    let (api_after, op_after) = quiet(addr).await;
+    let (api_after, op_after) = quiet(client, addr).await;
     let skipped_after = writes_skipped(addr).await;
     println!(
         "after touching relations, Service and consumers: API server {api_after:?}, operator writes_sent {op_after}, skipped {skipped_before} -> {skipped_after}"
@@ -1666,22 +1622,20 @@ async fn converged_reconciles_send_no_writes() {
     for verb in ["POST", "PUT", "DELETE"] {
         assert_eq!(api_after[verb], api_before[verb], "{verb} configmaps");
     }
+}
 
-    // Restart the operator: a full resync, still no write.
-    op.sigterm();
-    op.wait_exit(Duration::from_secs(30)).await;
-    drop(op);
-    let api_before = apiserver_configmap_writes(&client).await;
+/// A new operator (a full resync of every consumer) sends no ConfigMap write;
+/// returns it.
+async fn a_restarted_operator_sends_no_write(
+    cp: &ControlPlane,
+    client: &Client,
+    all_consumers: usize,
+) -> Operator {
+    let api_before = apiserver_configmap_writes(client).await;
     let restarted = Instant::now();
-    let op = start_operator(&cp).await;
+    let op = start_operator(cp).await;
     let addr = op.metrics_addr();
-    let log = op.log_path().to_owned();
-    let logs = move || {
-        tail(
-            &String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()),
-            40,
-        )
-    };
+    let logs = log_tail_of(op.log_path().to_owned());
     wait_until(
         format!("the restarted operator to reconcile all {all_consumers} consumers"),
         T_BIND,
@@ -1690,7 +1644,7 @@ async fn converged_reconciles_send_no_writes() {
         |s| *s >= all_consumers as f64,
     )
     .await;
-    let (api_after, op_after) = quiet(addr).await;
+    let (api_after, op_after) = quiet(client, addr).await;
     println!(
         "restarted operator converged in {:.2?}: writes_sent {op_after}, skipped {}, API server {api_after:?}",
         restarted.elapsed(),
@@ -1703,19 +1657,7 @@ async fn converged_reconciles_send_no_writes() {
             "{verb} configmaps after the restart"
         );
     }
-    let mut objects_after = snapshot(
-        cms.list(&ListParams::default().labels(RELATION_LABEL))
-            .await
-            .expect("list")
-            .items,
-    );
-    // Only the test's own touch changed resourceVersions; operator data is as it was.
-    for (name, (_, data)) in &objects_before {
-        let (_, after) = objects_after.remove(name).expect("consumer still there");
-        assert_eq!(&after, data, "{name}: operator data changed");
-    }
-    drop(op);
-    drop(cp);
+    op
 }
 
 // =================================================================================
@@ -1735,7 +1677,7 @@ async fn consumers_deleted_mid_reconcile_are_not_an_error_storm() {
         &relation("tempo", endpoint_backend("tempo.vanish.test"), None),
     )
     .await;
-    env.wait_rel(&rels, "tempo", "Ready", |r| is_ready(r, "True", "Resolved"))
+    env.wait(&rels, "tempo", "Ready", |r| is_ready(r, "True", "Resolved"))
         .await;
     let log_start = env.logs().len();
     let started = Instant::now();
@@ -1769,7 +1711,7 @@ async fn consumers_deleted_mid_reconcile_are_not_an_error_storm() {
     )
     .await;
     let served = Instant::now();
-    env.wait_cm(&cms, "after", "bound", |c| {
+    env.wait(&cms, "after", "bound", |c| {
         holds(
             c,
             &expected_document("tempo.vanish.test", SEED_PORTS, None),
@@ -1818,7 +1760,7 @@ async fn consumers_deleted_mid_reconcile_are_not_an_error_storm() {
         summary(&left[0])
     );
     let rel = env
-        .wait_rel(&rels, "tempo", "1 bound, none rejected", |r| {
+        .wait(&rels, "tempo", "1 bound, none rejected", |r| {
             bound_count(r) == 1 && r.status.as_ref().is_some_and(|s| s.consumers.rejected == 0)
         })
         .await;
@@ -1843,14 +1785,14 @@ async fn deleted_bound_consumer_stays_deleted() {
         &configmap("app", &[(RELATION_LABEL, "tempo")], &[], &[("own", "x")]),
     )
     .await;
-    env.wait_cm(&cms, "app", "Bound", |c| state(c) == Some("Bound"))
+    env.wait(&cms, "app", "Bound", |c| state(c) == Some(STATE_BOUND))
         .await;
-    env.wait_rel(&rels, "tempo", "1 bound", |r| bound_count(r) == 1)
+    env.wait(&rels, "tempo", "1 bound", |r| bound_count(r) == 1)
         .await;
     cms.delete("app", &DeleteParams::default())
         .await
         .expect("delete consumer");
-    env.wait_rel(&rels, "tempo", "0 bound", |r| bound_count(r) == 0)
+    env.wait(&rels, "tempo", "0 bound", |r| bound_count(r) == 0)
         .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let again = cms.get_opt("app").await.expect("get");
@@ -1899,22 +1841,22 @@ async fn events_are_recorded_for_bound_and_rejected_consumers() {
         &configmap(
             "outsider",
             &[(RELATION_LABEL, "tempo")],
-            &[(RELATION_NS_ANNOTATION, &ns)],
+            &[(RELATION_NAMESPACE_ANNOTATION, &ns)],
             &[],
         ),
     )
     .await;
     let good = env
-        .wait_cm(&cms, "good", "Bound", |c| state(c) == Some("Bound"))
+        .wait(&cms, "good", "Bound", |c| state(c) == Some(STATE_BOUND))
         .await;
     let lost = env
-        .wait_cm(&cms, "lost", "RelationNotFound", |c| {
-            annotation(c, REASON) == Some("RelationNotFound")
+        .wait(&cms, "lost", "RelationNotFound", |c| {
+            annotation(c, REASON_ANNOTATION) == Some("RelationNotFound")
         })
         .await;
     let outsider = env
-        .wait_cm(&other_cms, "outsider", "NamespaceNotAllowed", |c| {
-            annotation(c, REASON) == Some("NamespaceNotAllowed")
+        .wait(&other_cms, "outsider", "NamespaceNotAllowed", |c| {
+            annotation(c, REASON_ANNOTATION) == Some("NamespaceNotAllowed")
         })
         .await;
 
@@ -1985,7 +1927,7 @@ async fn events_are_recorded_for_bound_and_rejected_consumers() {
     }
     // A rejected consumer's reason is also in the relation's status.
     let rel = env
-        .wait_rel(&rels, "tempo", "1 bound, 1 rejected", |r| {
+        .wait(&rels, "tempo", "1 bound, 1 rejected", |r| {
             bound_count(r) == 1 && r.status.as_ref().is_some_and(|s| s.consumers.rejected == 1)
         })
         .await;
