@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::fixtures::{
     SEED_PORTS, annotation, configmap, create, endpoint_backend, expected_document, map,
-    operator_data, relation, service, service_backend, tail,
+    operator_data, relation, service, service_backend, set_hostname, tail,
 };
 use common::metrics::{apiserver_text, metric_sum};
 use common::{ControlPlane, ControlPlaneOptions, Operator};
@@ -134,6 +134,37 @@ impl Env {
     fn log_tail(&self) -> String {
         tail(&self.logs(), 40)
     }
+}
+
+/// A fresh namespace of the shared control plane and the APIs of the kinds a
+/// test uses there.
+struct Apis {
+    ns: common::TestNamespace,
+    svcs: Api<Service>,
+    rels: Api<TracingRelation>,
+    cms: Api<ConfigMap>,
+}
+
+impl Env {
+    /// A fresh namespace named after `prefix`, and its APIs.
+    async fn apis(&self, prefix: &str) -> Apis {
+        let ns = self.cp.namespace(prefix).await;
+        Apis {
+            svcs: Api::namespaced(self.client.clone(), &ns),
+            rels: Api::namespaced(self.client.clone(), &ns),
+            cms: Api::namespaced(self.client.clone(), &ns),
+            ns,
+        }
+    }
+}
+
+/// Creates relation `name` with an explicit endpoint at `hostname`.
+async fn create_endpoint_relation(
+    rels: &Api<TracingRelation>,
+    name: &str,
+    hostname: &str,
+) -> TracingRelation {
+    create(rels, &relation(name, endpoint_backend(hostname), None)).await
 }
 
 // ---- objects ------------------------------------------------------------------
@@ -687,14 +718,8 @@ fn assert_operator_owns_only_its_fields(cm: &ConfigMap) {
 #[tokio::test(flavor = "multi_thread")]
 async fn explicit_endpoint_writes_the_seed_document_with_default_ports() {
     let env = Env::get().await;
-    let ns = env.cp.namespace("explicit").await;
-    let rels: Api<TracingRelation> = Api::namespaced(env.client.clone(), &ns);
-    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &ns);
-    create(
-        &rels,
-        &relation("tempo", endpoint_backend("tempo.example.internal"), None),
-    )
-    .await;
+    let Apis { ns, rels, cms, .. } = env.apis("explicit").await;
+    create_endpoint_relation(&rels, "tempo", "tempo.example.internal").await;
     create(
         &cms,
         &configmap("app", &[(RELATION_LABEL, "tempo")], &[], &[]),
@@ -743,13 +768,7 @@ async fn explicit_endpoint_writes_the_seed_document_with_default_ports() {
     );
 
     // A hostname that PyYAML reads as a date unless quoted.
-    rels.patch(
-        "tempo",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"backend": {"endpoint": {"hostname": "2024-01-02"}}}})),
-    )
-    .await
-    .expect("patch hostname");
+    set_hostname(&rels, "tempo", "2024-01-02").await;
     let got = env
         .wait(&cms, "app", "rewritten for 2024-01-02", |c| {
             holds(
@@ -760,7 +779,7 @@ async fn explicit_endpoint_writes_the_seed_document_with_default_ports() {
         })
         .await;
     assert_eq!(
-        got.data.unwrap_or_default()["tempo_endpoint"],
+        got.data.unwrap_or_default()[KEY_TEMPO_ENDPOINT],
         "hostname: '2024-01-02'\notlp_grpc_port: 4317\notlp_http_port: 4318\ntempo_port: 3200\nzipkin_port: 9411\n"
     );
 }
@@ -774,10 +793,12 @@ async fn explicit_endpoint_writes_the_seed_document_with_default_ports() {
 #[tokio::test(flavor = "multi_thread")]
 async fn consumers_follow_the_service() {
     let env = Env::get().await;
-    let ns = env.cp.namespace("follow").await;
-    let svcs: Api<Service> = Api::namespaced(env.client.clone(), &ns);
-    let rels: Api<TracingRelation> = Api::namespaced(env.client.clone(), &ns);
-    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &ns);
+    let Apis {
+        ns,
+        svcs,
+        rels,
+        cms,
+    } = env.apis("follow").await;
     let default_ports = [
         ("http", 3200),
         ("otlp-grpc", 4317),
@@ -897,14 +918,8 @@ async fn consumers_follow_the_service() {
 #[tokio::test(flavor = "multi_thread")]
 async fn removing_the_label_removes_only_the_operators_fields() {
     let env = Env::get().await;
-    let ns = env.cp.namespace("unlabel").await;
-    let rels: Api<TracingRelation> = Api::namespaced(env.client.clone(), &ns);
-    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &ns);
-    create(
-        &rels,
-        &relation("tempo", endpoint_backend("tempo.unlabel.test"), None),
-    )
-    .await;
+    let Apis { rels, cms, .. } = env.apis("unlabel").await;
+    create_endpoint_relation(&rels, "tempo", "tempo.unlabel.test").await;
     let cm = configmap(
         "app",
         &[
@@ -1062,14 +1077,8 @@ async fn deleting_the_relation_cleans_every_consumer_first() {
 #[tokio::test(flavor = "multi_thread")]
 async fn own_fields_survive_every_operator_write() {
     let env = Env::get().await;
-    let ns = env.cp.namespace("own").await;
-    let rels: Api<TracingRelation> = Api::namespaced(env.client.clone(), &ns);
-    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &ns);
-    create(
-        &rels,
-        &relation("tempo", endpoint_backend("tempo.own.test"), None),
-    )
-    .await;
+    let Apis { ns, rels, cms, .. } = env.apis("own").await;
+    create_endpoint_relation(&rels, "tempo", "tempo.own.test").await;
     let cm = configmap(
         "app",
         &[
@@ -1196,14 +1205,8 @@ async fn own_fields_survive_every_operator_write() {
 async fn fan_out_rewrites_200_consumers() {
     const N: usize = 200;
     let env = Env::get().await;
-    let ns = env.cp.namespace("fanout").await;
-    let rels: Api<TracingRelation> = Api::namespaced(env.client.clone(), &ns);
-    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &ns);
-    create(
-        &rels,
-        &relation("tempo", endpoint_backend("tempo-a.fanout.test"), None),
-    )
-    .await;
+    let Apis { ns, rels, cms, .. } = env.apis("fanout").await;
+    create_endpoint_relation(&rels, "tempo", "tempo-a.fanout.test").await;
     let started = Instant::now();
     stream::iter(0..N)
         .map(|i| {
@@ -1245,15 +1248,17 @@ async fn fan_out_rewrites_200_consumers() {
             )
         }
     };
+    let all_hold = |what: String, doc: document::Document| {
+        wait_until(
+            what,
+            Duration::from_secs(120),
+            || env.log_tail(),
+            move || count_holding(doc.clone()),
+            |n| *n == N,
+        )
+    };
     let doc_a = expected_document("tempo-a.fanout.test", SEED_PORTS, None);
-    wait_until(
-        format!("all {N} consumers bound"),
-        Duration::from_secs(120),
-        || env.log_tail(),
-        || count_holding(doc_a.clone()),
-        |n| *n == N,
-    )
-    .await;
+    all_hold(format!("all {N} consumers bound"), doc_a).await;
     println!(
         "all {N} bound {:.2?} after the first create",
         started.elapsed()
@@ -1264,24 +1269,9 @@ async fn fan_out_rewrites_200_consumers() {
     .await;
 
     let edited = Instant::now();
-    rels.patch(
-        "tempo",
-        &PatchParams::default(),
-        &Patch::Merge(
-            json!({"spec": {"backend": {"endpoint": {"hostname": "tempo-b.fanout.test"}}}}),
-        ),
-    )
-    .await
-    .expect("edit hostname");
+    set_hostname(&rels, "tempo", "tempo-b.fanout.test").await;
     let doc_b = expected_document("tempo-b.fanout.test", SEED_PORTS, None);
-    wait_until(
-        format!("all {N} consumers to hold the new hostname"),
-        Duration::from_secs(120),
-        || env.log_tail(),
-        || count_holding(doc_b.clone()),
-        |n| *n == N,
-    )
-    .await;
+    all_hold(format!("all {N} consumers to hold the new hostname"), doc_b).await;
     println!(
         "FAN-OUT: all {N} consumers hold the new document {:.2?} after the hostname edit",
         edited.elapsed()
@@ -1407,11 +1397,7 @@ async fn twenty_bound_and_two_rejected_consumers(cp: &ControlPlane, client: &Cli
         &relation("by-service", service_backend("tempo"), None),
     )
     .await;
-    create(
-        &rels,
-        &relation("by-endpoint", endpoint_backend("tempo.noop.test"), None),
-    )
-    .await;
+    create_endpoint_relation(&rels, "by-endpoint", "tempo.noop.test").await;
     let mut names = Vec::new();
     for i in 0..10 {
         for (rel, receivers) in [
@@ -1669,14 +1655,8 @@ async fn a_restarted_operator_sends_no_write(
 async fn consumers_deleted_mid_reconcile_are_not_an_error_storm() {
     const N: usize = 50;
     let env = Env::get().await;
-    let ns = env.cp.namespace("vanish").await;
-    let rels: Api<TracingRelation> = Api::namespaced(env.client.clone(), &ns);
-    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &ns);
-    create(
-        &rels,
-        &relation("tempo", endpoint_backend("tempo.vanish.test"), None),
-    )
-    .await;
+    let Apis { ns, rels, cms, .. } = env.apis("vanish").await;
+    create_endpoint_relation(&rels, "tempo", "tempo.vanish.test").await;
     env.wait(&rels, "tempo", "Ready", |r| is_ready(r, "True", "Resolved"))
         .await;
     let log_start = env.logs().len();
@@ -1772,14 +1752,8 @@ async fn consumers_deleted_mid_reconcile_are_not_an_error_storm() {
 #[tokio::test(flavor = "multi_thread")]
 async fn deleted_bound_consumer_stays_deleted() {
     let env = Env::get().await;
-    let ns = env.cp.namespace("deleted").await;
-    let rels: Api<TracingRelation> = Api::namespaced(env.client.clone(), &ns);
-    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &ns);
-    create(
-        &rels,
-        &relation("tempo", endpoint_backend("tempo.deleted.test"), None),
-    )
-    .await;
+    let Apis { rels, cms, .. } = env.apis("deleted").await;
+    create_endpoint_relation(&rels, "tempo", "tempo.deleted.test").await;
     create(
         &cms,
         &configmap("app", &[(RELATION_LABEL, "tempo")], &[], &[("own", "x")]),
@@ -1821,11 +1795,7 @@ async fn events_are_recorded_for_bound_and_rejected_consumers() {
     let rels: Api<TracingRelation> = Api::namespaced(env.client.clone(), &ns);
     let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &ns);
     let other_cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &other);
-    create(
-        &rels,
-        &relation("tempo", endpoint_backend("tempo.events.test"), None),
-    )
-    .await;
+    create_endpoint_relation(&rels, "tempo", "tempo.events.test").await;
     create(
         &cms,
         &configmap("good", &[(RELATION_LABEL, "tempo")], &[], &[]),

@@ -219,3 +219,20 @@ pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+/// Changes the hostname of relation `name`'s explicit endpoint (a merge patch
+/// of the spec, as `kubectl edit` does).
+pub async fn set_hostname(rels: &Api<TracingRelation>, name: &str, hostname: &str) {
+    rels.patch(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(hostname_patch(hostname)),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("cannot change the hostname of relation {name}: {e}"));
+}
+
+/// The merge patch that sets an explicit endpoint's hostname.
+pub fn hostname_patch(hostname: &str) -> Value {
+    json!({"spec": {"backend": {"endpoint": {"hostname": hostname}}}})
+}
