@@ -4,8 +4,7 @@
 //! identities), metrics, health endpoints, logs, graceful shutdown (also with
 //! an API server that does not answer), namespace scope and the command line.
 //!
-//! Helpers of this file that the shared harness lacks: a Prometheus text
-//! parser ([`Scrape`]), the complete expected document per hostname
+//! Helpers of this file that the shared harness lacks: the complete expected document per hostname
 //! ([`expected`], [`census`]: no partial or mixed document), a TCP proxy to the
 //! API server that can be frozen ([`FreezableProxy`], a one-sided partition)
 //! and a kubeconfig pointing at it ([`kubeconfig_via`]).
@@ -24,13 +23,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::fixtures::{self, configmap, endpoint_backend, relation, seed_document, tail};
+use common::metrics::{PREFIX as P, Scrape, operator_metric_name, scrape, try_scrape};
+use common::rbac;
 use common::{
     ControlPlane, ControlPlaneOptions, OPERATOR_BIN, Operator, wait_for_named, wait_for_some_named,
 };
 use futures::{StreamExt, stream};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServicePort, ServiceSpec};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
@@ -38,13 +40,12 @@ use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tracing_relation_operator::api::TracingRelation;
 use tracing_relation_operator::core::contract::{
-    BOUND_TO_ANNOTATION, HASH_ANNOTATION, MANAGED_LABEL, OPERATOR_ANNOTATIONS, REASON_ANNOTATION,
-    RELATION_LABEL, RELATION_NAMESPACE_ANNOTATION, STATE_ANNOTATION,
+    BOUND_TO_ANNOTATION, FIELD_MANAGER, HASH_ANNOTATION, MANAGED_LABEL, OPERATOR_ANNOTATIONS,
+    REASON_ANNOTATION, RELATION_LABEL, RELATION_NAMESPACE_ANNOTATION, STATE_ANNOTATION,
+    STATE_BOUND,
 };
-use tracing_relation_operator::core::document::{self, ALL_SIGNAL_KEYS, DATA_KEYS, Endpoint};
+use tracing_relation_operator::core::document::{DATA_KEYS, KEY_OTEL_PROTOCOL};
 
-/// Field manager of the operator (its server-side applies).
-const OPERATOR_MANAGER: &str = "tracing-relation-operator";
 /// Field manager of this test's own writes.
 const TEST_MANAGER: &str = "production-tests";
 /// A consumer's own data key, which the operator must never touch.
@@ -76,19 +77,9 @@ async fn apply_relation(
     hostname: &str,
     all_namespaces: bool,
 ) {
-    let mut body = json!({
-        "apiVersion": "tracing.relations.dev/v1alpha1",
-        "kind": "TracingRelation",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {
-            "interface": "tracing",
-            "role": "provides",
-            "backend": {"endpoint": {"hostname": hostname}},
-        },
-    });
-    if all_namespaces {
-        body["spec"]["consumers"] = json!({"namespaceSelector": {}});
-    }
+    let consumers = all_namespaces.then(|| json!({"namespaceSelector": {}}));
+    let mut body = relation(name, endpoint_backend(hostname), consumers);
+    body.metadata.namespace = Some(ns.to_string());
     Api::<TracingRelation>::namespaced(client.clone(), ns)
         .patch(
             name,
@@ -101,39 +92,22 @@ async fn apply_relation(
 
 /// Changes the hostname of a relation's explicit endpoint.
 async fn set_hostname(client: &Client, ns: &str, name: &str, hostname: &str) {
-    Api::<TracingRelation>::namespaced(client.clone(), ns)
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"backend": {"endpoint": {"hostname": hostname}}}})),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("cannot change the hostname of {ns}/{name}: {e}"));
+    fixtures::set_hostname(&Api::namespaced(client.clone(), ns), name, hostname).await;
 }
 
 /// A consumer ConfigMap naming `relation` (in `relation_ns` when given), with one
 /// data key of its own.
 fn consumer(name: &str, relation: &str, relation_ns: Option<&str>) -> ConfigMap {
-    let mut annotations = BTreeMap::new();
-    if let Some(rns) = relation_ns {
-        annotations.insert(RELATION_NAMESPACE_ANNOTATION.to_string(), rns.to_string());
-    }
-    ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            labels: Some(BTreeMap::from([(
-                RELATION_LABEL.to_string(),
-                relation.to_string(),
-            )])),
-            annotations: Some(annotations),
-            ..ObjectMeta::default()
-        },
-        data: Some(BTreeMap::from([(
-            OWN_KEY.to_string(),
-            OWN_VALUE.to_string(),
-        )])),
-        ..ConfigMap::default()
-    }
+    let annotations: Vec<(&str, &str)> = relation_ns
+        .map(|rns| (RELATION_NAMESPACE_ANNOTATION, rns))
+        .into_iter()
+        .collect();
+    configmap(
+        name,
+        &[(RELATION_LABEL, relation)],
+        &annotations,
+        &[(OWN_KEY, OWN_VALUE)],
+    )
 }
 
 async fn create_consumer(client: &Client, ns: &str, cm: &ConfigMap) {
@@ -201,17 +175,7 @@ struct Expected {
 }
 
 fn expected(hostname: &str) -> Expected {
-    let doc = document::build(
-        &Endpoint {
-            hostname: hostname.to_string(),
-            tempo_port: Some(3200),
-            otlp_grpc_port: Some(4317),
-            otlp_http_port: Some(4318),
-            zipkin_port: Some(9411),
-            ..Endpoint::default()
-        },
-        None,
-    );
+    let doc = seed_document(hostname);
     // Sanity of the expectation itself: every data key names the hostname.
     assert_eq!(
         doc.data.len(),
@@ -219,7 +183,7 @@ fn expected(hostname: &str) -> Expected {
         "{doc:?}"
     );
     for (k, v) in &doc.data {
-        if !["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_TRACES_EXPORTER"].contains(&k.as_str()) {
+        if k != KEY_OTEL_PROTOCOL {
             assert!(v.contains(hostname), "{k}={v:?} does not name {hostname}");
         }
     }
@@ -256,7 +220,7 @@ fn held(cm: &ConfigMap, expected: &[Expected], bound_to: &str) -> Held {
     for (i, e) in expected.iter().enumerate() {
         if ours == e.data
             && ann.get(HASH_ANNOTATION) == Some(&e.hash)
-            && ann.get(STATE_ANNOTATION).map(String::as_str) == Some("Bound")
+            && ann.get(STATE_ANNOTATION).map(String::as_str) == Some(STATE_BOUND)
             && ann.get(BOUND_TO_ANNOTATION).map(String::as_str) == Some(bound_to)
         {
             return Held::Doc(i);
@@ -378,133 +342,9 @@ fn spawn(cp: &ControlPlane, args: &[String]) -> Operator {
     cp.spawn_operator(&operator_cmd(cp, &args))
 }
 
-/// One scrape of `/metrics`: samples keyed by metric name, each with its labels.
-#[derive(Debug, Default)]
-struct Scrape {
-    samples: Vec<(String, BTreeMap<String, String>, f64)>,
-    text: String,
-}
-
-impl Scrape {
-    fn parse(text: &str) -> Scrape {
-        let mut samples = Vec::new();
-        for line in text.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let (name, labels, rest) = match line.find('{') {
-                Some(open) => {
-                    let close = line
-                        .rfind('}')
-                        .unwrap_or_else(|| panic!("bad metric line {line:?}"));
-                    (
-                        &line[..open],
-                        parse_labels(&line[open + 1..close]),
-                        &line[close + 1..],
-                    )
-                }
-                None => {
-                    let (n, r) = line
-                        .split_once(' ')
-                        .unwrap_or_else(|| panic!("bad metric line {line:?}"));
-                    (n, BTreeMap::new(), r)
-                }
-            };
-            let value = rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_else(|| panic!("no value in {line:?}"));
-            let value: f64 = match value {
-                "+Inf" => f64::INFINITY,
-                "-Inf" => f64::NEG_INFINITY,
-                v => v
-                    .parse()
-                    .unwrap_or_else(|e| panic!("bad value in {line:?}: {e}")),
-            };
-            samples.push((name.to_string(), labels, value));
-        }
-        Scrape {
-            samples,
-            text: text.to_string(),
-        }
-    }
-
-    /// The sample of `name` whose label set is exactly `labels`.
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let want: BTreeMap<String, String> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        self.samples
-            .iter()
-            .find(|(n, l, _)| n == name && *l == want)
-            .map(|(_, _, v)| *v)
-    }
-
-    /// Like [`Scrape::get`], 0 when absent (counters of a label set not seen yet).
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.get(name, labels).unwrap_or(0.0)
-    }
-
-    /// All samples of `name`.
-    fn all(&self, name: &str) -> Vec<(BTreeMap<String, String>, f64)> {
-        self.samples
-            .iter()
-            .filter(|(n, _, _)| n == name)
-            .map(|(_, l, v)| (l.clone(), *v))
-            .collect()
-    }
-}
-
-fn parse_labels(s: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut chars = s.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
-            chars.next();
-        }
-        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
-        if key.is_empty() {
-            break;
-        }
-        assert_eq!(chars.next(), Some('"'), "bad labels {s:?}");
-        let mut value = String::new();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' => match chars.next() {
-                    Some('n') => value.push('\n'),
-                    Some(o) => value.push(o),
-                    None => break,
-                },
-                '"' => break,
-                c => value.push(c),
-            }
-        }
-        out.insert(key.trim().to_string(), value);
-    }
-    out
-}
-
-const P: &str = "tracing_relation_operator_";
-
+/// `tracing_relation_operator_<name>`.
 fn m(name: &str) -> String {
-    format!("{P}{name}")
-}
-
-/// Scrapes `/metrics`, `None` while not served.
-async fn try_scrape(op: &Operator) -> Option<Scrape> {
-    match op.http_get("/metrics").await {
-        Ok((200, body)) => Some(Scrape::parse(&body)),
-        _ => None,
-    }
-}
-
-async fn scrape(op: &Operator) -> Scrape {
-    wait_for_some_named("/metrics to answer 200", Duration::from_secs(60), || {
-        try_scrape(op)
-    })
-    .await
+    operator_metric_name(name)
 }
 
 /// The `leader` gauge, `None` while not served.
@@ -536,11 +376,6 @@ async fn wait_metrics(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 fn writes_sent(s: &Scrape) -> f64 {
@@ -760,7 +595,10 @@ async fn leader_election_one_leader_and_standby_takes_over_after_kill_9() {
         assert_eq!(data.get(OWN_KEY).map(String::as_str), Some(OWN_VALUE));
         let ann = cm.metadata.annotations.clone().unwrap_or_default();
         assert_eq!(ann.get(HASH_ANNOTATION), Some(&new.hash));
-        assert_eq!(ann.get(STATE_ANNOTATION).map(String::as_str), Some("Bound"));
+        assert_eq!(
+            ann.get(STATE_ANNOTATION).map(String::as_str),
+            Some(STATE_BOUND)
+        );
         assert_eq!(ann.get(BOUND_TO_ANNOTATION), Some(&bound_to));
     }
     let after = wait_metrics(
@@ -971,7 +809,7 @@ async fn metrics_count_reconciles_writes_states_and_rejections() {
     .await;
     assert_eq!(s0.get(&m("relations"), &[]), Some(1.0));
     assert_eq!(
-        s0.get(&m("consumers"), &[("state", "Bound"), ("reason", "")]),
+        s0.get(&m("consumers"), &[("state", STATE_BOUND), ("reason", "")]),
         Some(0.0),
         "{}",
         s0.text
@@ -999,7 +837,7 @@ async fn metrics_count_reconciles_writes_states_and_rejections() {
     let consumer_reconciles =
         |s: &Scrape| s.value(&m("reconciles_total"), &[("controller", "consumer")]);
     let skipped = |s: &Scrape| s.value(&m("consumer_writes_skipped_total"), &[]);
-    let bound = |s: &Scrape| s.get(&m("consumers"), &[("state", "Bound"), ("reason", "")]);
+    let bound = |s: &Scrape| s.get(&m("consumers"), &[("state", STATE_BOUND), ("reason", "")]);
 
     // A consumer binds: exactly one write, the reconcile counter grows, one Bound.
     create_consumer(&client, &ns, &consumer("c-000", "tempo", None)).await;
@@ -1248,54 +1086,18 @@ async fn healthz_answers_at_once_and_readyz_waits_for_every_cache() {
     create_consumer(&client, &ns, &consumer("app", "tempo", None)).await;
     // The operator runs as a ServiceAccount that may do everything it needs
     // except read Services, so the Service cache cannot list.
-    let rule = |groups: &[&str], resources: &[&str]| PolicyRule {
-        api_groups: Some(groups.iter().map(|s| s.to_string()).collect()),
-        resources: Some(resources.iter().map(|s| s.to_string()).collect()),
-        verbs: vec!["*".into()],
-        ..PolicyRule::default()
-    };
-    let role = ClusterRole {
-        metadata: ObjectMeta {
-            name: Some("tro-health".into()),
-            ..ObjectMeta::default()
-        },
-        rules: Some(vec![
-            rule(
-                &["tracing.relations.dev"],
-                &["tracingrelations", "tracingrelations/status"],
-            ),
-            rule(&[""], &["configmaps", "namespaces", "events"]),
-            rule(&["events.k8s.io"], &["events"]),
-            rule(&["coordination.k8s.io"], &["leases"]),
-        ]),
-        ..ClusterRole::default()
-    };
+    let rule = |groups: &[&str], resources: &[&str]| rbac::rule(groups, resources, &["*"]);
+    let rules = vec![
+        rule(
+            &["tracing.relations.dev"],
+            &["tracingrelations", "tracingrelations/status"],
+        ),
+        rule(&[""], &["configmaps", "namespaces", "events"]),
+        rule(&["events.k8s.io"], &["events"]),
+        rule(&["coordination.k8s.io"], &["leases"]),
+    ];
+    rbac::grant_cluster_role(&client, "tro-health", rules, (&ns, "operator")).await;
     let roles = Api::<ClusterRole>::all(client.clone());
-    roles
-        .create(&PostParams::default(), &role)
-        .await
-        .expect("cannot create ClusterRole");
-    let binding = ClusterRoleBinding {
-        metadata: ObjectMeta {
-            name: Some("tro-health".into()),
-            ..ObjectMeta::default()
-        },
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "ClusterRole".into(),
-            name: "tro-health".into(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".into(),
-            name: "operator".into(),
-            namespace: Some(ns.to_string()),
-            ..Subject::default()
-        }]),
-    };
-    Api::<ClusterRoleBinding>::all(client.clone())
-        .create(&PostParams::default(), &binding)
-        .await
-        .expect("cannot create ClusterRoleBinding");
     let mut cmd = cp.operator_command();
     cmd.env(
         "KUBECONFIG",
@@ -1386,12 +1188,11 @@ async fn healthz_answers_at_once_and_readyz_waits_for_every_cache() {
             r.resources = Some(vec!["namespaces".into(), "events".into()]);
         }
     }
-    role.rules.get_or_insert_with(Vec::new).push(PolicyRule {
-        api_groups: Some(vec!["".into()]),
-        resources: Some(vec!["configmaps".into()]),
-        verbs: vec!["get".into(), "list".into(), "watch".into()],
-        ..PolicyRule::default()
-    });
+    role.rules.get_or_insert_with(Vec::new).push(rbac::rule(
+        &[""],
+        &["configmaps"],
+        &["get", "list", "watch"],
+    ));
     roles
         .replace("tro-health", &PostParams::default(), &role)
         .await
@@ -1484,7 +1285,7 @@ async fn run_until_bound(
                 .unwrap_or_default()
                 .get(STATE_ANNOTATION)
                 .map(String::as_str)
-                == Some("Bound")
+                == Some(STATE_BOUND)
         },
     )
     .await;
@@ -1829,7 +1630,7 @@ async fn watch_namespaces_binds_only_consumers_in_those_namespaces() {
         "2 bound consumers and 2 writes",
         Duration::from_secs(60),
         |s| {
-            s.get(&m("consumers"), &[("state", "Bound"), ("reason", "")]) == Some(2.0)
+            s.get(&m("consumers"), &[("state", STATE_BOUND), ("reason", "")]) == Some(2.0)
                 && writes_sent(s) == 2.0
         },
     )
@@ -1843,7 +1644,7 @@ async fn watch_namespaces_binds_only_consumers_in_those_namespaces() {
         s2.text
     );
     assert_eq!(
-        s2.get(&m("consumers"), &[("state", "Bound"), ("reason", "")]),
+        s2.get(&m("consumers"), &[("state", STATE_BOUND), ("reason", "")]),
         Some(2.0)
     );
     let rejected: f64 = s2
@@ -1885,7 +1686,7 @@ async fn watch_namespaces_binds_only_consumers_in_those_namespaces() {
         .filter_map(|f| f.manager)
         .collect();
     assert!(
-        !managers.iter().any(|m| m == OPERATOR_MANAGER),
+        !managers.iter().any(|m| m == FIELD_MANAGER),
         "the operator wrote to c/app: {managers:?}"
     );
     // The relation's status counts the two.
@@ -1929,7 +1730,7 @@ async fn watch_namespaces_binds_only_consumers_in_those_namespaces() {
     )
     .await;
     let s3 = wait_metrics(&wide, "3 bound consumers", Duration::from_secs(60), |s| {
-        s.get(&m("consumers"), &[("state", "Bound"), ("reason", "")]) == Some(3.0)
+        s.get(&m("consumers"), &[("state", STATE_BOUND), ("reason", "")]) == Some(3.0)
     })
     .await;
     assert_eq!(
