@@ -23,7 +23,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::fixtures::{self, configmap, endpoint_backend, relation, seed_document, tail};
+use common::fixtures::{
+    self, configmap, endpoint_backend, relation, seed_document, service_backend, tail,
+};
 use common::metrics::{PREFIX as P, Scrape, operator_metric_name, scrape, try_scrape};
 use common::rbac;
 use common::{
@@ -42,9 +44,9 @@ use tracing_relation_operator::api::TracingRelation;
 use tracing_relation_operator::core::contract::{
     BOUND_TO_ANNOTATION, FIELD_MANAGER, HASH_ANNOTATION, MANAGED_LABEL, OPERATOR_ANNOTATIONS,
     REASON_ANNOTATION, RELATION_LABEL, RELATION_NAMESPACE_ANNOTATION, STATE_ANNOTATION,
-    STATE_BOUND,
+    STATE_BOUND, STATE_REJECTED,
 };
-use tracing_relation_operator::core::document::{DATA_KEYS, KEY_OTEL_PROTOCOL};
+use tracing_relation_operator::core::document::{DATA_KEYS, KEY_OTEL_PROTOCOL, KEY_TEMPO_ENDPOINT};
 
 /// Field manager of this test's own writes.
 const TEST_MANAGER: &str = "production-tests";
@@ -390,43 +392,84 @@ const TAKEOVER_CONSUMERS: usize = 500;
 /// hold the new document.
 const MID_REWRITE: usize = 25;
 
+/// Two replicas elect exactly one leader, named by the Lease, and only it
+/// writes; killed (`kill -9`) in the middle of rewriting 500 consumers, the
+/// standby takes over within the lease duration, finishes the rewrite (no
+/// consumer ever holds a partial or mixed document) and rewrites no consumer
+/// the old leader had already rewritten.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leader_election_one_leader_and_standby_takes_over_after_kill_9() {
     let (cp, client) = private_control_plane(true).await;
     let ns = cp.namespace("takeover").await;
-    let lease_name = "tro-takeover";
-    let lease_duration = Duration::from_secs(6);
-    let ids = ["replica-a", "replica-b"];
-    let mut ops: Vec<Operator> = ids
+    let t = Takeover {
+        client,
+        ns: ns.to_string(),
+        lease_name: "tro-takeover",
+        lease_duration: Duration::from_secs(6),
+        ids: ["replica-a", "replica-b"],
+    };
+    let mut ops: Vec<Operator> = t
+        .ids
         .iter()
         .map(|id| {
-            let mut args = elect_args(id, &ns, lease_name, "6s", "2s");
+            let mut args = elect_args(id, &ns, t.lease_name, "6s", "2s");
             // Few writes in flight, so a rewrite of 500 consumers takes long
             // enough to be interrupted in the middle.
             args.push("--max-concurrent-writes=2".into());
             spawn(&cp, &args)
         })
         .collect();
+    let leader = exactly_one_leads_and_stays_leader(&t, &ops).await;
+    let standby = 1 - leader;
+    let hosts = [
+        "tempo-one.observability.svc.cluster.local",
+        "tempo-two.observability.svc.cluster.local",
+        "tempo-three.observability.svc.cluster.local",
+        "tempo-four.observability.svc.cluster.local",
+    ];
+    let docs: Vec<Expected> = hosts.iter().map(|h| expected(h)).collect();
+    consumers_bind_and_only_the_leader_writes(&t, &ops, leader, &docs[0]).await;
+    let (attempt, rewritten_at_kill, kill_at) =
+        kill_the_leader_in_the_middle_of_a_rewrite(&t, &mut ops, leader, &docs).await;
+    let (old, new) = (&docs[attempt - 1], &docs[attempt]);
+    the_standby_takes_over_within_the_lease_duration(&t, &ops[standby], leader, kill_at).await;
+    the_new_leader_finishes_without_rewriting_again(&t, &ops[standby], old, new, rewritten_at_kill)
+        .await;
+}
 
-    // Exactly one becomes leader, and the Lease names it.
+/// The control plane's side of the takeover test: a client, the namespace of
+/// the Lease and consumers, the Lease and the two replicas' identities.
+struct Takeover {
+    client: Client,
+    ns: String,
+    lease_name: &'static str,
+    lease_duration: Duration,
+    ids: [&'static str; 2],
+}
+
+impl Takeover {
+    async fn holder(&self) -> Option<String> {
+        lease_holder(&get_lease(&self.client, &self.ns, self.lease_name).await)
+    }
+}
+
+/// Exactly one becomes leader, and the Lease names it; it stays that way over
+/// several renew intervals. Returns the leader's index.
+async fn exactly_one_leads_and_stays_leader(t: &Takeover, ops: &[Operator]) -> usize {
+    let ids = t.ids;
     let leader = wait_for_some_named(
         "exactly one leader whose identity the Lease holds",
         Duration::from_secs(120),
-        || {
-            let ops = &ops;
-            let client = &client;
-            let ns = &ns;
-            async move {
-                let a = leader_gauge(&ops[0]).await?;
-                let b = leader_gauge(&ops[1]).await?;
-                let holder = lease_holder(&get_lease(client, ns, lease_name).await)?;
-                if a == 1.0 && b == 0.0 && holder == ids[0] {
-                    Some(0)
-                } else if a == 0.0 && b == 1.0 && holder == ids[1] {
-                    Some(1)
-                } else {
-                    None
-                }
+        || async move {
+            let a = leader_gauge(&ops[0]).await?;
+            let b = leader_gauge(&ops[1]).await?;
+            let holder = t.holder().await?;
+            if a == 1.0 && b == 0.0 && holder == ids[0] {
+                Some(0)
+            } else if a == 0.0 && b == 1.0 && holder == ids[1] {
+                Some(1)
+            } else {
+                None
             }
         },
     )
@@ -446,29 +489,29 @@ async fn leader_election_one_leader_and_standby_takes_over_after_kill_9() {
             Some(0.0),
             "the standby claims to lead"
         );
-        assert_eq!(
-            lease_holder(&get_lease(&client, &ns, lease_name).await).as_deref(),
-            Some(ids[leader])
-        );
+        assert_eq!(t.holder().await.as_deref(), Some(ids[leader]));
     }
+    leader
+}
 
-    // 500 consumers bound to one relation.
-    let hosts = [
-        "tempo-one.observability.svc.cluster.local",
-        "tempo-two.observability.svc.cluster.local",
-        "tempo-three.observability.svc.cluster.local",
-        "tempo-four.observability.svc.cluster.local",
-    ];
-    let docs: Vec<Expected> = hosts.iter().map(|h| expected(h)).collect();
-    apply_relation(&client, &ns, "tempo", hosts[0], false).await;
-    create_consumers(&client, &ns, "c", "tempo", TAKEOVER_CONSUMERS).await;
+/// 500 consumers bound to one relation, written by the leader only: the standby
+/// reconciled nothing.
+async fn consumers_bind_and_only_the_leader_writes(
+    t: &Takeover,
+    ops: &[Operator],
+    leader: usize,
+    first: &Expected,
+) {
+    let (client, ns, standby) = (&t.client, &t.ns, 1 - leader);
+    apply_relation(client, ns, "tempo", &first.hostname, false).await;
+    create_consumers(client, ns, "c", "tempo", TAKEOVER_CONSUMERS).await;
     let began = Instant::now();
     wait_all_hold(
-        &client,
-        &ns,
+        client,
+        ns,
         "tempo",
         TAKEOVER_CONSUMERS,
-        &docs[0],
+        first,
         &[],
         Duration::from_secs(600),
     )
@@ -477,7 +520,6 @@ async fn leader_election_one_leader_and_standby_takes_over_after_kill_9() {
         "all {TAKEOVER_CONSUMERS} consumers bound in {:.1?}",
         began.elapsed()
     );
-    // Only the leader wrote; the standby reconciled nothing.
     let standby_before = scrape(&ops[standby]).await;
     assert_eq!(
         writes_sent(&standby_before),
@@ -496,32 +538,41 @@ async fn leader_election_one_leader_and_standby_takes_over_after_kill_9() {
         "{}",
         leader_scrape.text
     );
+}
 
-    // Change the hostname and kill -9 the leader in the middle of the rewrite.
+/// Changes the hostname (to each next document in turn, as long as a rewrite
+/// finishes before it can be caught) and kills the leader with `kill -9` once
+/// some but not all consumers hold the new document. Returns the attempt, how
+/// many were rewritten, and when it was killed.
+async fn kill_the_leader_in_the_middle_of_a_rewrite(
+    t: &Takeover,
+    ops: &mut [Operator],
+    leader: usize,
+    docs: &[Expected],
+) -> (usize, usize, Instant) {
+    let (client, ns) = (&t.client, &t.ns);
     let bound_to = format!("{ns}/tempo");
-    let mut caught = None;
-    'attempts: for attempt in 1..hosts.len() {
+    for attempt in 1..docs.len() {
         let (old, new) = (&docs[attempt - 1], &docs[attempt]);
-        set_hostname(&client, &ns, "tempo", &new.hostname).await;
+        set_hostname(client, ns, "tempo", &new.hostname).await;
         let began = Instant::now();
         loop {
-            let cms = list_consumers(&client, &ns, "tempo").await;
+            let cms = list_consumers(client, ns, "tempo").await;
             let counts = census(&cms, &[new.clone(), old.clone()], &bound_to);
             if counts[0] >= MID_REWRITE && counts[0] < TAKEOVER_CONSUMERS {
                 let kill_at = Instant::now();
                 ops[leader].kill_9();
                 eprintln!(
                     "killed the leader {} (kill -9) with {} of {TAKEOVER_CONSUMERS} consumers rewritten to {}",
-                    ids[leader], counts[0], new.hostname
+                    t.ids[leader], counts[0], new.hostname
                 );
-                caught = Some((attempt, counts[0], kill_at));
-                break 'attempts;
+                return (attempt, counts[0], kill_at);
             }
             if counts[0] == TAKEOVER_CONSUMERS {
                 eprintln!(
                     "attempt {attempt}: the rewrite finished before it could be interrupted; trying again"
                 );
-                continue 'attempts;
+                break;
             }
             assert!(
                 began.elapsed() < Duration::from_secs(300),
@@ -530,25 +581,30 @@ async fn leader_election_one_leader_and_standby_takes_over_after_kill_9() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    let (attempt, rewritten_at_kill, kill_at) =
-        caught.expect("never caught the leader in the middle of a rewrite");
-    let (old, new) = (&docs[attempt - 1], &docs[attempt]);
+    panic!("never caught the leader in the middle of a rewrite")
+}
 
-    // The standby takes over within the lease duration plus a few seconds.
+/// The standby takes over within the lease duration plus a few seconds, and the
+/// Lease names it and counts the transition.
+async fn the_standby_takes_over_within_the_lease_duration(
+    t: &Takeover,
+    standby_op: &Operator,
+    leader: usize,
+    kill_at: Instant,
+) {
+    let (ids, lease_duration) = (t.ids, t.lease_duration);
+    let standby = 1 - leader;
     let takeover = wait_for_some_named(
         "the standby to lead after the kill",
         Duration::from_secs(120),
-        || {
-            let op = &ops[standby];
-            async move { (leader_gauge(op).await == Some(1.0)).then(|| kill_at.elapsed()) }
-        },
+        || async move { (leader_gauge(standby_op).await == Some(1.0)).then(|| kill_at.elapsed()) },
     )
     .await;
     eprintln!(
         "TAKEOVER: standby {} leads {:.2?} after kill -9 of {} (lease duration {lease_duration:?}, renew interval 2s)",
         ids[standby], takeover, ids[leader]
     );
-    let lease = get_lease(&client, &ns, lease_name).await;
+    let lease = get_lease(&t.client, &t.ns, t.lease_name).await;
     assert_eq!(
         lease_holder(&lease).as_deref(),
         Some(ids[standby]),
@@ -567,12 +623,23 @@ async fn leader_election_one_leader_and_standby_takes_over_after_kill_9() {
         takeover <= lease_duration + Duration::from_secs(10),
         "takeover took {takeover:?}, more than the lease duration {lease_duration:?} + 10 s"
     );
+}
 
-    // It finishes: every consumer holds the complete new document; no poll ever
-    // sees a partial or mixed one.
+/// It finishes: every consumer holds the complete new document; no poll ever
+/// sees a partial or mixed one; consumers the old leader had already rewritten
+/// are not written again.
+async fn the_new_leader_finishes_without_rewriting_again(
+    t: &Takeover,
+    new_leader: &Operator,
+    old: &Expected,
+    new: &Expected,
+    rewritten_at_kill: usize,
+) {
+    let (client, ns) = (&t.client, &t.ns);
+    let bound_to = format!("{ns}/tempo");
     wait_all_hold(
-        &client,
-        &ns,
+        client,
+        ns,
         "tempo",
         TAKEOVER_CONSUMERS,
         new,
@@ -580,7 +647,7 @@ async fn leader_election_one_leader_and_standby_takes_over_after_kill_9() {
         Duration::from_secs(600),
     )
     .await;
-    let cms = list_consumers(&client, &ns, "tempo").await;
+    let cms = list_consumers(client, ns, "tempo").await;
     assert_eq!(cms.len(), TAKEOVER_CONSUMERS);
     for cm in &cms {
         let data = cm.data.clone().unwrap_or_default();
@@ -602,7 +669,7 @@ async fn leader_election_one_leader_and_standby_takes_over_after_kill_9() {
         assert_eq!(ann.get(BOUND_TO_ANNOTATION), Some(&bound_to));
     }
     let after = wait_metrics(
-        &ops[standby],
+        new_leader,
         "the new leader's consumer writes",
         Duration::from_secs(60),
         |s| writes_sent(s) > 0.0,
@@ -646,39 +713,7 @@ async fn leader_that_loses_its_lease_stops_writing_and_takes_it_back() {
 
     // Someone else takes the Lease and keeps renewing it.
     let stop = Arc::new(AtomicBool::new(false));
-    let fake = {
-        let (client, ns, stop) = (client.clone(), ns.to_string(), stop.clone());
-        tokio::spawn(async move {
-            let api = Api::<Lease>::namespaced(client, &ns);
-            let mut renewals = 0u32;
-            while !stop.load(Ordering::SeqCst) {
-                match api.get(lease_name).await {
-                    Ok(mut lease) => {
-                        let spec = lease.spec.get_or_insert_with(Default::default);
-                        let now = MicroTime(Timestamp::now());
-                        if spec.holder_identity.as_deref() != Some("fake-holder") {
-                            spec.holder_identity = Some("fake-holder".into());
-                            spec.acquire_time = Some(now.clone());
-                            spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
-                        }
-                        spec.renew_time = Some(now);
-                        spec.lease_duration_seconds = Some(6);
-                        match api
-                            .replace(lease_name, &PostParams::default(), &lease)
-                            .await
-                        {
-                            Ok(_) => renewals += 1,
-                            Err(kube::Error::Api(e)) if e.code == 409 => continue,
-                            Err(e) => panic!("the fake holder cannot renew: {e}"),
-                        }
-                    }
-                    Err(e) => panic!("the fake holder cannot read the Lease: {e}"),
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            renewals
-        })
-    };
+    let fake = a_fake_holder_renews_the_lease(&client, &ns, lease_name, stop.clone());
     let lost_at = Instant::now();
     wait_metrics(
         &op,
@@ -705,49 +740,18 @@ async fn leader_that_loses_its_lease_stops_writing_and_takes_it_back() {
         .patch(
             "c-000",
             &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"tempo_endpoint": "tampered"}})),
+            &Patch::Merge(json!({"data": {KEY_TEMPO_ENDPOINT: "tampered"}})),
         )
         .await
         .expect("cannot edit c-000");
     // For 12 s (6 renew intervals, twice the lease duration) nothing is written.
-    for _ in 0..12 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let s = scrape(&op).await;
-        assert_eq!(
-            s.get(&m("leader"), &[]),
-            Some(0.0),
-            "the operator leads again while another holder renews"
-        );
-        assert_eq!(
-            writes_sent(&s),
-            sent_before,
-            "a replica without the Lease wrote to consumers"
-        );
-        assert_eq!(
-            lease_holder(&get_lease(&client, &ns, lease_name).await).as_deref(),
-            Some("fake-holder")
-        );
-        let c0 = get_cm(&client, &ns, "c-000").await;
-        assert_eq!(
-            c0.data
-                .as_ref()
-                .and_then(|d| d.get("tempo_endpoint"))
-                .map(String::as_str),
-            Some("tampered"),
-            "c-000 was rewritten without the Lease"
-        );
-        let others = list_consumers(&client, &ns, "tempo").await;
-        for cm in others
-            .iter()
-            .filter(|c| c.metadata.name.as_deref() != Some("c-000"))
-        {
-            assert_eq!(
-                held(cm, &[h1.clone(), h2.clone()], &format!("{ns}/tempo")),
-                Held::Doc(0),
-                "a consumer was rewritten without the Lease"
-            );
-        }
-    }
+    let hold = LostLease {
+        client: &client,
+        ns: &ns,
+        lease_name,
+        docs: [h1.clone(), h2.clone()],
+    };
+    nothing_is_written_without_the_lease(&hold, &op, sent_before).await;
 
     // The fake holder stops renewing: the operator takes the Lease back and converges.
     stop.store(true, Ordering::SeqCst);
@@ -787,6 +791,100 @@ async fn leader_that_loses_its_lease_stops_writing_and_takes_it_back() {
     );
 }
 
+/// The objects of [`leader_that_loses_its_lease_stops_writing_and_takes_it_back`].
+struct LostLease<'a> {
+    client: &'a Client,
+    ns: &'a str,
+    lease_name: &'static str,
+    /// The document before and after the hostname change.
+    docs: [Expected; 2],
+}
+
+/// Spawns a task that takes Lease `lease_name` as `fake-holder` and renews it
+/// every second until `stop`; it returns how often it renewed.
+fn a_fake_holder_renews_the_lease(
+    client: &Client,
+    ns: &str,
+    lease_name: &'static str,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<u32> {
+    let (client, ns) = (client.clone(), ns.to_string());
+    tokio::spawn(async move {
+        let api = Api::<Lease>::namespaced(client, &ns);
+        let mut renewals = 0u32;
+        while !stop.load(Ordering::SeqCst) {
+            match api.get(lease_name).await {
+                Ok(mut lease) => {
+                    let spec = lease.spec.get_or_insert_with(Default::default);
+                    let now = MicroTime(Timestamp::now());
+                    if spec.holder_identity.as_deref() != Some("fake-holder") {
+                        spec.holder_identity = Some("fake-holder".into());
+                        spec.acquire_time = Some(now.clone());
+                        spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+                    }
+                    spec.renew_time = Some(now);
+                    spec.lease_duration_seconds = Some(6);
+                    match api
+                        .replace(lease_name, &PostParams::default(), &lease)
+                        .await
+                    {
+                        Ok(_) => renewals += 1,
+                        Err(kube::Error::Api(e)) if e.code == 409 => continue,
+                        Err(e) => panic!("the fake holder cannot renew: {e}"),
+                    }
+                }
+                Err(e) => panic!("the fake holder cannot read the Lease: {e}"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        renewals
+    })
+}
+
+/// For 12 s the operator does not lead, writes nothing, the fake holder keeps
+/// the Lease, the hand-edited consumer stays edited and every other consumer
+/// keeps the old document.
+async fn nothing_is_written_without_the_lease(t: &LostLease<'_>, op: &Operator, sent_before: f64) {
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let s = scrape(op).await;
+        assert_eq!(
+            s.get(&m("leader"), &[]),
+            Some(0.0),
+            "the operator leads again while another holder renews"
+        );
+        assert_eq!(
+            writes_sent(&s),
+            sent_before,
+            "a replica without the Lease wrote to consumers"
+        );
+        assert_eq!(
+            lease_holder(&get_lease(t.client, t.ns, t.lease_name).await).as_deref(),
+            Some("fake-holder")
+        );
+        let c0 = get_cm(t.client, t.ns, "c-000").await;
+        assert_eq!(
+            c0.data
+                .as_ref()
+                .and_then(|d| d.get(KEY_TEMPO_ENDPOINT))
+                .map(String::as_str),
+            Some("tampered"),
+            "c-000 was rewritten without the Lease"
+        );
+        let others = list_consumers(t.client, t.ns, "tempo").await;
+        for cm in others
+            .iter()
+            .filter(|c| c.metadata.name.as_deref() != Some("c-000"))
+        {
+            assert_eq!(
+                held(cm, &t.docs, &format!("{}/tempo", t.ns)),
+                Held::Doc(0),
+                "a consumer was rewritten without the Lease"
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // 3. Metrics move.
 
@@ -814,25 +912,7 @@ async fn metrics_count_reconciles_writes_states_and_rejections() {
         "{}",
         s0.text
     );
-    // Every documented family is exposed (the labelled counters
-    // reconcile_failures and consumer_rejections appear with their first
-    // sample: prometheus-client leaves out a family without children).
-    for family in [
-        "reconciles",
-        "reconcile_duration_seconds",
-        "consumers",
-        "relations",
-        "relations_ready",
-        "consumer_writes_sent",
-        "consumer_writes_skipped",
-        "leader",
-    ] {
-        assert!(
-            s0.text.contains(&format!("# TYPE {P}{family} ")),
-            "no metric family {family}:\n{}",
-            s0.text
-        );
-    }
+    every_documented_family_is_exposed(&s0);
     let sent0 = writes_sent(&s0);
     let consumer_reconciles =
         |s: &Scrape| s.value(&m("reconciles_total"), &[("controller", "consumer")]);
@@ -898,60 +978,106 @@ async fn metrics_count_reconciles_writes_states_and_rejections() {
     assert_eq!(writes_sent(&s3), writes_sent(&s1) + 2.0, "{}", s3.text);
 
     // A rejected consumer (its relation does not exist).
-    let rejected = |s: &Scrape| {
-        s.value(
-            &m("consumer_rejections_total"),
-            &[("reason", "RelationNotFound")],
-        )
-    };
-    let r0 = rejected(&s3);
-    create_consumer(&client, &ns, &consumer("lost", "no-such-relation", None)).await;
-    wait_for_named(
-        "consumer 'lost' to be rejected",
-        Duration::from_secs(60),
-        || {
-            let client = &client;
-            let ns = &ns;
-            async move {
-                let cm = get_cm(client, ns, "lost").await;
-                cm.metadata
-                    .annotations
-                    .unwrap_or_default()
-                    .get(REASON_ANNOTATION)
-                    .map(String::as_str)
-                    == Some("RelationNotFound")
-            }
-        },
-    )
-    .await;
-    let s4 = wait_metrics(
-        &op,
-        "a RelationNotFound rejection",
-        Duration::from_secs(60),
-        |s| {
-            rejected(s) == r0 + 1.0
-                && s.get(
-                    &m("consumers"),
-                    &[("state", "Rejected"), ("reason", "RelationNotFound")],
-                ) == Some(1.0)
-        },
-    )
-    .await;
+    let s4 = a_rejected_consumer_is_counted_as_rejected(&client, &ns, &op, &s3).await;
     assert_eq!(
         bound(&s4),
         Some(3.0),
         "the rejected consumer counted as bound"
     );
 
-    // relations_ready counts Ready relations only: one following a missing
-    // Service is not Ready until the Service exists.
-    let body = json!({
-        "apiVersion": "tracing.relations.dev/v1alpha1",
-        "kind": "TracingRelation",
-        "metadata": {"name": "follows", "namespace": &*ns},
-        "spec": {"interface": "tracing", "role": "provides", "backend": {"service": {"name": "tempo"}}},
-    });
-    Api::<TracingRelation>::namespaced(client.clone(), &ns)
+    relations_ready_counts_ready_relations_only(&client, &ns, &op).await;
+
+    // The histogram has observations: count matches reconciles_total, +Inf
+    // bucket equals count, buckets never decrease, sum > 0.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = scrape(&op).await;
+    for controller in ["consumer", "relation"] {
+        the_histogram_agrees_with_the_counter(&s, controller);
+    }
+    assert_eq!(s.get(&m("leader"), &[]), Some(1.0));
+    assert_eq!(bound(&s), Some(3.0));
+    eprintln!(
+        "writes sent {}, skipped {}, rejections {:?}",
+        writes_sent(&s),
+        skipped(&s),
+        s.all(&m("consumer_rejections_total"))
+    );
+}
+
+/// Every documented family is exposed (the labelled counters reconcile_failures
+/// and consumer_rejections appear with their first sample: prometheus-client
+/// leaves out a family without children).
+fn every_documented_family_is_exposed(s0: &Scrape) {
+    for family in [
+        "reconciles",
+        "reconcile_duration_seconds",
+        "consumers",
+        "relations",
+        "relations_ready",
+        "consumer_writes_sent",
+        "consumer_writes_skipped",
+        "leader",
+    ] {
+        assert!(
+            s0.text.contains(&format!("# TYPE {P}{family} ")),
+            "no metric family {family}:\n{}",
+            s0.text
+        );
+    }
+}
+
+/// A consumer of a relation that does not exist is rejected: the rejections
+/// counter for RelationNotFound grows by one and the consumers gauge counts it
+/// as Rejected. Returns the scrape that shows it.
+async fn a_rejected_consumer_is_counted_as_rejected(
+    client: &Client,
+    ns: &str,
+    op: &Operator,
+    s3: &Scrape,
+) -> Scrape {
+    let rejected = |s: &Scrape| {
+        s.value(
+            &m("consumer_rejections_total"),
+            &[("reason", "RelationNotFound")],
+        )
+    };
+    let r0 = rejected(s3);
+    create_consumer(client, ns, &consumer("lost", "no-such-relation", None)).await;
+    wait_for_named(
+        "consumer 'lost' to be rejected",
+        Duration::from_secs(60),
+        || async move {
+            let cm = get_cm(client, ns, "lost").await;
+            cm.metadata
+                .annotations
+                .unwrap_or_default()
+                .get(REASON_ANNOTATION)
+                .map(String::as_str)
+                == Some("RelationNotFound")
+        },
+    )
+    .await;
+    wait_metrics(
+        op,
+        "a RelationNotFound rejection",
+        Duration::from_secs(60),
+        |s| {
+            rejected(s) == r0 + 1.0
+                && s.get(
+                    &m("consumers"),
+                    &[("state", STATE_REJECTED), ("reason", "RelationNotFound")],
+                ) == Some(1.0)
+        },
+    )
+    .await
+}
+
+/// relations_ready counts Ready relations only: one following a missing
+/// Service is not Ready until the Service exists.
+async fn relations_ready_counts_ready_relations_only(client: &Client, ns: &str, op: &Operator) {
+    let mut body = relation("follows", service_backend("tempo"), None);
+    body.metadata.namespace = Some(ns.to_string());
+    Api::<TracingRelation>::namespaced(client.clone(), ns)
         .patch(
             "follows",
             &PatchParams::apply(TEST_MANAGER).force(),
@@ -962,24 +1088,20 @@ async fn metrics_count_reconciles_writes_states_and_rejections() {
     wait_for_named(
         "relation 'follows' to report Ready=False",
         Duration::from_secs(60),
-        || {
-            let client = &client;
-            let ns = &ns;
-            async move {
-                let r = Api::<TracingRelation>::namespaced(client.clone(), ns)
-                    .get("follows")
-                    .await
-                    .expect("get follows");
-                r.status.is_some_and(|s| {
-                    s.conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "False")
-                })
-            }
+        || async move {
+            let r = Api::<TracingRelation>::namespaced(client.clone(), ns)
+                .get("follows")
+                .await
+                .expect("get follows");
+            r.status.is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "False")
+            })
         },
     )
     .await;
-    let s5 = wait_metrics(&op, "2 relations, 1 ready", Duration::from_secs(60), |s| {
+    let s5 = wait_metrics(op, "2 relations, 1 ready", Duration::from_secs(60), |s| {
         s.get(&m("relations"), &[]) == Some(2.0)
     })
     .await;
@@ -999,72 +1121,63 @@ async fn metrics_count_reconciles_writes_states_and_rejections() {
         }),
         ..Service::default()
     };
-    Api::<Service>::namespaced(client.clone(), &ns)
+    Api::<Service>::namespaced(client.clone(), ns)
         .create(&PostParams::default(), &svc)
         .await
         .expect("cannot create Service");
-    wait_metrics(&op, "2 relations ready", Duration::from_secs(60), |s| {
+    wait_metrics(op, "2 relations ready", Duration::from_secs(60), |s| {
         s.get(&m("relations_ready"), &[]) == Some(2.0)
     })
     .await;
+}
 
-    // The histogram has observations: count matches reconciles_total, +Inf
-    // bucket equals count, buckets never decrease, sum > 0.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let s = scrape(&op).await;
-    for controller in ["consumer", "relation"] {
-        let l = [("controller", controller)];
-        let count = s
-            .get(&m("reconcile_duration_seconds_count"), &l)
-            .unwrap_or_else(|| panic!("no histogram count for {controller}:\n{}", s.text));
-        let sum = s
-            .get(&m("reconcile_duration_seconds_sum"), &l)
-            .expect("histogram sum");
-        assert!(
-            count > 0.0 && sum > 0.0,
-            "{controller}: count {count}, sum {sum}"
-        );
-        assert_eq!(
-            count,
-            s.value(&m("reconciles_total"), &l),
-            "{controller}: histogram count differs from reconciles_total"
-        );
-        let mut buckets: Vec<(f64, f64)> = s
-            .all(&m("reconcile_duration_seconds_bucket"))
-            .into_iter()
-            .filter(|(labels, _)| labels.get("controller").map(String::as_str) == Some(controller))
-            .map(|(labels, v)| {
-                let le = labels["le"].as_str();
-                (
-                    if le == "+Inf" {
-                        f64::INFINITY
-                    } else {
-                        le.parse().expect("le")
-                    },
-                    v,
-                )
-            })
-            .collect();
-        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-        assert!(buckets.len() > 2, "{controller}: buckets {buckets:?}");
-        assert!(
-            buckets.windows(2).all(|w| w[0].1 <= w[1].1),
-            "{controller}: buckets decrease {buckets:?}"
-        );
-        assert_eq!(
-            buckets.last().map(|b| (b.0, b.1)),
-            Some((f64::INFINITY, count))
-        );
-        eprintln!("{controller}: {count} reconciles, {sum:.4} s in total");
-    }
-    assert_eq!(s.get(&m("leader"), &[]), Some(1.0));
-    assert_eq!(bound(&s), Some(3.0));
-    eprintln!(
-        "writes sent {}, skipped {}, rejections {:?}",
-        writes_sent(&s),
-        skipped(&s),
-        s.all(&m("consumer_rejections_total"))
+/// The reconcile duration histogram of `controller` has observations: its count
+/// matches reconciles_total, the +Inf bucket equals the count, buckets never
+/// decrease, the sum is positive.
+fn the_histogram_agrees_with_the_counter(s: &Scrape, controller: &str) {
+    let l = [("controller", controller)];
+    let count = s
+        .get(&m("reconcile_duration_seconds_count"), &l)
+        .unwrap_or_else(|| panic!("no histogram count for {controller}:\n{}", s.text));
+    let sum = s
+        .get(&m("reconcile_duration_seconds_sum"), &l)
+        .expect("histogram sum");
+    assert!(
+        count > 0.0 && sum > 0.0,
+        "{controller}: count {count}, sum {sum}"
     );
+    assert_eq!(
+        count,
+        s.value(&m("reconciles_total"), &l),
+        "{controller}: histogram count differs from reconciles_total"
+    );
+    let mut buckets: Vec<(f64, f64)> = s
+        .all(&m("reconcile_duration_seconds_bucket"))
+        .into_iter()
+        .filter(|(labels, _)| labels.get("controller").map(String::as_str) == Some(controller))
+        .map(|(labels, v)| {
+            let le = labels["le"].as_str();
+            (
+                if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().expect("le")
+                },
+                v,
+            )
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert!(buckets.len() > 2, "{controller}: buckets {buckets:?}");
+    assert!(
+        buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+        "{controller}: buckets decrease {buckets:?}"
+    );
+    assert_eq!(
+        buckets.last().map(|b| (b.0, b.1)),
+        Some((f64::INFINITY, count))
+    );
+    eprintln!("{controller}: {count} reconciles, {sum:.4} s in total");
 }
 
 // ---------------------------------------------------------------------------
@@ -1650,7 +1763,7 @@ async fn watch_namespaces_binds_only_consumers_in_those_namespaces() {
     let rejected: f64 = s2
         .all(&m("consumers"))
         .iter()
-        .filter(|(l, _)| l.get("state").map(String::as_str) == Some("Rejected"))
+        .filter(|(l, _)| l.get("state").map(String::as_str) == Some(STATE_REJECTED))
         .map(|(_, v)| v)
         .sum();
     assert_eq!(rejected, 0.0, "{}", s2.text);
