@@ -430,7 +430,14 @@ async fn leader_election_one_leader_and_standby_takes_over_after_kill_9() {
     let docs: Vec<Expected> = hosts.iter().map(|h| expected(h)).collect();
     consumers_bind_and_only_the_leader_writes(&t, &ops, leader, &docs[0]).await;
     let (attempt, rewritten_at_kill, kill_at) =
-        kill_the_leader_in_the_middle_of_a_rewrite(&t, &mut ops, leader, &docs).await;
+        interrupt_a_rewrite(&t.client, &t.ns, &docs, TAKEOVER_CONSUMERS, |rewritten, new| {
+            ops[leader].kill_9();
+            eprintln!(
+                "killed the leader {} (kill -9) with {rewritten} of {TAKEOVER_CONSUMERS} consumers rewritten to {}",
+                t.ids[leader], new.hostname
+            );
+        })
+        .await;
     let (old, new) = (&docs[attempt - 1], &docs[attempt]);
     the_standby_takes_over_within_the_lease_duration(&t, &ops[standby], leader, kill_at).await;
     the_new_leader_finishes_without_rewriting_again(&t, &ops[standby], old, new, rewritten_at_kill)
@@ -541,16 +548,16 @@ async fn consumers_bind_and_only_the_leader_writes(
 }
 
 /// Changes the hostname (to each next document in turn, as long as a rewrite
-/// finishes before it can be caught) and kills the leader with `kill -9` once
-/// some but not all consumers hold the new document. Returns the attempt, how
-/// many were rewritten, and when it was killed.
-async fn kill_the_leader_in_the_middle_of_a_rewrite(
-    t: &Takeover,
-    ops: &mut [Operator],
-    leader: usize,
+/// finishes before it can be caught) and calls `interrupt` once some but not all
+/// of the `n` consumers hold the new document. Returns the attempt, how many
+/// were rewritten, and when `interrupt` was called.
+async fn interrupt_a_rewrite(
+    client: &Client,
+    ns: &str,
     docs: &[Expected],
+    n: usize,
+    mut interrupt: impl FnMut(usize, &Expected),
 ) -> (usize, usize, Instant) {
-    let (client, ns) = (&t.client, &t.ns);
     let bound_to = format!("{ns}/tempo");
     for attempt in 1..docs.len() {
         let (old, new) = (&docs[attempt - 1], &docs[attempt]);
@@ -559,16 +566,12 @@ async fn kill_the_leader_in_the_middle_of_a_rewrite(
         loop {
             let cms = list_consumers(client, ns, "tempo").await;
             let counts = census(&cms, &[new.clone(), old.clone()], &bound_to);
-            if counts[0] >= MID_REWRITE && counts[0] < TAKEOVER_CONSUMERS {
-                let kill_at = Instant::now();
-                ops[leader].kill_9();
-                eprintln!(
-                    "killed the leader {} (kill -9) with {} of {TAKEOVER_CONSUMERS} consumers rewritten to {}",
-                    t.ids[leader], counts[0], new.hostname
-                );
-                return (attempt, counts[0], kill_at);
+            if counts[0] >= MID_REWRITE && counts[0] < n {
+                let at = Instant::now();
+                interrupt(counts[0], new);
+                return (attempt, counts[0], at);
             }
-            if counts[0] == TAKEOVER_CONSUMERS {
+            if counts[0] == n {
                 eprintln!(
                     "attempt {attempt}: the rewrite finished before it could be interrupted; trying again"
                 );
@@ -576,12 +579,12 @@ async fn kill_the_leader_in_the_middle_of_a_rewrite(
             }
             assert!(
                 began.elapsed() < Duration::from_secs(300),
-                "the leader did not start rewriting within 300 s: {counts:?}"
+                "no rewrite started within 300 s: {counts:?}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    panic!("never caught the leader in the middle of a rewrite")
+    panic!("never caught the operator in the middle of a rewrite")
 }
 
 /// The standby takes over within the lease duration plus a few seconds, and the
@@ -693,6 +696,10 @@ async fn the_new_leader_finishes_without_rewriting_again(
 // ---------------------------------------------------------------------------
 // 2. A leader that loses its Lease stops writing, then takes it back.
 
+/// A leader whose Lease is taken (and kept renewed) by another holder reports
+/// `leader 0`, logs that it lost leadership and writes nothing, not even to
+/// repair a hand-edited consumer or follow a new hostname; once the other holder
+/// stops, it takes the Lease back and converges every consumer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leader_that_loses_its_lease_stops_writing_and_takes_it_back() {
     let (cp, client) = private_control_plane(true).await;
@@ -888,6 +895,10 @@ async fn nothing_is_written_without_the_lease(t: &LostLease<'_>, op: &Operator, 
 // ---------------------------------------------------------------------------
 // 3. Metrics move.
 
+/// The metrics move as the operator works: every documented family is exposed;
+/// a bound consumer is one write, a change that needs none is a skipped write;
+/// the consumers gauge follows bound and rejected consumers; relations_ready
+/// counts Ready relations only; the reconcile histogram agrees with the counter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_reconciles_writes_states_and_rejections() {
     let (cp, client) = private_control_plane(true).await;
@@ -1413,6 +1424,10 @@ async fn run_until_bound(
     op.logs()
 }
 
+/// With `--log-format json` every log line is one JSON object with a level;
+/// `--log-level debug` logs more than `warn` (which leaves out "consumer bound");
+/// `LOG_FORMAT` and `LOG_LEVEL` work as fallbacks, a flag wins over its
+/// environment variable, and the default text format is not JSON.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_one_object_per_line_and_the_level_changes_the_amount() {
     let (cp, client) = private_control_plane(true).await;
@@ -1534,6 +1549,10 @@ async fn json_logs_one_object_per_line_and_the_level_changes_the_amount() {
 
 const SHUTDOWN_CONSUMERS: usize = 300;
 
+/// SIGTERM in the middle of rewriting 300 consumers: the operator finishes its
+/// in-flight writes, releases the Lease and exits 0 within the shutdown timeout;
+/// every consumer holds one complete document (old or new), and a next replica
+/// leads at once (long before the lease duration) and finishes the rewrite.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_mid_rewrite_exits_0_releases_the_lease_and_leaves_no_partial_document() {
     let (cp, client) = private_control_plane(true).await;
@@ -1574,79 +1593,22 @@ async fn sigterm_mid_rewrite_exits_0_releases_the_lease_and_leaves_no_partial_do
     );
 
     let bound_to = format!("{ns}/tempo");
-    let mut caught = None;
-    'attempts: for attempt in 1..hosts.len() {
-        let (old, new) = (&docs[attempt - 1], &docs[attempt]);
-        set_hostname(&client, &ns, "tempo", &new.hostname).await;
-        let began = Instant::now();
-        loop {
-            let counts = census(
-                &list_consumers(&client, &ns, "tempo").await,
-                &[new.clone(), old.clone()],
-                &bound_to,
-            );
-            if counts[0] >= MID_REWRITE && counts[0] < SHUTDOWN_CONSUMERS {
-                op.sigterm();
-                eprintln!(
-                    "SIGTERM with {} of {SHUTDOWN_CONSUMERS} consumers rewritten",
-                    counts[0]
-                );
-                caught = Some((attempt, counts[0], Instant::now()));
-                break 'attempts;
-            }
-            if counts[0] == SHUTDOWN_CONSUMERS {
-                eprintln!("attempt {attempt}: the rewrite finished before SIGTERM; trying again");
-                continue 'attempts;
-            }
-            assert!(
-                began.elapsed() < Duration::from_secs(300),
-                "no rewrite started: {counts:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
     let (attempt, at_signal, signalled) =
-        caught.expect("never caught the operator in the middle of a rewrite");
-    let (old, new) = (&docs[attempt - 1], &docs[attempt]);
-    let status = op
-        .wait_exit(shutdown_timeout + Duration::from_secs(30))
+        interrupt_a_rewrite(&client, &ns, &docs, SHUTDOWN_CONSUMERS, |rewritten, _| {
+            op.sigterm();
+            eprintln!("SIGTERM with {rewritten} of {SHUTDOWN_CONSUMERS} consumers rewritten");
+        })
         .await;
-    let took = signalled.elapsed();
-    eprintln!(
-        "exited with {status} {took:.2?} after SIGTERM (--shutdown-timeout {shutdown_timeout:?})"
-    );
-    let logs = op.logs();
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "exit status {status}:\n{}",
-        tail(&logs, 30)
-    );
-    assert!(
-        took <= shutdown_timeout + Duration::from_secs(10),
-        "exit took {took:?}, --shutdown-timeout is {shutdown_timeout:?}"
-    );
-    assert!(
-        logs.contains("SIGTERM: finishing in-flight writes"),
-        "{}",
-        tail(&logs, 20)
-    );
-    assert!(
-        !logs.contains("did not finish within the shutdown timeout"),
-        "{}",
-        tail(&logs, 20)
-    );
-    assert!(
-        logs.contains("Lease released"),
-        "the log does not say the Lease was released:\n{}",
-        tail(&logs, 20)
-    );
-    let lease = get_lease(&client, &ns, lease_name).await;
-    assert_eq!(
-        lease_holder(&lease),
-        None,
-        "the Lease still has a holder after shutdown: {lease:?}"
-    );
+    let (old, new) = (&docs[attempt - 1], &docs[attempt]);
+    it_exits_0_in_time_and_releases_the_lease(
+        &client,
+        &ns,
+        lease_name,
+        &mut op,
+        shutdown_timeout,
+        signalled,
+    )
+    .await;
 
     // Every consumer holds one complete document, old or new.
     let counts = census(
@@ -1693,9 +1655,63 @@ async fn sigterm_mid_rewrite_exits_0_releases_the_lease_and_leaves_no_partial_do
     .await;
 }
 
+/// After SIGTERM the operator exits 0 within the shutdown timeout, having
+/// finished its in-flight writes, and the Lease has no holder any more.
+async fn it_exits_0_in_time_and_releases_the_lease(
+    client: &Client,
+    ns: &str,
+    lease_name: &str,
+    op: &mut Operator,
+    shutdown_timeout: Duration,
+    signalled: Instant,
+) {
+    let status = op
+        .wait_exit(shutdown_timeout + Duration::from_secs(30))
+        .await;
+    let took = signalled.elapsed();
+    eprintln!(
+        "exited with {status} {took:.2?} after SIGTERM (--shutdown-timeout {shutdown_timeout:?})"
+    );
+    let logs = op.logs();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status {status}:\n{}",
+        tail(&logs, 30)
+    );
+    assert!(
+        took <= shutdown_timeout + Duration::from_secs(10),
+        "exit took {took:?}, --shutdown-timeout is {shutdown_timeout:?}"
+    );
+    assert!(
+        logs.contains("SIGTERM: finishing in-flight writes"),
+        "{}",
+        tail(&logs, 20)
+    );
+    assert!(
+        !logs.contains("did not finish within the shutdown timeout"),
+        "{}",
+        tail(&logs, 20)
+    );
+    assert!(
+        logs.contains("Lease released"),
+        "the log does not say the Lease was released:\n{}",
+        tail(&logs, 20)
+    );
+    let lease = get_lease(client, ns, lease_name).await;
+    assert_eq!(
+        lease_holder(&lease),
+        None,
+        "the Lease still has a holder after shutdown: {lease:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 7. Scope.
 
+/// With `--watch-namespaces=a,b` the operator binds the consumers in `a` and `b`
+/// and never touches (nor counts, nor rejects) the admissible consumer in `c`;
+/// a cluster-wide operator then binds `c` too, rewriting no bound consumer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_namespaces_binds_only_consumers_in_those_namespaces() {
     let (cp, client) = private_control_plane(true).await;
@@ -1711,23 +1727,7 @@ async fn watch_namespaces_binds_only_consumers_in_those_namespaces() {
     let mut op = spawn(&cp, &[watch]);
     let bound_to = format!("{a}/tempo");
     for ns in [&a, &b] {
-        wait_for_named(
-            format!("{ns}/app to be bound"),
-            Duration::from_secs(90),
-            || {
-                let client = &client;
-                let bound_to = &bound_to;
-                let ep = &ep;
-                async move {
-                    held(
-                        &get_cm(client, ns, "app").await,
-                        std::slice::from_ref(ep),
-                        bound_to,
-                    ) == Held::Doc(0)
-                }
-            },
-        )
-        .await;
+        wait_app_holds(&client, ns, &ep, &bound_to, "to be bound").await;
     }
     // Touch the consumer in c, then give the operator time to (wrongly) act.
     Api::<ConfigMap>::namespaced(client.clone(), &c)
@@ -1738,7 +1738,7 @@ async fn watch_namespaces_binds_only_consumers_in_those_namespaces() {
         )
         .await
         .expect("cannot touch c/app");
-    let s = wait_metrics(
+    wait_metrics(
         &op,
         "2 bound consumers and 2 writes",
         Duration::from_secs(60),
@@ -1774,10 +1774,70 @@ async fn watch_namespaces_binds_only_consumers_in_those_namespaces() {
         ),
         0.0
     );
-    let _ = s;
-    let untouched = get_cm(&client, &c, "app").await;
+    the_unwatched_consumer_is_untouched(&client, &c, &ep, &bound_to).await;
+    // The relation's status counts the two.
+    wait_for_named(
+        "the relation's status to count 2 bound",
+        Duration::from_secs(60),
+        || {
+            let client = &client;
+            let a = &a;
+            async move {
+                let r = Api::<TracingRelation>::namespaced(client.clone(), a)
+                    .get("tempo")
+                    .await
+                    .expect("get relation");
+                r.status.is_some_and(|s| s.consumers.bound == 2)
+            }
+        },
+    )
+    .await;
+
+    // The consumer in c is admissible: a cluster-wide operator binds it.
+    op.sigterm();
+    assert!(op.wait_exit(Duration::from_secs(60)).await.success());
+    let wide = spawn(&cp, &[]);
+    let by_wide = "to be bound by a cluster-wide operator";
+    wait_app_holds(&client, &c, &ep, &bound_to, by_wide).await;
+    let s3 = wait_metrics(&wide, "3 bound consumers", Duration::from_secs(60), |s| {
+        s.get(&m("consumers"), &[("state", STATE_BOUND), ("reason", "")]) == Some(3.0)
+    })
+    .await;
     assert_eq!(
-        held(&untouched, std::slice::from_ref(&ep), &bound_to),
+        writes_sent(&s3),
+        1.0,
+        "the cluster-wide operator rewrote consumers that were already bound:\n{}",
+        s3.text
+    );
+}
+
+/// Waits until consumer `ns/app` holds exactly `ep`'s document, bound to `bound_to`.
+async fn wait_app_holds(client: &Client, ns: &str, ep: &Expected, bound_to: &str, what: &str) {
+    wait_for_named(
+        format!("{ns}/app {what}"),
+        Duration::from_secs(90),
+        || async move {
+            held(
+                &get_cm(client, ns, "app").await,
+                std::slice::from_ref(ep),
+                bound_to,
+            ) == Held::Doc(0)
+        },
+    )
+    .await;
+}
+
+/// The consumer in the unwatched namespace `c` holds nothing of the operator:
+/// no document, no managed label, no field of the operator's manager.
+async fn the_unwatched_consumer_is_untouched(
+    client: &Client,
+    c: &str,
+    ep: &Expected,
+    bound_to: &str,
+) {
+    let untouched = get_cm(client, c, "app").await;
+    assert_eq!(
+        held(&untouched, std::slice::from_ref(ep), bound_to),
         Held::Nothing,
         "{untouched:?}"
     );
@@ -1801,56 +1861,6 @@ async fn watch_namespaces_binds_only_consumers_in_those_namespaces() {
     assert!(
         !managers.iter().any(|m| m == FIELD_MANAGER),
         "the operator wrote to c/app: {managers:?}"
-    );
-    // The relation's status counts the two.
-    wait_for_named(
-        "the relation's status to count 2 bound",
-        Duration::from_secs(60),
-        || {
-            let client = &client;
-            let a = &a;
-            async move {
-                let r = Api::<TracingRelation>::namespaced(client.clone(), a)
-                    .get("tempo")
-                    .await
-                    .expect("get relation");
-                r.status.is_some_and(|s| s.consumers.bound == 2)
-            }
-        },
-    )
-    .await;
-
-    // The consumer in c is admissible: a cluster-wide operator binds it.
-    op.sigterm();
-    assert!(op.wait_exit(Duration::from_secs(60)).await.success());
-    let wide = spawn(&cp, &[]);
-    wait_for_named(
-        "c/app to be bound by a cluster-wide operator",
-        Duration::from_secs(90),
-        || {
-            let client = &client;
-            let c = &c;
-            let bound_to = &bound_to;
-            let ep = &ep;
-            async move {
-                held(
-                    &get_cm(client, c, "app").await,
-                    std::slice::from_ref(ep),
-                    bound_to,
-                ) == Held::Doc(0)
-            }
-        },
-    )
-    .await;
-    let s3 = wait_metrics(&wide, "3 bound consumers", Duration::from_secs(60), |s| {
-        s.get(&m("consumers"), &[("state", STATE_BOUND), ("reason", "")]) == Some(3.0)
-    })
-    .await;
-    assert_eq!(
-        writes_sent(&s3),
-        1.0,
-        "the cluster-wide operator rewrote consumers that were already bound:\n{}",
-        s3.text
     );
 }
 
@@ -1895,6 +1905,9 @@ fn run_bin(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String)
     )
 }
 
+/// `--help` documents every flag with its environment fallback, `--version`
+/// prints the version (both exit 0); a bad flag value exits 2 with a message
+/// naming the flag and the value.
 #[test]
 fn cli_help_version_and_bad_flag_values() {
     let (code, help, _) = run_bin(&["--help"], &[]);
@@ -1993,6 +2006,8 @@ fn cli_help_version_and_bad_flag_values() {
     }
 }
 
+/// Without the CRD the operator exits 1 and says the TracingRelation CRD is not
+/// installed, naming the file that installs it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_crd_exits_non_zero_saying_the_crd_is_not_installed() {
     let (cp, _client) = private_control_plane(false).await;
