@@ -21,6 +21,8 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::fixtures::{configmap, data_of, endpoint_relation};
+use common::operator::strip_ansi;
 use common::{ControlPlane, ControlPlaneOptions, Operator};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::{
@@ -36,8 +38,15 @@ use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tracing_relation_operator::api::TracingRelation;
+use tracing_relation_operator::core::contract::{
+    BOUND_TO_ANNOTATION, FINALIZER, REASON_ANNOTATION, RELATION_LABEL, STATE_ANNOTATION,
+    STATE_BOUND,
+};
+use tracing_relation_operator::core::document::{
+    DATA_KEYS, KEY_OTLP_GRPC_ENDPOINT, KEY_TEMPO_ENDPOINT,
+};
 
-// ---- the contract, spelled out ---------------------------------------------------
+// ---- the chart, spelled out ------------------------------------------------------
 
 const CHART: &str = "charts/tracing-relation-operator";
 const RELEASE: &str = "tro";
@@ -48,12 +57,6 @@ const FULLNAME: &str = "tro-tracing-relation-operator";
 const CRD_NAME: &str = "tracingrelations.tracing.relations.dev";
 const VAP_NAME: &str = "tracing-relation-consumers.tracing.relations.dev";
 
-const RELATION_LABEL: &str = "tracing.relations.dev/relation";
-const STATE: &str = "tracing.relations.dev/state";
-const REASON: &str = "tracing.relations.dev/reason";
-const BOUND_TO: &str = "tracing.relations.dev/bound-to";
-const FINALIZER: &str = "tracing.relations.dev/cleanup";
-use tracing_relation_operator::core::document::{ALL_SIGNAL_KEYS, DATA_KEYS as OPERATOR_DATA_KEYS};
 /// A data key of the consumer's own, which the operator must never touch.
 const OWN_KEY: &str = "app.conf";
 
@@ -113,23 +116,12 @@ fn find<'a>(docs: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Va
 
 // ---- objects --------------------------------------------------------------------
 
-fn relation_body(name: &str, hostname: &str) -> TracingRelation {
-    serde_json::from_value(json!({
-        "apiVersion": "tracing.relations.dev/v1alpha1",
-        "kind": "TracingRelation",
-        "metadata": {"name": name},
-        "spec": {
-            "interface": "tracing",
-            "role": "provides",
-            "backend": {"endpoint": {"hostname": hostname}},
-        },
-    }))
-    .expect("a valid TracingRelation")
-}
-
 async fn create_relation(client: &Client, ns: &str, name: &str, hostname: &str) {
     Api::<TracingRelation>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &relation_body(name, hostname))
+        .create(
+            &PostParams::default(),
+            &endpoint_relation(name, hostname, None),
+        )
         .await
         .unwrap_or_else(|e| panic!("cannot create TracingRelation {ns}/{name}: {e}"));
 }
@@ -137,29 +129,16 @@ async fn create_relation(client: &Client, ns: &str, name: &str, hostname: &str) 
 /// A consumer ConfigMap of relation `relation` (same namespace), with a data key
 /// of its own.
 async fn create_consumer(client: &Client, ns: &str, name: &str, relation: &str) {
-    let cm = ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            labels: Some(BTreeMap::from([(
-                RELATION_LABEL.to_owned(),
-                relation.to_owned(),
-            )])),
-            ..ObjectMeta::default()
-        },
-        data: Some(BTreeMap::from([(
-            OWN_KEY.to_owned(),
-            "never touched".to_owned(),
-        )])),
-        ..ConfigMap::default()
-    };
+    let cm = configmap(
+        name,
+        &[(RELATION_LABEL, relation)],
+        &[],
+        &[(OWN_KEY, "never touched")],
+    );
     Api::<ConfigMap>::namespaced(client.clone(), ns)
         .create(&PostParams::default(), &cm)
         .await
         .unwrap_or_else(|e| panic!("cannot create consumer {ns}/{name}: {e}"));
-}
-
-fn data_of(cm: &ConfigMap) -> BTreeMap<String, String> {
-    cm.data.clone().unwrap_or_default()
 }
 
 /// Waits until consumer `ns/name` is Bound with a document whose endpoints name
@@ -173,13 +152,14 @@ async fn wait_bound(client: &Client, ns: &str, name: &str, hostname: &str) -> Co
             let api = api.clone();
             async move {
                 let cm = api.get_opt(name).await.ok().flatten()?;
-                let bound = cm.annotations().get(STATE).map(String::as_str) == Some("Bound");
+                let bound =
+                    cm.annotations().get(STATE_ANNOTATION).map(String::as_str) == Some(STATE_BOUND);
                 let data = data_of(&cm);
                 let host_ok = data
-                    .get("tempo_endpoint")
+                    .get(KEY_TEMPO_ENDPOINT)
                     .is_some_and(|v| v.contains(hostname))
                     && data
-                        .get("otlp_grpc_endpoint")
+                        .get(KEY_OTLP_GRPC_ENDPOINT)
                         .is_some_and(|v| v.contains(hostname));
                 (bound && host_ok).then_some(cm)
             }
@@ -395,27 +375,9 @@ async fn wait_operator_leading(op: &mut Operator) {
     println!("operator ready and leading in {:.1?}", started.elapsed());
 }
 
-/// The log without ANSI colour sequences (the text format colours field names).
-fn plain(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' && chars.peek() == Some(&'[') {
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Lines of the log that mention a refused request.
 fn permission_lines(log: &str) -> Vec<String> {
-    plain(log)
+    strip_ansi(log)
         .lines()
         .filter(|l| {
             let l = l.to_ascii_lowercase();
@@ -483,6 +445,10 @@ podAnnotations:
   example.com/scrape: "true"
 "#;
 
+/// `helm lint --strict` passes with the defaults and with every optional
+/// feature on, and `helm template` renders what each setting promises
+/// (cluster-wide RBAC, replicas with a PDB and the CRDs by default; the
+/// features' objects and fields with `ALL_FEATURES`).
 #[test]
 fn helm_lint_and_template_render_defaults_and_every_feature() {
     let home = tempfile::tempdir().expect("temp dir");
@@ -797,10 +763,7 @@ async fn bind_rewrite_cleanup(e: &Env<'_>) -> Operator {
     create_consumer(admin, app, "cart", "tempo").await;
     let cm = wait_bound(admin, app, "cart", "tempo-a.example").await;
     let data = data_of(&cm);
-    for key in OPERATOR_DATA_KEYS
-        .iter()
-        .filter(|k| !ALL_SIGNAL_KEYS.contains(k))
-    {
+    for key in DATA_KEYS {
         assert!(
             data.contains_key(*key),
             "bound consumer lacks {key}: {data:?}"
@@ -808,7 +771,9 @@ async fn bind_rewrite_cleanup(e: &Env<'_>) -> Operator {
     }
     assert_eq!(data.get(OWN_KEY).map(String::as_str), Some("never touched"));
     assert_eq!(
-        cm.annotations().get(BOUND_TO).map(String::as_str),
+        cm.annotations()
+            .get(BOUND_TO_ANNOTATION)
+            .map(String::as_str),
         Some(format!("{app}/tempo").as_str())
     );
     let ready = wait_ready_condition(admin, app, "tempo", "Ready=True", |c| c.0 == "True").await;
@@ -878,7 +843,7 @@ async fn bind_rewrite_cleanup(e: &Env<'_>) -> Operator {
             async move {
                 let cm = cms.get_opt("cart").await.ok().flatten()?;
                 let data = data_of(&cm);
-                OPERATOR_DATA_KEYS
+                DATA_KEYS
                     .iter()
                     .all(|k| !data.contains_key(*k))
                     .then_some(cm)
@@ -1062,7 +1027,7 @@ async fn missing_configmap_patch_is_reported_then_recovers(e: &Env<'_>, op: &Ope
     create_consumer(admin, app, "orders", "tempo-rbac").await;
     let needle = format!("permission denied: patch configmaps in namespace {app}");
     common::wait_for_named(format!("the operator log to contain {needle:?}"), T, || {
-        let has = plain(&op.logs()).contains(&needle);
+        let has = strip_ansi(&op.logs()).contains(&needle);
         async move { has }
     })
     .await;
@@ -1076,7 +1041,7 @@ async fn missing_configmap_patch_is_reported_then_recovers(e: &Env<'_>, op: &Ope
         message.contains(&format!("patch configmaps in namespace {app}")),
         "the status names the missing permission: {message}"
     );
-    let log = plain(&op.logs());
+    let log = strip_ansi(&op.logs());
     let line = log
         .lines()
         .find(|l| l.contains(&needle))
@@ -1096,7 +1061,7 @@ async fn missing_configmap_patch_is_reported_then_recovers(e: &Env<'_>, op: &Ope
     println!("5a: metric {failures}");
     let orders = cms.get("orders").await.unwrap();
     assert!(
-        !data_of(&orders).contains_key("tempo_endpoint"),
+        !data_of(&orders).contains_key(KEY_TEMPO_ENDPOINT),
         "nothing can be written without patch"
     );
     restore_cluster_role(admin, &original).await;
@@ -1140,14 +1105,14 @@ async fn missing_event_create_only_warns(e: &Env<'_>, op: &Operator) {
         "the operator to log that it cannot publish an Event",
         T,
         || {
-            let has = plain(&op.logs())
+            let has = strip_ansi(&op.logs())
                 .lines()
                 .any(|l| l.contains("cannot publish Event") && l.contains("forbidden"));
             async move { has }
         },
     )
     .await;
-    let log = plain(&op.logs());
+    let log = strip_ansi(&op.logs());
     println!(
         "5b: {}",
         log.lines()
@@ -1179,7 +1144,7 @@ async fn missing_service_watch_keeps_a_fresh_replica_unready(
     let status = op.wait_exit(T).await;
     assert!(status.success(), "SIGTERM exit: {status}");
     assert!(
-        plain(&op.logs()).contains("Lease released"),
+        strip_ansi(&op.logs()).contains("Lease released"),
         "{}",
         op.logs()
     );
@@ -1198,14 +1163,14 @@ async fn missing_service_watch_keeps_a_fresh_replica_unready(
         "the new operator to log the refused Service watch",
         T,
         || {
-            let has = plain(&op.logs())
+            let has = strip_ansi(&op.logs())
                 .lines()
                 .any(|l| l.contains("watch failed") && l.contains("services is forbidden"));
             async move { has }
         },
     )
     .await;
-    let log = plain(&op.logs());
+    let log = strip_ansi(&op.logs());
     println!(
         "5c: {}",
         log.lines()
@@ -1218,8 +1183,8 @@ async fn missing_service_watch_keeps_a_fresh_replica_unready(
         assert_eq!(code, 503, "/readyz without list services: {body}");
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    assert!(!plain(&op.logs()).contains("caches synced"));
-    assert!(!plain(&op.logs()).contains("leading: reconciling"));
+    assert!(!strip_ansi(&op.logs()).contains("caches synced"));
+    assert!(!strip_ansi(&op.logs()).contains("leading: reconciling"));
     let holder = Api::<Lease>::namespaced(admin.clone(), release_ns)
         .get(FULLNAME)
         .await
@@ -1238,6 +1203,15 @@ async fn missing_service_watch_keeps_a_fresh_replica_unready(
     wait_bound(admin, app, "shipping", "tempo-c.example").await;
 
     op
+}
+
+/// Panics unless object `name` is gone.
+async fn assert_gone<K>(api: Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let got = api.get_opt(name).await.unwrap();
+    assert!(got.is_none(), "{name} is still there: {got:?}");
 }
 
 /// Step 7: `helm uninstall` (while the operator runs, as in a cluster): what goes,
@@ -1270,55 +1244,33 @@ async fn uninstall_keeps_crds_relations_and_consumer_data(e: &Env<'_>, mut op: O
     assert!(list.trim().is_empty(), "release still listed: {list}");
 
     // Gone: everything from templates/.
-    assert!(
-        Api::<ClusterRole>::all(admin.clone())
-            .get_opt(FULLNAME)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        Api::<ClusterRoleBinding>::all(admin.clone())
-            .get_opt(FULLNAME)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        Api::<Role>::namespaced(admin.clone(), release_ns)
-            .get_opt(&format!("{FULLNAME}-leader-election"))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        Api::<RoleBinding>::namespaced(admin.clone(), release_ns)
-            .get_opt(&format!("{FULLNAME}-leader-election"))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        Api::<ServiceAccount>::namespaced(admin.clone(), release_ns)
-            .get_opt(FULLNAME)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        Api::<Deployment>::namespaced(admin.clone(), release_ns)
-            .get_opt(FULLNAME)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        Api::<Service>::namespaced(admin.clone(), release_ns)
-            .get_opt(&format!("{FULLNAME}-metrics"))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert_gone(Api::<ClusterRole>::all(admin.clone()), FULLNAME).await;
+    assert_gone(Api::<ClusterRoleBinding>::all(admin.clone()), FULLNAME).await;
+    assert_gone(
+        Api::<Role>::namespaced(admin.clone(), release_ns),
+        &format!("{FULLNAME}-leader-election"),
+    )
+    .await;
+    assert_gone(
+        Api::<RoleBinding>::namespaced(admin.clone(), release_ns),
+        &format!("{FULLNAME}-leader-election"),
+    )
+    .await;
+    assert_gone(
+        Api::<ServiceAccount>::namespaced(admin.clone(), release_ns),
+        FULLNAME,
+    )
+    .await;
+    assert_gone(
+        Api::<Deployment>::namespaced(admin.clone(), release_ns),
+        FULLNAME,
+    )
+    .await;
+    assert_gone(
+        Api::<Service>::namespaced(admin.clone(), release_ns),
+        &format!("{FULLNAME}-metrics"),
+    )
+    .await;
     let lease = Api::<Lease>::namespaced(admin.clone(), release_ns)
         .get_opt(FULLNAME)
         .await
@@ -1359,12 +1311,12 @@ async fn uninstall_keeps_crds_relations_and_consumer_data(e: &Env<'_>, mut op: O
     for name in ["orders", "payments", "shipping"] {
         let cm = cms.get(name).await.unwrap();
         assert_eq!(
-            cm.annotations().get(STATE).map(String::as_str),
-            Some("Bound"),
+            cm.annotations().get(STATE_ANNOTATION).map(String::as_str),
+            Some(STATE_BOUND),
             "{name}"
         );
         assert!(
-            data_of(&cm).contains_key("tempo_endpoint"),
+            data_of(&cm).contains_key(KEY_TEMPO_ENDPOINT),
             "consumers keep their documents after uninstall: {name}"
         );
     }
@@ -1397,12 +1349,15 @@ async fn uninstall_keeps_crds_relations_and_consumer_data(e: &Env<'_>, mut op: O
     .await;
     let orders = cms.get("orders").await.unwrap();
     assert!(
-        data_of(&orders).contains_key("tempo_endpoint"),
+        data_of(&orders).contains_key(KEY_TEMPO_ENDPOINT),
         "with no operator, a consumer keeps the operator's keys: {:?}",
         orders.data
     );
     assert_eq!(
-        orders.annotations().get(REASON).map(String::as_str),
+        orders
+            .annotations()
+            .get(REASON_ANNOTATION)
+            .map(String::as_str),
         None,
         "nothing touched the consumer"
     );
@@ -1440,6 +1395,10 @@ async fn uninstall_keeps_crds_relations_and_consumer_data(e: &Env<'_>, mut op: O
 
 // ---- 6. namespaced mode ------------------------------------------------------------
 
+/// Upgrading the release to `watchNamespaces={a,b}` replaces the cluster-wide
+/// RBAC by Roles in `a` and `b` only; the ServiceAccount may read ConfigMaps
+/// there and nowhere else; the operator run as it binds consumers in `a` and `b`,
+/// leaves `c` alone, and makes no request its Roles refuse.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_upgrade_to_watch_namespaces_uses_roles_and_the_operator_binds_there() {
     let cp = ControlPlane::start(ControlPlaneOptions::default());
@@ -1487,24 +1446,31 @@ async fn helm_upgrade_to_watch_namespaces_uses_roles_and_the_operator_binds_ther
     );
     assert!(out.contains("REVISION: 2"), "{out}");
 
+    the_rbac_is_roles_in_the_watched_namespaces_only(&admin, &a, &b, &c).await;
+    let env = deployment_env(&admin, &release_ns).await;
+    assert_eq!(
+        env.get("WATCH_NAMESPACES"),
+        Some(&Some(format!("{a},{b}"))),
+        "{env:?}"
+    );
+    the_sa_reads_configmaps_in_watched_namespaces_only(&cp, &release_ns, &a, &c).await;
+    the_operator_binds_in_watched_namespaces_only(&cp, &admin, &release_ns, &env, [&a, &b, &c])
+        .await;
+}
+
+/// RBAC: Roles (and bindings) covering ConfigMaps in `a` and `b`, none in `c`,
+/// no cluster-wide role left.
+async fn the_rbac_is_roles_in_the_watched_namespaces_only(
+    admin: &Client,
+    a: &str,
+    b: &str,
+    c: &str,
+) {
     // RBAC: Roles in a and b, none in c, no cluster-wide role left.
-    assert!(
-        Api::<ClusterRole>::all(admin.clone())
-            .get_opt(FULLNAME)
-            .await
-            .unwrap()
-            .is_none(),
-        "the upgrade removes the ClusterRole"
-    );
-    assert!(
-        Api::<ClusterRoleBinding>::all(admin.clone())
-            .get_opt(FULLNAME)
-            .await
-            .unwrap()
-            .is_none(),
-        "the upgrade removes the ClusterRoleBinding"
-    );
-    for ns in [a.name(), b.name()] {
+    // The upgrade removes the ClusterRole and its binding.
+    assert_gone(Api::<ClusterRole>::all(admin.clone()), FULLNAME).await;
+    assert_gone(Api::<ClusterRoleBinding>::all(admin.clone()), FULLNAME).await;
+    for ns in [a, b] {
         let role = Api::<Role>::namespaced(admin.clone(), ns)
             .get(FULLNAME)
             .await
@@ -1524,21 +1490,18 @@ async fn helm_upgrade_to_watch_namespaces_uses_roles_and_the_operator_binds_ther
                 .is_some()
         );
     }
-    assert!(
-        Api::<Role>::namespaced(admin.clone(), &c)
-            .get_opt(FULLNAME)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    let env = deployment_env(&admin, &release_ns).await;
-    assert_eq!(
-        env.get("WATCH_NAMESPACES"),
-        Some(&Some(format!("{a},{b}"))),
-        "{env:?}"
-    );
+    assert_gone(Api::<Role>::namespaced(admin.clone(), c), FULLNAME).await;
+}
 
-    let sa = cp.impersonating_client(&release_ns, FULLNAME).await;
+/// The chart's ServiceAccount may list ConfigMaps in a watched namespace, not
+/// cluster-wide, not in an unwatched one, and may not list namespaces.
+async fn the_sa_reads_configmaps_in_watched_namespaces_only(
+    cp: &ControlPlane,
+    release_ns: &str,
+    a: &str,
+    c: &str,
+) {
+    let sa = cp.impersonating_client(release_ns, FULLNAME).await;
     wait_can_i(&sa, "list", "", "configmaps", None, false).await;
     expect_forbidden(
         "namespaced SA list configmaps cluster-wide",
@@ -1548,7 +1511,7 @@ async fn helm_upgrade_to_watch_namespaces_uses_roles_and_the_operator_binds_ther
     );
     expect_forbidden(
         "namespaced SA list configmaps in an unwatched namespace",
-        Api::<ConfigMap>::namespaced(sa.clone(), &c)
+        Api::<ConfigMap>::namespaced(sa.clone(), c)
             .list(&ListParams::default())
             .await,
     );
@@ -1558,36 +1521,47 @@ async fn helm_upgrade_to_watch_namespaces_uses_roles_and_the_operator_binds_ther
             .list(&ListParams::default())
             .await,
     );
-    Api::<ConfigMap>::namespaced(sa.clone(), &a)
+    Api::<ConfigMap>::namespaced(sa.clone(), a)
         .list(&ListParams::default())
         .await
         .expect("the SA lists configmaps in a watched namespace");
+}
 
+/// The operator with WATCH_NAMESPACES=a,b, run as the chart's ServiceAccount,
+/// binds the consumers in `a` and `b`; `c`'s relation gets no finalizer, its
+/// consumer no document; no request is refused.
+async fn the_operator_binds_in_watched_namespaces_only(
+    cp: &ControlPlane,
+    admin: &Client,
+    release_ns: &str,
+    env: &BTreeMap<String, Option<String>>,
+    [a, b, c]: [&str; 3],
+) {
     // The operator with WATCH_NAMESPACES=a,b as the SA.
     let mut op = cp.spawn_operator(&operator_as_chart_sa(
-        &cp,
-        &release_ns,
-        &env,
+        cp,
+        release_ns,
+        env,
         &format!("{FULLNAME}-7c4b5d-klmno"),
     ));
     wait_operator_leading(&mut op).await;
-    for ns in [&a, &b, &c] {
-        create_relation(&admin, ns, "tempo", &format!("tempo.{ns}.example")).await;
-        create_consumer(&admin, ns, "app", "tempo").await;
+    for ns in [a, b, c] {
+        create_relation(admin, ns, "tempo", &format!("tempo.{ns}.example")).await;
+        create_consumer(admin, ns, "app", "tempo").await;
     }
-    wait_bound(&admin, &a, "app", &format!("tempo.{a}.example")).await;
-    wait_bound(&admin, &b, "app", &format!("tempo.{b}.example")).await;
+    wait_bound(admin, a, "app", &format!("tempo.{a}.example")).await;
+    wait_bound(admin, b, "app", &format!("tempo.{b}.example")).await;
     // c is not watched: its relation gets no finalizer, its consumer no document.
-    let unwatched = Api::<ConfigMap>::namespaced(admin.clone(), &c)
+    let unwatched = Api::<ConfigMap>::namespaced(admin.clone(), c)
         .get("app")
         .await
         .unwrap();
     assert!(
-        unwatched.annotations().get(STATE).is_none()
-            && !data_of(&unwatched).contains_key("tempo_endpoint"),
+        unwatched.annotations().get(STATE_ANNOTATION).is_none()
+            && !data_of(&unwatched).contains_key(KEY_TEMPO_ENDPOINT),
         "a consumer in an unwatched namespace is left alone: {unwatched:?}"
     );
-    let rel_c = Api::<TracingRelation>::namespaced(admin.clone(), &c)
+    let rel_c = Api::<TracingRelation>::namespaced(admin.clone(), c)
         .get("tempo")
         .await
         .unwrap();
