@@ -30,8 +30,8 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use tracing_relation_operator::api::TracingRelation;
 use tracing_relation_operator::core::contract::{
-    BOUND_TO_ANNOTATION, HASH_ANNOTATION, MANAGED_LABEL, MESSAGE_ANNOTATION, REASON_ANNOTATION,
-    RELATION_LABEL, STATE_ANNOTATION, STATE_BOUND, STATE_REJECTED,
+    BOUND_TO_ANNOTATION, HASH_ANNOTATION, MANAGED_LABEL, MESSAGE_ANNOTATION, OPERATOR_ANNOTATIONS,
+    REASON_ANNOTATION, RELATION_LABEL, STATE_ANNOTATION, STATE_BOUND, STATE_REJECTED,
 };
 use tracing_relation_operator::core::contract::{FIELD_MANAGER as OPERATOR_MANAGER, FINALIZER};
 use tracing_relation_operator::core::document::{
@@ -394,6 +394,36 @@ async fn wait_operator_leading(op: &mut Operator) {
         .await;
 }
 
+/// Polls the `n` consumers and kills the operator (`kill -9`) once `done` counts
+/// between 10 and `n - 10` of them (`what`: how they are done, for the log).
+/// Returns whether it killed; `false` when all were done first.
+async fn kill_9_when_partly_done(
+    fx: &Fixture,
+    op: &mut Operator,
+    n: usize,
+    what: &str,
+    done: impl Fn(&[ConfigMap]) -> usize,
+) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < CONVERGE {
+        let Ok(list) = fx.consumers().await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let done = done(&list);
+        if (10..n - 10).contains(&done) {
+            let status = op.kill_9();
+            say!("INJECTED: kill -9 of the operator ({status}) with {done}/{n} consumers {what}");
+            return true;
+        }
+        if done == n {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 /// Counts how many consumers hold `doc` (bound to `key`).
 fn count_holding(list: &[ConfigMap], doc: &Document, key: &str) -> usize {
     list.iter().filter(|cm| holds(cm, doc, key)).count()
@@ -429,27 +459,10 @@ async fn kill_9_during_a_500_consumer_fan_out_then_restart_converges() {
         let (old_doc, new_doc) = (expected(&old), expected(&new));
         fx.set_host(&new).await;
         say!("attempt {attempt}: hostname {old} -> {new}; waiting for the fan-out to be under way");
-        let started = Instant::now();
-        let mut killed = false;
-        while started.elapsed() < CONVERGE {
-            let Ok(list) = fx.consumers().await else {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            };
-            let done = count_holding(&list, &new_doc, &key);
-            if (10..N - 10).contains(&done) {
-                let status = op.kill_9();
-                say!(
-                    "INJECTED: kill -9 of the operator ({status}) with {done}/{N} consumers rewritten"
-                );
-                killed = true;
-                break;
-            }
-            if done == N {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let killed = kill_9_when_partly_done(&fx, &mut op, N, "rewritten", |list| {
+            count_holding(list, &new_doc, &key)
+        })
+        .await;
         if !killed {
             say!("attempt {attempt}: the fan-out finished before the kill; trying again");
             continue;
@@ -531,12 +544,7 @@ async fn kill_9_during_a_500_consumer_fan_out_then_restart_converges() {
 #[tokio::test(flavor = "multi_thread")]
 async fn apiserver_restart_operator_reconnects_and_converges() {
     const N: usize = 30;
-    let fx = Fixture::start("faults-apiserver", ControlPlaneOptions::default()).await;
-    fx.create_relation("before.example.com").await;
-    fx.create_consumers(N).await;
-    let mut op = fx.operator(&[], &["--leader-elect=true"]);
-    wait_operator_leading(&mut op).await;
-    fx.wait_all_hold("before.example.com", N).await;
+    let (fx, mut op) = leading_operator_and_bound_consumers("faults-apiserver", N).await;
     let pid = op.pid();
 
     // (a) A crash and immediate restart of kube-apiserver.
@@ -546,12 +554,7 @@ async fn apiserver_restart_operator_reconnects_and_converges() {
         "INJECTED: kube-apiserver SIGKILLed and restarted (ready again after {:.1?})",
         started.elapsed()
     );
-    fx.set_host("after-restart.example.com").await;
-    let list = fx.wait_all_hold("after-restart.example.com", N).await;
-    assert_own_keys_intact(&list);
-    wait_status_hostname(&fx, "after-restart.example.com").await;
-    assert!(op.is_running(), "the operator exited: {}", op.logs());
-    assert_eq!(op.pid(), pid);
+    the_same_operator_converges_on(&fx, &mut op, pid, "after-restart.example.com", N).await;
     say!("VERIFIED: same operator (pid {pid}) converged on a change made after the restart");
 
     // (b) kube-apiserver down for longer than the Lease (15s): the leader must
@@ -571,6 +574,27 @@ async fn apiserver_restart_operator_reconnects_and_converges() {
     assert_own_keys_intact(&list);
     wait_unbound(&fx, &leaver, CONVERGE).await;
     wait_status_hostname(&fx, "after-outage.example.com").await;
+    still_the_same_operator(&mut op, pid);
+    say!("VERIFIED: same operator (pid {pid}) converged on a change made after a 25s outage");
+    let (status, body) = op.http_get("/readyz").await.expect("GET /readyz");
+    assert_eq!(status, 200, "readyz after the outage: {body}");
+}
+
+/// A private control plane with relation `tempo` at `before.example.com`, `n`
+/// consumers, and an operator with leader election that leads and has bound them.
+async fn leading_operator_and_bound_consumers(prefix: &str, n: usize) -> (Fixture, Operator) {
+    let fx = Fixture::start(prefix, ControlPlaneOptions::default()).await;
+    fx.create_relation("before.example.com").await;
+    fx.create_consumers(n).await;
+    let mut op = fx.operator(&[], &["--leader-elect=true"]);
+    wait_operator_leading(&mut op).await;
+    fx.wait_all_hold("before.example.com", n).await;
+    (fx, op)
+}
+
+/// The operator is still process `pid`, running; logs how often it lost and
+/// regained leadership.
+fn still_the_same_operator(op: &mut Operator, pid: u32) {
     assert!(op.is_running(), "the operator exited: {}", op.logs());
     assert_eq!(op.pid(), pid);
     let logs = op.logs();
@@ -579,9 +603,23 @@ async fn apiserver_restart_operator_reconnects_and_converges() {
         logs.matches("lost leadership").count(),
         logs.matches("leading: reconciling").count()
     );
-    say!("VERIFIED: same operator (pid {pid}) converged on a change made after a 25s outage");
-    let (status, body) = op.http_get("/readyz").await.expect("GET /readyz");
-    assert_eq!(status, 200, "readyz after the outage: {body}");
+}
+
+/// A hostname change to `host` reaches all `n` consumers (their own keys
+/// intact) and the relation's status, and the operator is the same process.
+async fn the_same_operator_converges_on(
+    fx: &Fixture,
+    op: &mut Operator,
+    pid: u32,
+    host: &str,
+    n: usize,
+) {
+    fx.set_host(host).await;
+    let list = fx.wait_all_hold(host, n).await;
+    assert_own_keys_intact(&list);
+    wait_status_hostname(fx, host).await;
+    assert!(op.is_running(), "the operator exited: {}", op.logs());
+    assert_eq!(op.pid(), pid);
 }
 
 /// Removes the relation label from consumer `name` (it leaves the relation).
@@ -599,15 +637,9 @@ async fn remove_relation_label(fx: &Fixture, name: &str) {
 fn unbound(cm: &ConfigMap) -> bool {
     operator_data(cm).is_empty()
         && label(cm, MANAGED_LABEL).is_none()
-        && [
-            STATE_ANNOTATION,
-            REASON_ANNOTATION,
-            MESSAGE_ANNOTATION,
-            HASH_ANNOTATION,
-            BOUND_TO_ANNOTATION,
-        ]
-        .iter()
-        .all(|a| annotation(cm, a).is_none())
+        && OPERATOR_ANNOTATIONS
+            .iter()
+            .all(|a| annotation(cm, a).is_none())
 }
 
 /// Waits until consumer `name` (no longer labelled) holds nothing of the
@@ -651,63 +683,43 @@ async fn wait_status_hostname(fx: &Fixture, host: &str) {
 // ---------------------------------------------------------------------------
 // 3. etcd stopped for a few seconds.
 
+/// Kills etcd, keeps it down for `secs` seconds, starts it again and waits until
+/// kube-apiserver is ready. (`again`: for the log.)
+async fn etcd_down_for(fx: &Fixture, secs: u64, again: &str) {
+    fx.cp.stop_etcd().await;
+    say!("INJECTED: etcd SIGKILLed {again}, kept down for {secs}s");
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    fx.cp.start_etcd().await;
+    common::wait_for_named(
+        "kube-apiserver /readyz to be ok again",
+        Duration::from_secs(120),
+        || async { fx.cp.is_ready().await },
+    )
+    .await;
+}
+
 /// With etcd stopped for a few seconds (the API server stays up but can neither
 /// read nor write, and its watch caches are rebuilt when etcd returns), the
 /// operator keeps running and a change made afterwards reaches every consumer.
 #[tokio::test(flavor = "multi_thread")]
 async fn etcd_outage_operator_reconnects_and_converges() {
     const N: usize = 30;
-    let fx = Fixture::start("faults-etcd", ControlPlaneOptions::default()).await;
-    fx.create_relation("before.example.com").await;
-    fx.create_consumers(N).await;
-    let mut op = fx.operator(&[], &["--leader-elect=true"]);
-    wait_operator_leading(&mut op).await;
-    fx.wait_all_hold("before.example.com", N).await;
+    let (fx, mut op) = leading_operator_and_bound_consumers("faults-etcd", N).await;
     let pid = op.pid();
 
-    fx.cp.stop_etcd().await;
-    say!("INJECTED: etcd SIGKILLed, kept down for 6s");
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    fx.cp.start_etcd().await;
-    common::wait_for_named(
-        "kube-apiserver /readyz to be ok again",
-        Duration::from_secs(120),
-        || async { fx.cp.is_ready().await },
-    )
-    .await;
+    etcd_down_for(&fx, 6, "").await;
     say!("etcd is back and kube-apiserver is ready");
 
-    fx.set_host("after-etcd.example.com").await;
-    let list = fx.wait_all_hold("after-etcd.example.com", N).await;
-    assert_own_keys_intact(&list);
-    wait_status_hostname(&fx, "after-etcd.example.com").await;
-    assert!(op.is_running(), "the operator exited: {}", op.logs());
-    assert_eq!(op.pid(), pid);
+    the_same_operator_converges_on(&fx, &mut op, pid, "after-etcd.example.com", N).await;
     say!("VERIFIED: same operator (pid {pid}) converged on a change made after etcd returned");
 
     // A second, longer etcd outage, then a new consumer: it is bound too (the
     // consumer watch recovered, not just the relation watch).
-    fx.cp.stop_etcd().await;
-    say!("INJECTED: etcd SIGKILLed again, kept down for 20s");
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    fx.cp.start_etcd().await;
-    common::wait_for_named(
-        "kube-apiserver /readyz to be ok again",
-        Duration::from_secs(120),
-        || async { fx.cp.is_ready().await },
-    )
-    .await;
+    etcd_down_for(&fx, 20, "again").await;
     fx.create_consumers(N + 1).await; // creates c-{N} (the others exist)
     let list = fx.wait_all_hold("after-etcd.example.com", N + 1).await;
     assert_own_keys_intact(&list);
-    assert!(op.is_running(), "the operator exited: {}", op.logs());
-    assert_eq!(op.pid(), pid);
-    let logs = op.logs();
-    say!(
-        "the operator logged 'lost leadership' {} time(s) and 'leading: reconciling' {} time(s)",
-        logs.matches("lost leadership").count(),
-        logs.matches("leading: reconciling").count()
-    );
+    still_the_same_operator(&mut op, pid);
     say!("VERIFIED: a consumer created after a 20s etcd outage was bound by the same operator");
 }
 
@@ -1001,6 +1013,33 @@ async fn every_consumer_holds_the_last_edit_and_the_new_document(
     );
 }
 
+/// Watches consumer `name` from now on and records every state it passes
+/// through: its state, annotation `key` (shown as `what`) and how many operator
+/// keys it holds. Returns the record and the watching task.
+fn watch_states(
+    cms: &Api<ConfigMap>,
+    name: &str,
+    what: &'static str,
+    key: &'static str,
+) -> (Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (cms, record, name) = (cms.clone(), seen.clone(), name.to_string());
+    let task = tokio::spawn(async move {
+        use kube::runtime::{WatchStreamExt, watcher};
+        let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let mut s = std::pin::pin!(watcher(cms, cfg).applied_objects());
+        while let Some(Ok(cm)) = s.next().await {
+            record.lock().unwrap().push(format!(
+                "state={:?} {what}={:?} operator keys={}",
+                annotation(&cm, STATE_ANNOTATION),
+                annotation(&cm, key),
+                operator_data(&cm).len()
+            ));
+        }
+    });
+    (seen, task)
+}
+
 /// Waits until consumer `name` holds `doc` again.
 async fn wait_restored(fx: &Fixture, name: &str, doc: &Document, key: &str) -> ConfigMap {
     common::wait_for_some_named(
@@ -1082,23 +1121,7 @@ async fn hand_removed_state_annotation_is_restored_without_a_key_conflict() {
     let name = consumer_name(0);
 
     // Watch the consumer from now on, to see every state it passes through.
-    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let watcher = {
-        let (cms, seen, name) = (fx.cms.clone(), seen.clone(), name.clone());
-        tokio::spawn(async move {
-            use kube::runtime::{WatchStreamExt, watcher};
-            let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
-            let mut s = std::pin::pin!(watcher(cms, cfg).applied_objects());
-            while let Some(Ok(cm)) = s.next().await {
-                seen.lock().unwrap().push(format!(
-                    "state={:?} reason={:?} operator keys={}",
-                    annotation(&cm, STATE_ANNOTATION),
-                    annotation(&cm, REASON_ANNOTATION),
-                    operator_data(&cm).len()
-                ));
-            }
-        })
-    };
+    let (seen, watcher) = watch_states(&fx.cms, &name, "reason", REASON_ANNOTATION);
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let patch = json!({"metadata": {"annotations": {STATE_ANNOTATION: null}}});
@@ -1355,26 +1378,10 @@ async fn kill_9_during_finalizer_cleanup_then_restart_completes_it() {
             .await
             .expect("delete the TracingRelation");
         say!("attempt {attempt}: TracingRelation deleted; waiting for the cleanup to be under way");
-        let started = Instant::now();
-        while started.elapsed() < CONVERGE {
-            let Ok(list) = fx.consumers().await else {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            };
-            let done = list.iter().filter(|cm| cleaned(cm)).count();
-            if (10..N - 10).contains(&done) {
-                let status = op.kill_9();
-                say!(
-                    "INJECTED: kill -9 of the operator ({status}) with {done}/{N} consumers cleaned"
-                );
-                caught = true;
-                break;
-            }
-            if done == N {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        caught = kill_9_when_partly_done(&fx, &mut op, N, "cleaned", |list| {
+            list.iter().filter(|cm| cleaned(cm)).count()
+        })
+        .await;
         let rel = fx.rels.get_opt(REL).await.expect("get the relation");
         if caught && rel.is_some() {
             break;
@@ -1492,23 +1499,7 @@ async fn relation_deletion_writes_each_consumer_once() {
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let name = consumer_name(0);
-    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let watcher = {
-        let (cms, seen, name) = (fx.cms.clone(), seen.clone(), name.clone());
-        tokio::spawn(async move {
-            use kube::runtime::{WatchStreamExt, watcher};
-            let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
-            let mut s = std::pin::pin!(watcher(cms, cfg).applied_objects());
-            while let Some(Ok(cm)) = s.next().await {
-                seen.lock().unwrap().push(format!(
-                    "state={:?} message={:?} operator keys={}",
-                    annotation(&cm, STATE_ANNOTATION),
-                    annotation(&cm, MESSAGE_ANNOTATION),
-                    operator_data(&cm).len()
-                ));
-            }
-        })
-    };
+    let (seen, watcher) = watch_states(&fx.cms, &name, "message", MESSAGE_ANNOTATION);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = operator_metric(
         &op,
