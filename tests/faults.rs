@@ -84,6 +84,15 @@ impl Fixture {
         }
     }
 
+    /// [`Fixture::start`] with the default options, relation `tempo` at `host`
+    /// and consumers `0..n`.
+    async fn with_consumers(prefix: &str, host: &str, n: usize) -> Fixture {
+        let fx = Fixture::start(prefix, ControlPlaneOptions::default()).await;
+        fx.create_relation(host).await;
+        fx.create_consumers(n).await;
+        fx
+    }
+
     /// `namespace/name` of the relation, as the bound-to annotation holds it.
     fn relation_key(&self) -> String {
         format!("{}/{REL}", self.ns)
@@ -363,6 +372,16 @@ async fn operator_metric(op: &Operator, name: &str, label_filter: &str) -> f64 {
     metric_sum_where(&body, name, label_filter)
 }
 
+/// The operator's count of writes sent to consumers.
+async fn writes_sent(op: &Operator) -> f64 {
+    operator_metric(
+        op,
+        "tracing_relation_operator_consumer_writes_sent_total",
+        "",
+    )
+    .await
+}
+
 /// The operator's WARN and ERROR log lines (it logs JSON, one event a line).
 fn warn_error_lines(logs: &str) -> Vec<serde_json::Value> {
     logs.lines()
@@ -439,10 +458,8 @@ fn count_holding(list: &[ConfigMap], doc: &Document, key: &str) -> usize {
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_during_a_500_consumer_fan_out_then_restart_converges() {
     const N: usize = 500;
-    let fx = Fixture::start("faults-kill", ControlPlaneOptions::default()).await;
+    let fx = Fixture::with_consumers("faults-kill", "tempo-0.example.com", N).await;
     let key = fx.relation_key();
-    fx.create_relation("tempo-0.example.com").await;
-    fx.create_consumers(N).await;
     // Few concurrent writes, so the fan-out lasts long enough to be interrupted.
     let env = [("MAX_CONCURRENT_WRITES", "4")];
     let mut op = fx.operator(&env, &[]);
@@ -510,12 +527,7 @@ async fn kill_9_during_a_500_consumer_fan_out_then_restart_converges() {
     // Only the consumers left on the old document needed a write. Give late
     // reconciles a moment, then read the counter.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let sent = operator_metric(
-        &op,
-        "tracing_relation_operator_consumer_writes_sent_total",
-        "",
-    )
-    .await;
+    let sent = writes_sent(&op).await;
     say!(
         "the restarted operator sent {sent} consumer writes; {left} consumers still held the old document"
     );
@@ -583,9 +595,7 @@ async fn apiserver_restart_operator_reconnects_and_converges() {
 /// A private control plane with relation `tempo` at `before.example.com`, `n`
 /// consumers, and an operator with leader election that leads and has bound them.
 async fn leading_operator_and_bound_consumers(prefix: &str, n: usize) -> (Fixture, Operator) {
-    let fx = Fixture::start(prefix, ControlPlaneOptions::default()).await;
-    fx.create_relation("before.example.com").await;
-    fx.create_consumers(n).await;
+    let fx = Fixture::with_consumers(prefix, "before.example.com", n).await;
     let mut op = fx.operator(&[], &["--leader-elect=true"]);
     wait_operator_leading(&mut op).await;
     fx.wait_all_hold("before.example.com", n).await;
@@ -756,10 +766,8 @@ fn owned_only_by_operator(cm: &ConfigMap, key: &str) -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn hand_edits_of_operator_keys_are_restored_and_own_edits_survive_a_fan_out() {
     const N: usize = 100;
-    let fx = Fixture::start("faults-edits", ControlPlaneOptions::default()).await;
+    let fx = Fixture::with_consumers("faults-edits", "a.example.com", N).await;
     let key = fx.relation_key();
-    fx.create_relation("a.example.com").await;
-    fx.create_consumers(N).await;
     // Two concurrent writes: the fan-out lasts long enough to overlap the edits.
     let op = fx.operator(&[("MAX_CONCURRENT_WRITES", "2")], &[]);
     fx.wait_all_hold("a.example.com", N).await;
@@ -807,48 +815,28 @@ async fn four_hand_edits_of_operator_fields_are_restored(
     say!(
         "INJECTED: PUT by field manager kubectl-edit sets {name}'s tempo_endpoint to evil.example.com"
     );
-    let restored = wait_restored(fx, name, doc_a, key).await;
-    owned_only_by_operator(&restored, KEY_TEMPO_ENDPOINT)
-        .unwrap_or_else(|e| panic!("after the restore: {e}"));
+    restored_and_owned_by_the_operator(fx, name, doc_a, key, KEY_TEMPO_ENDPOINT).await;
     say!("VERIFIED: tempo_endpoint restored, owned by {OPERATOR_MANAGER} alone again");
 
     // (b) `kubectl patch --type merge` of another operator key.
     let patch = json!({"data": {KEY_OTEL_ENDPOINT: "http://evil:4318"}});
-    fx.cms
-        .patch(
-            name,
-            &PatchParams {
-                field_manager: Some("kubectl-patch".into()),
-                ..PatchParams::default()
-            },
-            &Patch::Merge(&patch),
-        )
-        .await
-        .expect("merge patch");
+    merge_patch_as(&fx.cms, name, "kubectl-patch", &patch).await;
     say!(
         "INJECTED: merge patch by kubectl-patch sets OTEL_EXPORTER_OTLP_TRACES_ENDPOINT to http://evil:4318/v1/traces"
     );
-    let restored = wait_restored(fx, name, doc_a, key).await;
-    owned_only_by_operator(&restored, KEY_OTEL_ENDPOINT)
-        .unwrap_or_else(|e| panic!("after the restore: {e}"));
-    say!("VERIFIED: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT restored");
+    restored_and_owned_by_the_operator(fx, name, doc_a, key, KEY_OTEL_ENDPOINT).await;
+    say!("VERIFIED: OTEL_EXPORTER_OTLP_ENDPOINT restored");
 
     // (c) A merge patch removing an operator key (`"receivers": null`).
     let patch = json!({"data": {KEY_RECEIVERS: null}});
-    fx.cms
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("merge patch");
+    merge_patch(&fx.cms, name, &patch).await;
     say!("INJECTED: merge patch removes data.receivers");
     wait_restored(fx, name, doc_a, key).await;
     say!("VERIFIED: data.receivers restored");
 
     // (d) The document-hash annotation changed by hand.
     let patch = json!({"metadata": {"annotations": {HASH_ANNOTATION: "sha256:bogus"}}});
-    fx.cms
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("merge patch");
+    merge_patch(&fx.cms, name, &patch).await;
     say!("INJECTED: merge patch sets the document-hash annotation to sha256:bogus");
     let restored = wait_restored(fx, name, doc_a, key).await;
     own_intact(&restored).unwrap();
@@ -1040,6 +1028,43 @@ fn watch_states(
     (seen, task)
 }
 
+/// Waits until consumer `name` holds `doc` again, with `data.<field>` owned by
+/// the operator alone.
+async fn restored_and_owned_by_the_operator(
+    fx: &Fixture,
+    name: &str,
+    doc: &Document,
+    key: &str,
+    field: &str,
+) {
+    let restored = wait_restored(fx, name, doc, key).await;
+    owned_only_by_operator(&restored, field).unwrap_or_else(|e| panic!("after the restore: {e}"));
+}
+
+/// A merge patch of consumer `name` (default field manager).
+async fn merge_patch(cms: &Api<ConfigMap>, name: &str, patch: &serde_json::Value) {
+    cms.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .expect("merge patch");
+}
+
+/// A merge patch of consumer `name` by field manager `manager` (as `kubectl
+/// patch` or `kubectl annotate` sends it).
+async fn merge_patch_as(
+    cms: &Api<ConfigMap>,
+    name: &str,
+    manager: &str,
+    patch: &serde_json::Value,
+) {
+    let pp = PatchParams {
+        field_manager: Some(manager.into()),
+        ..PatchParams::default()
+    };
+    cms.patch(name, &pp, &Patch::Merge(patch))
+        .await
+        .expect("merge patch");
+}
+
 /// Waits until consumer `name` holds `doc` again.
 async fn wait_restored(fx: &Fixture, name: &str, doc: &Document, key: &str) -> ConfigMap {
     common::wait_for_some_named(
@@ -1111,10 +1136,8 @@ async fn edit_own_keys(cms: &Api<ConfigMap>, i: usize, round: u32, conflicts: &A
 #[tokio::test(flavor = "multi_thread")]
 async fn hand_removed_state_annotation_is_restored_without_a_key_conflict() {
     const N: usize = 3;
-    let fx = Fixture::start("faults-state", ControlPlaneOptions::default()).await;
+    let fx = Fixture::with_consumers("faults-state", "a.example.com", N).await;
     let key = fx.relation_key();
-    fx.create_relation("a.example.com").await;
-    fx.create_consumers(N).await;
     let op = fx.operator(&[], &[]);
     fx.wait_all_hold("a.example.com", N).await;
     let doc = expected("a.example.com");
@@ -1125,17 +1148,7 @@ async fn hand_removed_state_annotation_is_restored_without_a_key_conflict() {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let patch = json!({"metadata": {"annotations": {STATE_ANNOTATION: null}}});
-    fx.cms
-        .patch(
-            &name,
-            &PatchParams {
-                field_manager: Some("kubectl-annotate".into()),
-                ..PatchParams::default()
-            },
-            &Patch::Merge(&patch),
-        )
-        .await
-        .expect("merge patch");
+    merge_patch_as(&fx.cms, &name, "kubectl-annotate", &patch).await;
     say!("INJECTED: the {STATE_ANNOTATION} annotation of {name} removed by hand");
     let restored = wait_restored(&fx, &name, &doc, &key).await;
     own_intact(&restored).unwrap();
@@ -1290,12 +1303,7 @@ async fn throttled_apiserver_operator_backs_off_and_converges() {
     // Backing off, counted rather than timed: kube-client retries a 429 at most
     // 15 times (waiting at least the Retry-After second), then the error policy
     // backs off per consumer. A client that ignored 429s would send many more.
-    let writes = operator_metric(
-        &op,
-        "tracing_relation_operator_consumer_writes_sent_total",
-        "",
-    )
-    .await;
+    let writes = writes_sent(&op).await;
     let per_write = r.max(d) / writes.max(1.0);
     say!("{writes} consumer writes went through; {per_write:.2} 429s per write");
     assert!(
@@ -1465,12 +1473,7 @@ async fn kill_9_during_finalizer_cleanup_then_restart_completes_it() {
         .filter_map(|cm| annotation(cm, MESSAGE_ANNOTATION))
         .collect();
     say!("rejection messages on the consumers: {messages:?}");
-    let sent = operator_metric(
-        &op,
-        "tracing_relation_operator_consumer_writes_sent_total",
-        "",
-    )
-    .await;
+    let sent = writes_sent(&op).await;
     say!(
         "the restarted operator sent {sent} consumer writes ({n_whole} consumers still needed cleaning)"
     );
@@ -1485,9 +1488,7 @@ async fn kill_9_during_finalizer_cleanup_then_restart_completes_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn relation_deletion_writes_each_consumer_once() {
     const N: usize = 50;
-    let fx = Fixture::start("faults-delete-writes", ControlPlaneOptions::default()).await;
-    fx.create_relation("a.example.com").await;
-    fx.create_consumers(N).await;
+    let fx = Fixture::with_consumers("faults-delete-writes", "a.example.com", N).await;
     let op = fx.operator(&[], &[]);
     fx.wait_all_hold("a.example.com", N).await;
     common::wait_for_named("the cleanup finalizer", CONVERGE, || async {
@@ -1501,12 +1502,7 @@ async fn relation_deletion_writes_each_consumer_once() {
     let name = consumer_name(0);
     let (seen, watcher) = watch_states(&fx.cms, &name, "message", MESSAGE_ANNOTATION);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = operator_metric(
-        &op,
-        "tracing_relation_operator_consumer_writes_sent_total",
-        "",
-    )
-    .await;
+    let before = writes_sent(&op).await;
 
     let dp = DeleteParams::default();
     retry("delete the TracingRelation", || fx.rels.delete(REL, &dp))
@@ -1524,13 +1520,7 @@ async fn relation_deletion_writes_each_consumer_once() {
     // Let every reconcile triggered by the deletion finish.
     tokio::time::sleep(Duration::from_secs(5)).await;
     watcher.abort();
-    let sent = operator_metric(
-        &op,
-        "tracing_relation_operator_consumer_writes_sent_total",
-        "",
-    )
-    .await
-        - before;
+    let sent = writes_sent(&op).await - before;
     let seen = seen.lock().unwrap().clone();
     say!(
         "the operator sent {sent} consumer writes for {N} consumers; {name} went through {seen:#?}"
@@ -1577,9 +1567,7 @@ fn warn_error_lines_reads_the_operators_json_log() {
 #[tokio::test(flavor = "multi_thread")]
 async fn consumer_that_left_while_the_operator_was_down_is_cleaned_after_restart() {
     const N: usize = 5;
-    let fx = Fixture::start("faults-left", ControlPlaneOptions::default()).await;
-    fx.create_relation("a.example.com").await;
-    fx.create_consumers(N).await;
+    let fx = Fixture::with_consumers("faults-left", "a.example.com", N).await;
     let mut op = fx.operator(&[], &[]);
     fx.wait_all_hold("a.example.com", N).await;
 
