@@ -93,6 +93,24 @@ fn helm(cp: &ControlPlane, args: &[&str]) -> String {
     run_ok(cmd, &format!("helm {}", args.join(" ")))
 }
 
+/// `helm <verb> tro <chart> -n <release_ns> --set image.tag=dev <extra> --wait=false`
+/// (`verb`: install or upgrade).
+fn helm_release(cp: &ControlPlane, verb: &str, release_ns: &str, extra: &[&str]) -> String {
+    let chart = chart();
+    let mut args = vec![
+        verb,
+        RELEASE,
+        &chart,
+        "-n",
+        release_ns,
+        "--set",
+        "image.tag=dev",
+    ];
+    args.extend_from_slice(extra);
+    args.push("--wait=false");
+    helm(cp, &args)
+}
+
 /// Every object of a multi-document YAML stream (helm template output).
 fn parse_docs(yaml: &str) -> Vec<serde_json::Value> {
     serde_yaml::Deserializer::from_str(yaml)
@@ -297,18 +315,23 @@ async fn restore_cluster_role(client: &Client, original: &ClusterRole) {
 
 // ---- the operator as the chart's ServiceAccount ---------------------------------
 
-/// The env of the chart's Deployment's container, read from the cluster:
-/// name -> literal value (None for `valueFrom`).
-async fn deployment_env(client: &Client, ns: &str) -> BTreeMap<String, Option<String>> {
-    let deploy = Api::<Deployment>::namespaced(client.clone(), ns)
+/// The containers of the chart's Deployment in `ns`, read from the cluster.
+async fn chart_containers(client: &Client, ns: &str) -> Vec<k8s_openapi::api::core::v1::Container> {
+    Api::<Deployment>::namespaced(client.clone(), ns)
         .get(FULLNAME)
         .await
-        .expect("the chart's Deployment");
-    let container = deploy
+        .expect("the chart's Deployment")
         .spec
         .and_then(|s| s.template.spec)
         .map(|s| s.containers)
         .unwrap_or_default()
+}
+
+/// The env of the chart's Deployment's container, read from the cluster:
+/// name -> literal value (None for `valueFrom`).
+async fn deployment_env(client: &Client, ns: &str) -> BTreeMap<String, Option<String>> {
+    let container = chart_containers(client, ns)
+        .await
         .into_iter()
         .find(|c| c.name == "operator")
         .expect("the Deployment has an `operator` container");
@@ -354,23 +377,7 @@ fn operator_as_chart_sa(
 /// Waits until `/readyz` is 200 (caches synced) and the operator leads.
 async fn wait_operator_leading(op: &mut Operator) {
     let started = Instant::now();
-    loop {
-        if let Ok((200, _)) = op.http_get("/readyz").await {
-            break;
-        }
-        if let Some(status) = op.try_wait() {
-            panic!(
-                "operator exited ({status}) before becoming ready; log:\n{}",
-                op.logs()
-            );
-        }
-        assert!(
-            started.elapsed() < T,
-            "operator not ready within {T:?}; log:\n{}",
-            op.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    op.wait_ready(T).await;
     op.wait_for_log("leading: reconciling", T).await;
     println!("operator ready and leading in {:.1?}", started.elapsed());
 }
@@ -420,30 +427,7 @@ fn vap_resources() -> (ApiResource, ApiResource) {
 
 /// Values turning every optional feature on (rendering only: the
 /// ServiceMonitor needs the Prometheus Operator's CRDs to be installed).
-const ALL_FEATURES: &str = r#"
-replicas: 3
-serviceMonitor:
-  enabled: true
-  labels: {release: kube-prometheus-stack}
-watchNamespaces: [team-a, team-b]
-resources:
-  requests: {cpu: 100m, memory: 64Mi}
-  limits: {cpu: 500m, memory: 256Mi}
-nodeSelector:
-  kubernetes.io/os: linux
-tolerations:
-  - {key: dedicated, operator: Equal, value: observability, effect: NoSchedule}
-affinity:
-  podAntiAffinity:
-    preferredDuringSchedulingIgnoredDuringExecution:
-      - weight: 100
-        podAffinityTerm:
-          topologyKey: kubernetes.io/hostname
-          labelSelector:
-            matchLabels: {app.kubernetes.io/name: tracing-relation-operator}
-podAnnotations:
-  example.com/scrape: "true"
-"#;
+const ALL_FEATURES: &str = include_str!("data/chart-all-features.yaml");
 
 /// `helm lint --strict` passes with the defaults and with every optional
 /// feature on, and `helm template` renders what each setting promises
@@ -473,14 +457,13 @@ fn helm_lint_and_template_render_defaults_and_every_feature() {
     );
 
     // Defaults: cluster-wide RBAC, 2 replicas with a PDB, CRDs from crds/.
-    let docs = parse_docs(&helm(&[
-        "template",
-        RELEASE,
-        &chart(),
-        "-n",
-        "tro-system",
-        "--include-crds",
-    ]));
+    let template = |extra: &[&str]| {
+        let chart = chart();
+        let mut args = vec!["template", RELEASE, &chart, "-n", "tro-system"];
+        args.extend_from_slice(extra);
+        parse_docs(&helm(&args))
+    };
+    let docs = template(&["--include-crds"]);
     let k = kinds(&docs);
     for want in [
         "CustomResourceDefinition",
@@ -509,15 +492,7 @@ fn helm_lint_and_template_render_defaults_and_every_feature() {
     assert_eq!(deploy["spec"]["replicas"], 2);
 
     // Every optional feature on.
-    let docs = parse_docs(&helm(&[
-        "template",
-        RELEASE,
-        &chart(),
-        "-n",
-        "tro-system",
-        "-f",
-        &values,
-    ]));
+    let docs = template(&["-f", &values]);
     let k = kinds(&docs);
     assert!(k.iter().any(|x| x == "ServiceMonitor"), "{k:?}");
     assert!(
@@ -603,20 +578,7 @@ async fn install_and_upgrade(
     release_ns: &str,
 ) -> BTreeMap<String, Option<String>> {
     // ---- 2. install ------------------------------------------------------------
-    let out = helm(
-        cp,
-        &[
-            "install",
-            RELEASE,
-            &chart(),
-            "-n",
-            release_ns,
-            "--create-namespace",
-            "--set",
-            "image.tag=dev",
-            "--wait=false",
-        ],
-    );
+    let out = helm_release(cp, "install", release_ns, &["--create-namespace"]);
     assert!(out.contains("STATUS: deployed"), "{out}");
     assert!(out.contains("REVISION: 1"), "{out}");
 
@@ -645,20 +607,12 @@ async fn install_and_upgrade(
         "helm installs the ValidatingAdmissionPolicy from crds/"
     );
     assert!(get_opt_dyn(admin, &vapb, None, VAP_NAME).await);
-    assert!(
-        Api::<ServiceAccount>::namespaced(admin.clone(), release_ns)
-            .get_opt(FULLNAME)
-            .await
-            .unwrap()
-            .is_some()
-    );
-    assert!(
-        Api::<ClusterRole>::all(admin.clone())
-            .get_opt(FULLNAME)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert_present(
+        Api::<ServiceAccount>::namespaced(admin.clone(), release_ns),
+        FULLNAME,
+    )
+    .await;
+    assert_present(Api::<ClusterRole>::all(admin.clone()), FULLNAME).await;
     let crb = Api::<ClusterRoleBinding>::all(admin.clone())
         .get(FULLNAME)
         .await
@@ -680,21 +634,7 @@ async fn install_and_upgrade(
         "leader-election Role rules: {}",
         serde_json::to_string(&lease_role.rules).unwrap()
     );
-    let deploy = Api::<Deployment>::namespaced(admin.clone(), release_ns)
-        .get(FULLNAME)
-        .await
-        .expect("Deployment");
-    let image = deploy
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
-        .image
-        .clone();
+    let image = chart_containers(admin, release_ns).await[0].image.clone();
     assert_eq!(image.as_deref(), Some("tracing-relation-operator:dev"));
     assert_eq!(
         deployment_env(admin, release_ns).await.get("LOG_LEVEL"),
@@ -702,21 +642,7 @@ async fn install_and_upgrade(
     );
 
     // ---- 2. upgrade with a changed value -------------------------------------
-    let out = helm(
-        cp,
-        &[
-            "upgrade",
-            RELEASE,
-            &chart(),
-            "-n",
-            release_ns,
-            "--set",
-            "image.tag=dev",
-            "--set",
-            "logLevel=debug",
-            "--wait=false",
-        ],
-    );
+    let out = helm_release(cp, "upgrade", release_ns, &["--set", "logLevel=debug"]);
     assert!(out.contains("STATUS: deployed"), "{out}");
     assert!(out.contains("REVISION: 2"), "{out}");
     let env = deployment_env(admin, release_ns).await;
@@ -871,22 +797,22 @@ async fn bind_rewrite_cleanup(e: &Env<'_>) -> Operator {
     op
 }
 
+/// Asserts that listing through `api` is refused with 403.
+async fn assert_list_forbidden<K>(what: &str, api: Api<K>)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    expect_forbidden(what, api.list(&ListParams::default()).await);
+}
+
 /// Step 4: the SA may not read Secrets nor create, update or delete ConfigMaps.
 async fn the_sa_is_refused_secrets_and_configmap_writes(e: &Env<'_>) {
     let (admin, sa, release_ns, app) = (&e.admin, &e.sa, &e.release_ns, &e.app);
     let cms = Api::<ConfigMap>::namespaced(admin.clone(), app);
-    expect_forbidden(
-        "SA list secrets cluster-wide",
-        Api::<Secret>::all(sa.clone())
-            .list(&ListParams::default())
-            .await,
-    );
-    expect_forbidden(
-        "SA list secrets in the release namespace",
-        Api::<Secret>::namespaced(sa.clone(), release_ns)
-            .list(&ListParams::default())
-            .await,
-    );
+    let everywhere = Api::<Secret>::all(sa.clone());
+    assert_list_forbidden("SA list secrets cluster-wide", everywhere).await;
+    let release = Api::<Secret>::namespaced(sa.clone(), release_ns);
+    assert_list_forbidden("SA list secrets in the release namespace", release).await;
     // A Secret that exists, so a 404 cannot pass for a refusal.
     Api::<Secret>::namespaced(admin.clone(), release_ns)
         .create(
@@ -1005,6 +931,33 @@ async fn the_sa_is_refused_secrets_and_configmap_writes(e: &Env<'_>) {
     }
 }
 
+/// Removes from the chart's ClusterRole every rule that covers `resource`;
+/// returns the role as it was.
+async fn drop_rules_on(admin: &Client, resource: &str) -> ClusterRole {
+    edit_cluster_role(admin, |rules| {
+        rules.retain(|r| {
+            !r.resources
+                .as_ref()
+                .is_some_and(|res| res.iter().any(|x| x == resource))
+        })
+    })
+    .await
+}
+
+/// Waits until a line of the operator's log (colours stripped) satisfies
+/// `pred`; returns it.
+async fn wait_log_line(op: &Operator, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let pred = &pred;
+    common::wait_for_some_named(format!("the operator to log {what}"), T, || {
+        let line = strip_ansi(&op.logs())
+            .lines()
+            .find(|l| pred(l))
+            .map(str::to_owned);
+        async move { line }
+    })
+    .await
+}
+
 /// Step 5a: without `patch` on configmaps: a clear log line, Ready=False/WriteFailed
 /// naming the permission, a Forbidden failure metric; recovery once restored.
 async fn missing_configmap_patch_is_reported_then_recovers(e: &Env<'_>, op: &Operator) {
@@ -1026,11 +979,7 @@ async fn missing_configmap_patch_is_reported_then_recovers(e: &Env<'_>, op: &Ope
     wait_can_i(sa, "patch", "", "configmaps", Some(app.name()), false).await;
     create_consumer(admin, app, "orders", "tempo-rbac").await;
     let needle = format!("permission denied: patch configmaps in namespace {app}");
-    common::wait_for_named(format!("the operator log to contain {needle:?}"), T, || {
-        let has = strip_ansi(&op.logs()).contains(&needle);
-        async move { has }
-    })
-    .await;
+    let line = wait_log_line(op, &format!("{needle:?}"), |l| l.contains(&needle)).await;
     let (status, reason, message) =
         wait_ready_condition(admin, app, "tempo-rbac", "Ready=False/WriteFailed", |c| {
             c.0 == "False" && c.1 == "WriteFailed"
@@ -1041,11 +990,6 @@ async fn missing_configmap_patch_is_reported_then_recovers(e: &Env<'_>, op: &Ope
         message.contains(&format!("patch configmaps in namespace {app}")),
         "the status names the missing permission: {message}"
     );
-    let log = strip_ansi(&op.logs());
-    let line = log
-        .lines()
-        .find(|l| l.contains(&needle))
-        .expect("the permission line");
     println!("5a: operator log: {line}");
     assert!(line.contains("WARN") || line.contains("ERROR"), "{line}");
     let (code, metrics) = op.http_get("/metrics").await.expect("GET /metrics");
@@ -1082,14 +1026,7 @@ async fn missing_configmap_patch_is_reported_then_recovers(e: &Env<'_>, op: &Ope
 /// Event that cannot be published is a warning in the log.
 async fn missing_event_create_only_warns(e: &Env<'_>, op: &Operator) {
     let (admin, sa, app) = (&e.admin, &e.sa, &e.app);
-    let original = edit_cluster_role(admin, |rules| {
-        rules.retain(|r| {
-            !r.resources
-                .as_ref()
-                .is_some_and(|res| res.iter().any(|x| x == "events"))
-        })
-    })
-    .await;
+    let original = drop_rules_on(admin, "events").await;
     wait_can_i(
         sa,
         "create",
@@ -1101,24 +1038,11 @@ async fn missing_event_create_only_warns(e: &Env<'_>, op: &Operator) {
     .await;
     create_consumer(admin, app, "payments", "tempo-rbac").await;
     wait_bound(admin, app, "payments", "tempo-c.example").await;
-    common::wait_for_named(
-        "the operator to log that it cannot publish an Event",
-        T,
-        || {
-            let has = strip_ansi(&op.logs())
-                .lines()
-                .any(|l| l.contains("cannot publish Event") && l.contains("forbidden"));
-            async move { has }
-        },
-    )
+    let line = wait_log_line(op, "that it cannot publish an Event", |l| {
+        l.contains("cannot publish Event") && l.contains("forbidden")
+    })
     .await;
-    let log = strip_ansi(&op.logs());
-    println!(
-        "5b: {}",
-        log.lines()
-            .find(|l| l.contains("cannot publish Event"))
-            .unwrap_or_default()
-    );
+    println!("5b: {line}");
     restore_cluster_role(admin, &original).await;
     wait_can_i(
         sa,
@@ -1148,35 +1072,15 @@ async fn missing_service_watch_keeps_a_fresh_replica_unready(
         "{}",
         op.logs()
     );
-    let original = edit_cluster_role(admin, |rules| {
-        rules.retain(|r| {
-            !r.resources
-                .as_ref()
-                .is_some_and(|res| res.iter().any(|x| x == "services"))
-        })
-    })
-    .await;
+    let original = drop_rules_on(admin, "services").await;
     wait_can_i(sa, "list", "", "services", None, false).await;
     let pod1 = format!("{FULLNAME}-6d9f7c-fghij");
     let mut op = cp.spawn_operator(&operator_as_chart_sa(cp, release_ns, env, &pod1));
-    common::wait_for_named(
-        "the new operator to log the refused Service watch",
-        T,
-        || {
-            let has = strip_ansi(&op.logs())
-                .lines()
-                .any(|l| l.contains("watch failed") && l.contains("services is forbidden"));
-            async move { has }
-        },
-    )
+    let line = wait_log_line(&op, "the refused Service watch", |l| {
+        l.contains("watch failed") && l.contains("services is forbidden")
+    })
     .await;
-    let log = strip_ansi(&op.logs());
-    println!(
-        "5c: {}",
-        log.lines()
-            .find(|l| l.contains("watch failed") && l.contains("services is forbidden"))
-            .unwrap_or_default()
-    );
+    println!("5c: {line}");
     // Not ready, and it writes nothing, for as long as the permission is missing.
     for _ in 0..10 {
         let (code, body) = op.http_get("/readyz").await.expect("GET /readyz");
@@ -1203,6 +1107,15 @@ async fn missing_service_watch_keeps_a_fresh_replica_unready(
     wait_bound(admin, app, "shipping", "tempo-c.example").await;
 
     op
+}
+
+/// Panics unless object `name` exists.
+async fn assert_present<K>(api: Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let got = api.get_opt(name).await.unwrap();
+    assert!(got.is_some(), "{name} is missing");
 }
 
 /// Panics unless object `name` is gone.
@@ -1292,14 +1205,9 @@ async fn uninstall_keeps_crds_relations_and_consumer_data(e: &Env<'_>, mut op: O
         get_opt_dyn(admin, &vapb, None, VAP_NAME).await,
         "VAP binding kept"
     );
-    assert!(
-        Api::<Lease>::namespaced(admin.clone(), release_ns)
-            .get_opt(FULLNAME)
-            .await
-            .unwrap()
-            .is_some(),
-        "the Lease is the operator's, not helm's: it stays"
-    );
+    // The Lease is the operator's, not helm's: it stays.
+    let leases = Api::<Lease>::namespaced(admin.clone(), release_ns);
+    assert_present(leases, FULLNAME).await;
     let rel = rels
         .get("tempo-rbac")
         .await
@@ -1363,19 +1271,7 @@ async fn uninstall_keeps_crds_relations_and_consumer_data(e: &Env<'_>, mut op: O
     );
 
     // Installing again works: the CRD (and policy) already there are skipped.
-    let out = helm(
-        cp,
-        &[
-            "install",
-            RELEASE,
-            &chart(),
-            "-n",
-            release_ns,
-            "--set",
-            "image.tag=dev",
-            "--wait=false",
-        ],
-    );
+    let out = helm_release(cp, "install", release_ns, &[]);
     assert!(out.contains("STATUS: deployed"), "{out}");
     assert_eq!(
         crds.get(CRD_NAME).await.expect("the CRD").uid(),
@@ -1408,41 +1304,13 @@ async fn helm_upgrade_to_watch_namespaces_uses_roles_and_the_operator_binds_ther
     let b = cp.namespace("team-b").await;
     let c = cp.namespace("team-c").await;
 
-    helm(
+    helm_release(&cp, "install", &release_ns, &["--create-namespace"]);
+    assert_present(Api::<ClusterRole>::all(admin.clone()), FULLNAME).await;
+    let out = helm_release(
         &cp,
-        &[
-            "install",
-            RELEASE,
-            &chart(),
-            "-n",
-            &release_ns,
-            "--create-namespace",
-            "--set",
-            "image.tag=dev",
-            "--wait=false",
-        ],
-    );
-    assert!(
-        Api::<ClusterRole>::all(admin.clone())
-            .get_opt(FULLNAME)
-            .await
-            .unwrap()
-            .is_some()
-    );
-    let out = helm(
-        &cp,
-        &[
-            "upgrade",
-            RELEASE,
-            &chart(),
-            "-n",
-            &release_ns,
-            "--set",
-            "image.tag=dev",
-            "--set",
-            &format!("watchNamespaces={{{a},{b}}}"),
-            "--wait=false",
-        ],
+        "upgrade",
+        &release_ns,
+        &["--set", &format!("watchNamespaces={{{a},{b}}}")],
     );
     assert!(out.contains("REVISION: 2"), "{out}");
 
@@ -1482,13 +1350,7 @@ async fn the_rbac_is_roles_in_the_watched_namespaces_only(
                 .is_some_and(|x| x.iter().any(|x| x == "configmaps"))),
             "the Role in {ns} covers configmaps"
         );
-        assert!(
-            Api::<RoleBinding>::namespaced(admin.clone(), ns)
-                .get_opt(FULLNAME)
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert_present(Api::<RoleBinding>::namespaced(admin.clone(), ns), FULLNAME).await;
     }
     assert_gone(Api::<Role>::namespaced(admin.clone(), c), FULLNAME).await;
 }
@@ -1503,24 +1365,13 @@ async fn the_sa_reads_configmaps_in_watched_namespaces_only(
 ) {
     let sa = cp.impersonating_client(release_ns, FULLNAME).await;
     wait_can_i(&sa, "list", "", "configmaps", None, false).await;
-    expect_forbidden(
-        "namespaced SA list configmaps cluster-wide",
-        Api::<ConfigMap>::all(sa.clone())
-            .list(&ListParams::default())
-            .await,
-    );
-    expect_forbidden(
-        "namespaced SA list configmaps in an unwatched namespace",
-        Api::<ConfigMap>::namespaced(sa.clone(), c)
-            .list(&ListParams::default())
-            .await,
-    );
-    expect_forbidden(
-        "namespaced SA list namespaces",
-        Api::<k8s_openapi::api::core::v1::Namespace>::all(sa.clone())
-            .list(&ListParams::default())
-            .await,
-    );
+    let everywhere = Api::<ConfigMap>::all(sa.clone());
+    assert_list_forbidden("namespaced SA list configmaps cluster-wide", everywhere).await;
+    let unwatched = Api::<ConfigMap>::namespaced(sa.clone(), c);
+    let what = "namespaced SA list configmaps in an unwatched namespace";
+    assert_list_forbidden(what, unwatched).await;
+    let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(sa.clone());
+    assert_list_forbidden("namespaced SA list namespaces", namespaces).await;
     Api::<ConfigMap>::namespaced(sa.clone(), a)
         .list(&ListParams::default())
         .await

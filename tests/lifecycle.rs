@@ -65,23 +65,7 @@ fn operator_command(cp: &ControlPlane) -> std::process::Command {
 async fn start_operator(cp: &ControlPlane) -> Operator {
     let started = Instant::now();
     let mut op = cp.spawn_operator(&operator_command(cp));
-    loop {
-        if let Ok((200, _)) = op.http_get("/readyz").await {
-            break;
-        }
-        if let Some(status) = op.try_wait() {
-            panic!(
-                "operator exited ({status}) before becoming ready; log:\n{}",
-                op.logs()
-            );
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "operator not ready within 60 s; log:\n{}",
-            op.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    op.wait_ready(Duration::from_secs(60)).await;
     println!("operator ready in {:.2?}", started.elapsed());
     op
 }

@@ -209,3 +209,28 @@ pub fn strip_ansi(log: &str) -> String {
     }
     out
 }
+
+impl Operator {
+    /// Waits until `/readyz` answers 200; panics if the operator exits first or
+    /// is not ready within `timeout`, with its log.
+    pub async fn wait_ready(&mut self, timeout: Duration) {
+        let started = std::time::Instant::now();
+        loop {
+            if let Ok((200, _)) = self.http_get("/readyz").await {
+                return;
+            }
+            if let Some(status) = self.try_wait() {
+                panic!(
+                    "operator exited ({status}) before becoming ready; log:\n{}",
+                    self.logs()
+                );
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "operator not ready within {timeout:?}; log:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
