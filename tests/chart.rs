@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::fixtures::{configmap, data_of, endpoint_relation};
+use common::fixtures::{configmap, data_of, endpoint_relation, merge_patch};
 use common::operator::strip_ansi;
 use common::{ControlPlane, ControlPlaneOptions, Operator};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -1239,13 +1239,12 @@ async fn uninstall_keeps_crds_relations_and_consumer_data(e: &Env<'_>, mut op: O
         .await
         .expect("stuck on its finalizer");
     assert!(rel.metadata.deletion_timestamp.is_some());
-    rels.patch(
+    merge_patch(
+        &rels,
         "tempo-rbac",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        &json!({"metadata": {"finalizers": null}}),
     )
-    .await
-    .expect("remove the finalizer by hand");
+    .await;
     common::wait_for_named(
         "the relation to go once its finalizer is removed",
         T,

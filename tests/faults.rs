@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::fixtures::{
-    annotation, data, endpoint_backend, hostname_patch, label, operator_data, relation,
-    seed_document,
+    annotation, data, endpoint_backend, hostname_patch, label, merge_patch, operator_data,
+    relation, seed_document,
 };
 use common::metrics::{apiserver_text, metric_sum_where};
 use common::rbac::{grant_cluster_role, rule};
@@ -1039,13 +1039,6 @@ async fn restored_and_owned_by_the_operator(
 ) {
     let restored = wait_restored(fx, name, doc, key).await;
     owned_only_by_operator(&restored, field).unwrap_or_else(|e| panic!("after the restore: {e}"));
-}
-
-/// A merge patch of consumer `name` (default field manager).
-async fn merge_patch(cms: &Api<ConfigMap>, name: &str, patch: &serde_json::Value) {
-    cms.patch(name, &PatchParams::default(), &Patch::Merge(patch))
-        .await
-        .expect("merge patch");
 }
 
 /// A merge patch of consumer `name` by field manager `manager` (as `kubectl

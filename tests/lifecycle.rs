@@ -18,8 +18,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::fixtures::{
-    SEED_PORTS, annotation, configmap, create, endpoint_backend, expected_document, map,
-    operator_data, relation, service, service_backend, set_hostname, tail,
+    SEED_PORTS, annotation, configmap, create, create_configmap, endpoint_backend,
+    expected_document, map, merge_patch, operator_data, relation, service, service_backend,
+    set_hostname, tail,
 };
 use common::metrics::{apiserver_text, metric_sum};
 use common::{ControlPlane, ControlPlaneOptions, Operator};
@@ -274,6 +275,18 @@ fn ready(rel: &TracingRelation) -> Option<(String, String)> {
         .map(|c| (c.status.clone(), c.reason.clone()))
 }
 
+/// The seed's four ports of a resolved endpoint: tempo, OTLP gRPC, OTLP HTTP, Zipkin.
+fn seed_ports_of(
+    ep: &tracing_relation_operator::api::ResolvedEndpoint,
+) -> (Option<i32>, Option<i32>, Option<i32>, Option<i32>) {
+    (
+        ep.tempo_port,
+        ep.otlp_grpc_port,
+        ep.otlp_http_port,
+        ep.zipkin_port,
+    )
+}
+
 fn is_ready(rel: &TracingRelation, status: &str, reason: &str) -> bool {
     ready(rel).is_some_and(|(s, r)| s == status && r == reason)
 }
@@ -521,12 +534,7 @@ async fn the_relation_status_is_complete(env: &Env, ex: &Examples, host: &str) {
     let ep = status.endpoint.clone().expect("status.endpoint");
     assert_eq!(ep.hostname, host);
     assert_eq!(
-        (
-            ep.tempo_port,
-            ep.otlp_grpc_port,
-            ep.otlp_http_port,
-            ep.zipkin_port
-        ),
+        seed_ports_of(&ep),
         (Some(3200), Some(4317), Some(4318), Some(9411))
     );
     assert_eq!(
@@ -704,11 +712,7 @@ async fn explicit_endpoint_writes_the_seed_document_with_default_ports() {
     let env = Env::get().await;
     let Apis { ns, rels, cms, .. } = env.apis("explicit").await;
     create_endpoint_relation(&rels, "tempo", "tempo.example.internal").await;
-    create(
-        &cms,
-        &configmap("app", &[(RELATION_LABEL, "tempo")], &[], &[]),
-    )
-    .await;
+    create_configmap(&cms, "app", &[(RELATION_LABEL, "tempo")], &[], &[]).await;
     let bound_to = format!("{ns}/tempo");
     let got = env
         .wait(&cms, "app", "Bound", |c| {
@@ -742,12 +746,7 @@ async fn explicit_endpoint_writes_the_seed_document_with_default_ports() {
         .await;
     let ep = rel.status.and_then(|s| s.endpoint).expect("endpoint");
     assert_eq!(
-        (
-            ep.tempo_port,
-            ep.otlp_grpc_port,
-            ep.otlp_http_port,
-            ep.zipkin_port
-        ),
+        seed_ports_of(&ep),
         (Some(3200), Some(4317), Some(4318), Some(9411))
     );
 
@@ -797,11 +796,7 @@ async fn consumers_follow_the_service() {
     .await;
     let names: Vec<String> = (0..3).map(|i| format!("app-{i}")).collect();
     for n in &names {
-        create(
-            &cms,
-            &configmap(n, &[(RELATION_LABEL, "tempo")], &[], &[("own", n)]),
-        )
-        .await;
+        create_configmap(&cms, n, &[(RELATION_LABEL, "tempo")], &[], &[("own", n)]).await;
     }
     let host = format!("tempo.{ns}.svc.cluster.local");
     let bound_to = format!("{ns}/tempo");
@@ -833,13 +828,7 @@ async fn consumers_follow_the_service() {
         ("otlp-http", 4318),
         ("zipkin", 9411),
     ];
-    svcs.patch(
-        "tempo",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"ports": changed.iter().map(|(n, p)| json!({"name": n, "port": p, "targetPort": p})).collect::<Vec<_>>()}})),
-    )
-    .await
-    .expect("patch Service ports");
+    merge_patch(&svcs, "tempo", &json!({"spec": {"ports": changed.iter().map(|(n, p)| json!({"name": n, "port": p, "targetPort": p})).collect::<Vec<_>>()}})).await;
     let doc = all_hold(
         expected_document(&host, [3200, 14317, 4318, 9411], None),
         "otlp-grpc port changed to 14317",
@@ -924,13 +913,12 @@ async fn removing_the_label_removes_only_the_operators_fields() {
     env.wait(&cms, "app", "Bound", |c| state(c) == Some(STATE_BOUND))
         .await;
 
-    cms.patch(
+    merge_patch(
+        &cms,
         "app",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {RELATION_LABEL: null}}})),
+        &json!({"metadata": {"labels": {RELATION_LABEL: null}}}),
     )
-    .await
-    .expect("remove label");
+    .await;
     let started = Instant::now();
     let got = env
         .wait(&cms, "app", "operator fields removed", |c| {
@@ -1001,13 +989,7 @@ async fn deleting_the_relation_cleans_every_consumer_first() {
         .await;
     }
     // Admit both namespaces.
-    rels.patch(
-        "tempo",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"consumers": {"namespaceSelector": {"matchLabels": null, "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": [a.to_string(), b.to_string()]}]}}}})),
-    )
-    .await
-    .expect("widen selector");
+    merge_patch(&rels, "tempo", &json!({"spec": {"consumers": {"namespaceSelector": {"matchLabels": null, "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": [a.to_string(), b.to_string()]}]}}}})).await;
     for (api, n, _) in &consumers {
         env.wait(api, n, "Bound", |c| {
             state(c) == Some(STATE_BOUND) && !operator_data(c).is_empty()
@@ -1103,13 +1085,7 @@ async fn own_fields_survive_every_operator_write() {
     );
     assert!(!operator_data(&cms.get("app").await.unwrap()).contains_key(KEY_OTLP_GRPC_ENDPOINT));
 
-    rels.patch(
-        "tempo",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"backend": {"endpoint": {"hostname": "tempo2.own.test", "otlpHttpPort": 14318}}}})),
-    )
-    .await
-    .expect("patch relation");
+    merge_patch(&rels, "tempo", &json!({"spec": {"backend": {"endpoint": {"hostname": "tempo2.own.test", "otlpHttpPort": 14318}}}})).await;
     let doc2 = expected_document(
         "tempo2.own.test",
         [3200, 4317, 14318, 9411],
@@ -1122,13 +1098,12 @@ async fn own_fields_survive_every_operator_write() {
     );
 
     // Reject: the relation stops admitting this namespace.
-    rels.patch(
+    merge_patch(
+        &rels,
         "tempo",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"consumers": {"namespaceSelector": {"matchLabels": {"nobody": "here"}}}}})),
+        &json!({"spec": {"consumers": {"namespaceSelector": {"matchLabels": {"nobody": "here"}}}}}),
     )
-    .await
-    .expect("narrow selector");
+    .await;
     let rejected = env
         .wait(&cms, "app", "rejected", |c| {
             annotation(c, REASON_ANNOTATION) == Some("NamespaceNotAllowed")
@@ -1144,13 +1119,7 @@ async fn own_fields_survive_every_operator_write() {
     check(&rejected, "reject");
 
     // Bound again.
-    rels.patch(
-        "tempo",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"consumers": null}})),
-    )
-    .await
-    .expect("widen selector");
+    merge_patch(&rels, "tempo", &json!({"spec": {"consumers": null}})).await;
     let rebound = env
         .wait(&cms, "app", "bound again", |c| holds(c, &doc2, &bound_to))
         .await;
@@ -1159,13 +1128,12 @@ async fn own_fields_survive_every_operator_write() {
     check(&rebound, "re-bind");
 
     // Unbind: the label goes (the consumer's own edit), nothing else of its own.
-    cms.patch(
+    merge_patch(
+        &cms,
         "app",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {RELATION_LABEL: null}}})),
+        &json!({"metadata": {"labels": {RELATION_LABEL: null}}}),
     )
-    .await
-    .expect("remove label");
+    .await;
     let got = env
         .wait(&cms, "app", "unbound", |c| {
             state(c).is_none() && operator_data(c).is_empty()
@@ -1192,24 +1160,19 @@ async fn fan_out_rewrites_200_consumers() {
     let Apis { ns, rels, cms, .. } = env.apis("fanout").await;
     create_endpoint_relation(&rels, "tempo", "tempo-a.fanout.test").await;
     let started = Instant::now();
+    let consumer = |i: usize| {
+        let own = i.to_string();
+        configmap(
+            &format!("c-{i:03}"),
+            &[(RELATION_LABEL, "tempo")],
+            &[],
+            &[("i", &own)],
+        )
+    };
+    let pp = PostParams::default();
     stream::iter(0..N)
-        .map(|i| {
-            let cms = cms.clone();
-            async move {
-                let name = format!("c-{i:03}");
-                cms.create(
-                    &PostParams::default(),
-                    &configmap(
-                        &name,
-                        &[(RELATION_LABEL, "tempo")],
-                        &[],
-                        &[("i", &i.to_string())],
-                    ),
-                )
-                .await
-                .map(|_| ())
-            }
-        })
+        .map(|i| (consumer(i), &cms, &pp))
+        .map(|(cm, cms, pp)| async move { cms.create(pp, &cm).await.map(|_| ()) })
         .buffer_unordered(8)
         .try_collect::<Vec<()>>()
         .await
@@ -1389,33 +1352,25 @@ async fn twenty_bound_and_two_rejected_consumers(cp: &ControlPlane, client: &Cli
             ("by-endpoint", "otlp_http,zipkin"),
         ] {
             let name = format!("{rel}-{i}");
-            create(
+            create_configmap(
                 &cms,
-                &configmap(
-                    &name,
-                    &[(RELATION_LABEL, rel)],
-                    &[(RECEIVERS_ANNOTATION, receivers)],
-                    &[("own", "x")],
-                ),
+                &name,
+                &[(RELATION_LABEL, rel)],
+                &[(RECEIVERS_ANNOTATION, receivers)],
+                &[("own", "x")],
             )
             .await;
             names.push(name);
         }
     }
     // Two rejected consumers: no such relation; a key conflict.
-    create(
+    create_configmap(&cms, "lost", &[(RELATION_LABEL, "missing")], &[], &[]).await;
+    create_configmap(
         &cms,
-        &configmap("lost", &[(RELATION_LABEL, "missing")], &[], &[]),
-    )
-    .await;
-    create(
-        &cms,
-        &configmap(
-            "conflict",
-            &[(RELATION_LABEL, "by-endpoint")],
-            &[],
-            &[(KEY_RECEIVERS, "mine")],
-        ),
+        "conflict",
+        &[(RELATION_LABEL, "by-endpoint")],
+        &[],
+        &[(KEY_RECEIVERS, "mine")],
     )
     .await;
     Noop {
@@ -1669,11 +1624,7 @@ async fn consumers_deleted_mid_reconcile_are_not_an_error_storm() {
         started.elapsed()
     );
 
-    create(
-        &cms,
-        &configmap("after", &[(RELATION_LABEL, "tempo")], &[], &[]),
-    )
-    .await;
+    create_configmap(&cms, "after", &[(RELATION_LABEL, "tempo")], &[], &[]).await;
     let served = Instant::now();
     env.wait(&cms, "after", "bound", |c| {
         holds(
@@ -1738,9 +1689,12 @@ async fn deleted_bound_consumer_stays_deleted() {
     let env = Env::get().await;
     let Apis { rels, cms, .. } = env.apis("deleted").await;
     create_endpoint_relation(&rels, "tempo", "tempo.deleted.test").await;
-    create(
+    create_configmap(
         &cms,
-        &configmap("app", &[(RELATION_LABEL, "tempo")], &[], &[("own", "x")]),
+        "app",
+        &[(RELATION_LABEL, "tempo")],
+        &[],
+        &[("own", "x")],
     )
     .await;
     env.wait(&cms, "app", "Bound", |c| state(c) == Some(STATE_BOUND))
@@ -1780,24 +1734,14 @@ async fn events_are_recorded_for_bound_and_rejected_consumers() {
     let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &ns);
     let other_cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &other);
     create_endpoint_relation(&rels, "tempo", "tempo.events.test").await;
-    create(
-        &cms,
-        &configmap("good", &[(RELATION_LABEL, "tempo")], &[], &[]),
-    )
-    .await;
-    create(
-        &cms,
-        &configmap("lost", &[(RELATION_LABEL, "no-such")], &[], &[]),
-    )
-    .await;
-    create(
+    create_configmap(&cms, "good", &[(RELATION_LABEL, "tempo")], &[], &[]).await;
+    create_configmap(&cms, "lost", &[(RELATION_LABEL, "no-such")], &[], &[]).await;
+    create_configmap(
         &other_cms,
-        &configmap(
-            "outsider",
-            &[(RELATION_LABEL, "tempo")],
-            &[(RELATION_NAMESPACE_ANNOTATION, &ns)],
-            &[],
-        ),
+        "outsider",
+        &[(RELATION_LABEL, "tempo")],
+        &[(RELATION_NAMESPACE_ANNOTATION, &ns)],
+        &[],
     )
     .await;
     let good = env

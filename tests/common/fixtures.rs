@@ -236,3 +236,29 @@ pub async fn set_hostname(rels: &Api<TracingRelation>, name: &str, hostname: &st
 pub fn hostname_patch(hostname: &str) -> Value {
     json!({"spec": {"backend": {"endpoint": {"hostname": hostname}}}})
 }
+
+/// Creates the ConfigMap [`configmap`] builds; panics naming it on failure.
+pub async fn create_configmap(
+    api: &Api<ConfigMap>,
+    name: &str,
+    labels: &[(&str, &str)],
+    annotations: &[(&str, &str)],
+    data: &[(&str, &str)],
+) -> ConfigMap {
+    create(api, &configmap(name, labels, annotations, data)).await
+}
+
+/// A JSON merge patch of object `name` (default field manager, as `kubectl
+/// patch --type merge`); panics naming it on failure.
+pub async fn merge_patch<K>(api: &Api<K>, name: &str, patch: &Value) -> K
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(patch),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("cannot merge-patch {name}: {e}"))
+}
