@@ -18,7 +18,9 @@ mod common;
 use std::time::Duration;
 
 use common::env::{POLICY_BINDING as BINDING, unbind_consumer_policy};
-use common::fixtures::{annotation, configmap, dry_run_create, endpoint_relation, map};
+use common::fixtures::{
+    annotation, configmap, dry_run_create, endpoint_relation, map, relation_manifest, relation_spec,
+};
 use common::wait_object;
 use common::{ControlPlane, ControlPlaneOptions, Operator, operator_ready, wait_for_some_named};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -132,13 +134,7 @@ fn relations(client: kube::Client, ns: &str) -> Api<DynamicObject> {
 }
 
 fn relation_object(name: &str, spec: Value) -> DynamicObject {
-    serde_json::from_value(json!({
-        "apiVersion": "tracing.relations.dev/v1alpha1",
-        "kind": "TracingRelation",
-        "metadata": {"name": name},
-        "spec": spec,
-    }))
-    .expect("a DynamicObject")
+    serde_json::from_value(relation_manifest(name, spec)).expect("a DynamicObject")
 }
 
 /// The relations API of a fresh namespace (named after `prefix`) of the shipped
@@ -164,7 +160,7 @@ async fn assert_spec_refused(
 }
 
 fn endpoint_spec(endpoint: Value) -> Value {
-    json!({"interface": "tracing", "role": "provides", "backend": {"endpoint": endpoint}})
+    relation_spec(json!({ "endpoint": endpoint }), None)
 }
 
 fn valid_endpoint() -> Value {

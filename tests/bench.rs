@@ -48,6 +48,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::fixtures::{
+    self, configmap, endpoint_backend, relation_manifest, relation_spec, seed_document,
+};
+use common::metrics::parse_labels;
 use common::{ControlPlane, ControlPlaneOptions, OPERATOR_BIN, Operator, free_port};
 use futures::{StreamExt, stream};
 use k8s_openapi::api::admissionregistration::v1::{
@@ -55,7 +59,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
 use serde_json::json;
@@ -63,7 +67,7 @@ use tracing_relation_operator::api::TracingRelation;
 use tracing_relation_operator::core::contract::{
     BOUND_TO_ANNOTATION, HASH_ANNOTATION, RELATION_LABEL, STATE_ANNOTATION, STATE_BOUND,
 };
-use tracing_relation_operator::core::document::{self, DATA_KEYS, Endpoint, KEY_TEMPO_ENDPOINT};
+use tracing_relation_operator::core::document::{self, DATA_KEYS, KEY_TEMPO_ENDPOINT};
 
 /// Name of the benchmark's TracingRelation in every N's namespace.
 const RELATION: &str = "tempo";
@@ -405,33 +409,6 @@ const WRITE_VERBS: [&str; 6] = [
 #[derive(Clone, Debug, Default, PartialEq)]
 struct ApiRequests {
     by: BTreeMap<(String, String, String), f64>,
-}
-
-/// The labels of a Prometheus sample line's `{...}` part.
-fn parse_labels(s: &str) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    let mut chars = s.chars().peekable();
-    loop {
-        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
-        let key = key.trim().trim_start_matches(',').trim().to_string();
-        if key.is_empty() || chars.next() != Some('"') {
-            break;
-        }
-        let mut value = String::new();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' => {
-                    if let Some(e) = chars.next() {
-                        value.push(if e == 'n' { '\n' } else { e });
-                    }
-                }
-                '"' => break,
-                c => value.push(c),
-            }
-        }
-        out.insert(key, value);
-    }
-    out
 }
 
 impl ApiRequests {
@@ -799,17 +776,7 @@ where
 
 /// The document of a relation whose explicit endpoint has `hostname` (default ports).
 fn document_for(hostname: &str) -> document::Document {
-    document::build(
-        &Endpoint {
-            hostname: hostname.to_string(),
-            tempo_port: Some(3200),
-            otlp_grpc_port: Some(4317),
-            otlp_http_port: Some(4318),
-            zipkin_port: Some(9411),
-            ..Endpoint::default()
-        },
-        None,
-    )
+    seed_document(hostname)
 }
 
 /// The hostname whose complete document (all data keys) `cm` holds, if any.
@@ -974,16 +941,8 @@ fn hostname(tag: &str) -> String {
 }
 
 async fn apply_relation(client: &Client, ns: &str, hostname: &str) {
-    let body = json!({
-        "apiVersion": "tracing.relations.dev/v1alpha1",
-        "kind": "TracingRelation",
-        "metadata": {"name": RELATION, "namespace": ns},
-        "spec": {
-            "interface": "tracing",
-            "role": "provides",
-            "backend": {"endpoint": {"hostname": hostname}},
-        },
-    });
+    let mut body = relation_manifest(RELATION, relation_spec(endpoint_backend(hostname), None));
+    body["metadata"]["namespace"] = json!(ns);
     Api::<TracingRelation>::namespaced(client.clone(), ns)
         .patch(
             RELATION,
@@ -995,14 +954,7 @@ async fn apply_relation(client: &Client, ns: &str, hostname: &str) {
 }
 
 async fn set_hostname(client: &Client, ns: &str, hostname: &str) {
-    Api::<TracingRelation>::namespaced(client.clone(), ns)
-        .patch(
-            RELATION,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"backend": {"endpoint": {"hostname": hostname}}}})),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("cannot change the hostname of {ns}/{RELATION}: {e}"));
+    fixtures::set_hostname(&Api::namespaced(client.clone(), ns), RELATION, hostname).await;
 }
 
 /// Polls (setup only, not measured) until the relation's status says so.
@@ -1040,27 +992,6 @@ fn relation_ready(r: &TracingRelation) -> bool {
     })
 }
 
-fn plain_configmap(name: &str, labels: &[(&str, &str)], data: &[(&str, &str)]) -> ConfigMap {
-    ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            labels: (!labels.is_empty()).then(|| {
-                labels
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect()
-            }),
-            ..ObjectMeta::default()
-        },
-        data: Some(
-            data.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        ),
-        ..ConfigMap::default()
-    }
-}
-
 /// Creates ConfigMaps; returns, per name, when its create was sent.
 async fn create_configmaps(
     client: &Client,
@@ -1073,7 +1004,7 @@ async fn create_configmaps(
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let api = &api;
     bounded(names.to_vec(), concurrency, |name| async move {
-        let cm = plain_configmap(&name, labels, data);
+        let cm = configmap(&name, labels, &[], data);
         let sent = Instant::now();
         api.create(&PostParams::default(), &cm)
             .await

@@ -1,6 +1,8 @@
 //! Consumers reading the endpoint document: round trips against the writer, the
 //! kubelet's `..data` symlink swap, the watcher and the `endpoint` subcommand.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -8,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::fixtures::seed_endpoint;
+use common::strategies::{endpoint_at, requested as requested_from};
 use proptest::prelude::*;
 use tracing_relation_operator::consumer::{self, Endpoints, Error, TempoEndpoint, Watcher};
 use tracing_relation_operator::core::document::{
@@ -15,7 +19,7 @@ use tracing_relation_operator::core::document::{
     KEY_TEMPO_ENDPOINT, Protocol,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_tracing-relation-operator");
+const BIN: &str = common::OPERATOR_BIN;
 
 /// A ConfigMap volume laid out and updated the way the kubelet's AtomicWriter
 /// does it: files in `..<timestamp>/`, `..data -> ..<timestamp>`, and one
@@ -72,17 +76,6 @@ impl Volume {
     }
 }
 
-fn seed_endpoint(host: &str) -> Endpoint {
-    Endpoint {
-        hostname: host.into(),
-        tempo_port: Some(3200),
-        otlp_grpc_port: Some(4317),
-        otlp_http_port: Some(4318),
-        zipkin_port: Some(9411),
-        ..Default::default()
-    }
-}
-
 fn doc_data(host: &str) -> BTreeMap<String, String> {
     document::build(&seed_endpoint(host), None).data
 }
@@ -130,26 +123,12 @@ fn hostname() -> impl Strategy<Value = String> {
     ]
 }
 
-fn port() -> impl Strategy<Value = Option<u16>> {
-    prop::option::weighted(0.85, 1..=u16::MAX)
-}
-
 fn endpoint() -> impl Strategy<Value = Endpoint> {
-    (hostname(), port(), port(), port(), port(), port(), port()).prop_map(
-        |(hostname, t, g, h, z, jt, jg)| Endpoint {
-            hostname,
-            tempo_port: t,
-            otlp_grpc_port: g,
-            otlp_http_port: h,
-            zipkin_port: z,
-            jaeger_thrift_http_port: jt,
-            jaeger_grpc_port: jg,
-        },
-    )
+    endpoint_at(hostname())
 }
 
 fn requested() -> impl Strategy<Value = Option<Vec<Protocol>>> {
-    prop::option::of(prop::sample::subsequence(Protocol::ALL.to_vec(), 0..=5))
+    requested_from(0)
 }
 
 fn check_round_trip(ep: &Endpoint, requested: Option<&[Protocol]>, e: &Endpoints) {
@@ -247,6 +226,8 @@ proptest! {
 // ---------------------------------------------------------------------------
 // Reading a directory.
 
+/// A missing directory, an empty one, or one whose operator keys are absent or
+/// blank reads as "not bound", never as a malformed document.
 #[test]
 fn missing_or_empty_directory_is_not_bound() {
     let tmp = tempfile::tempdir().unwrap();
@@ -262,6 +243,7 @@ fn missing_or_empty_directory_is_not_bound() {
     assert!(e.to_string().contains("not bound"), "{e}");
 }
 
+/// A malformed document is reported with the key and the field that are wrong.
 #[test]
 fn malformed_file_names_key_and_field() {
     let tmp = tempfile::tempdir().unwrap();
@@ -293,6 +275,8 @@ fn malformed_file_names_key_and_field() {
     );
 }
 
+/// `read_endpoint` gives the URL of an offered receiver, and `NotOffered` for one
+/// the relation does not offer.
 #[test]
 fn read_endpoint_convenience() {
     let tmp = tempfile::tempdir().unwrap();
@@ -314,6 +298,7 @@ fn read_endpoint_convenience() {
     );
 }
 
+/// `wait_until_bound` returns the document as soon as the volume is published.
 #[test]
 fn wait_until_bound_returns_once_published() {
     let tmp = tempfile::tempdir().unwrap();
@@ -347,6 +332,7 @@ fn wait_until_bound_returns_once_published() {
 // ---------------------------------------------------------------------------
 // Watching: replaying the kubelet's symlink swap.
 
+/// A kubelet swap to new content is reported by the watcher exactly once.
 #[test]
 fn swap_with_new_content_is_reported_once() {
     let tmp = tempfile::tempdir().unwrap();
@@ -373,6 +359,7 @@ fn swap_with_new_content_is_reported_once() {
     assert!(w.poll().is_none(), "reported only once");
 }
 
+/// A kubelet swap to identical content is not reported as a change.
 #[test]
 fn swap_with_identical_content_is_not_reported() {
     let tmp = tempfile::tempdir().unwrap();
@@ -394,6 +381,8 @@ fn swap_with_identical_content_is_not_reported() {
     );
 }
 
+/// The watcher reports the operator removing its keys (not bound), a broken
+/// document (with the field), and binding again.
 #[test]
 fn unbinding_and_rebinding_are_reported() {
     let tmp = tempfile::tempdir().unwrap();
@@ -418,6 +407,7 @@ fn unbinding_and_rebinding_are_reported() {
     assert_eq!(e.hostname(), Some("b.obs"));
 }
 
+/// A watcher started before the volume exists reports the first binding.
 #[test]
 fn watcher_started_before_the_mount_reports_the_binding() {
     let tmp = tempfile::tempdir().unwrap();
@@ -429,6 +419,7 @@ fn watcher_started_before_the_mount_reports_the_binding() {
     assert_eq!(e.hostname(), Some("first.obs"));
 }
 
+/// `Watcher::changed` ignores an identical swap and wakes on a new document.
 #[tokio::test]
 async fn async_changed_reports_the_swap() {
     let tmp = tempfile::tempdir().unwrap();
@@ -461,6 +452,7 @@ async fn async_changed_reports_the_swap() {
     publisher.await.unwrap();
 }
 
+/// The channel of a spawned watcher follows the document through a swap.
 #[tokio::test]
 async fn spawned_watch_channel_follows_the_document() {
     let tmp = tempfile::tempdir().unwrap();
@@ -511,6 +503,8 @@ fn bound_dir(host: &str) -> tempfile::TempDir {
     tmp
 }
 
+/// `endpoint` prints the OTLP gRPC URL by default, another protocol's on
+/// request, and takes the directory from `TRACING_ENDPOINT_DIR`.
 #[test]
 fn cli_prints_the_seed_otlp_grpc_endpoint_by_default() {
     let tmp = bound_dir("tempo.obs.svc.cluster.local");
@@ -532,6 +526,8 @@ fn cli_prints_the_seed_otlp_grpc_endpoint_by_default() {
     assert_eq!(stdout(&o), "http://tempo.obs.svc.cluster.local:4318\n");
 }
 
+/// `endpoint` exits 3 when not bound, 5 when the protocol is not offered, 4 on
+/// a malformed document (saying why on stderr), and 2 on a usage error.
 #[test]
 fn cli_exit_codes() {
     let bound = bound_dir("t");
@@ -572,6 +568,7 @@ fn cli_exit_codes() {
     }
 }
 
+/// `endpoint --help` documents its flags, the directory variable and every exit code.
 #[test]
 fn cli_help_documents_exit_codes() {
     let o = run(&["--help"]);
@@ -591,6 +588,7 @@ fn cli_help_documents_exit_codes() {
     }
 }
 
+/// `--format json` prints the protocol and URL as a JSON object.
 #[test]
 fn cli_json_format() {
     let tmp = bound_dir("tempo.obs");
@@ -655,6 +653,7 @@ printf '%s\n%s\n%s' "$OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" "$otlp_grpc_endpoint" 
     assert!(!canary.exists(), "a value was executed by the shell");
 }
 
+/// `--wait` polls until the volume is published, then prints the URL and exits 0.
 #[test]
 fn cli_wait_polls_until_bound() {
     let tmp = tempfile::tempdir().unwrap();
@@ -687,6 +686,7 @@ fn cli_wait_polls_until_bound() {
     assert!(stderr(&o).contains("waiting up to 30s"), "{}", stderr(&o));
 }
 
+/// `--wait` gives up after its duration with "not bound" (exit 3).
 #[test]
 fn cli_wait_expires_with_not_bound() {
     let tmp = tempfile::tempdir().unwrap();

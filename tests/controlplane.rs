@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::fixtures::{self, assert_forbidden};
 use common::{ControlPlane, ControlPlaneOptions, wait_for, wait_for_named};
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, Pod, PodSpec, ServiceAccount};
@@ -16,31 +17,9 @@ use kube::api::{
 };
 use kube::core::GroupVersionKind;
 
+/// A ConfigMap named `name` holding `data`.
 fn configmap(name: &str, data: &[(&str, &str)]) -> ConfigMap {
-    ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            ..ObjectMeta::default()
-        },
-        data: Some(
-            data.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        ),
-        ..ConfigMap::default()
-    }
-}
-
-/// Panics unless `result` is a 403 Forbidden from the apiserver.
-#[track_caller]
-fn assert_forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &str) {
-    match result {
-        Err(kube::Error::Api(status)) => {
-            assert_eq!(status.code, 403, "{what}: expected 403, got {status:?}");
-            assert_eq!(status.reason, "Forbidden", "{what}: {status:?}");
-        }
-        other => panic!("{what}: expected 403 Forbidden, got {other:?}"),
-    }
+    fixtures::configmap(name, &[], &[], data)
 }
 
 /// Who the apiserver thinks `client` is: (username, groups).

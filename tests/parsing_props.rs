@@ -12,8 +12,12 @@
 //!
 //! Each property runs a modest number of cases so the file finishes in seconds.
 
+mod common;
+
 use std::collections::BTreeMap;
 
+use common::fixtures::{endpoint_relation, seed_endpoint};
+use common::strategies::{endpoint_at, requested as requested_from};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
@@ -21,8 +25,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 };
 use proptest::prelude::*;
 use tracing_relation_operator::api::{
-    Backend, ConsumerPolicy, EndpointBackend, INTERFACE_TRACING, ROLE_PROVIDES, ROLE_REQUIRES,
-    TracingRelation, TracingRelationSpec,
+    Backend, ConsumerPolicy, INTERFACE_TRACING, ROLE_PROVIDES, ROLE_REQUIRES, TracingRelation,
+    TracingRelationSpec,
 };
 use tracing_relation_operator::core::backend::BackendError;
 use tracing_relation_operator::core::checks::{self, Decision};
@@ -207,10 +211,6 @@ fn consumer() -> impl Strategy<Value = ConfigMap> {
         )
 }
 
-fn port() -> impl Strategy<Value = Option<u16>> {
-    prop::option::weighted(0.85, 1..=u16::MAX)
-}
-
 /// DNS names (what the CRD admits) and strings PyYAML and YAML 1.2 read as
 /// something other than a string unless quoted.
 fn hostname() -> impl Strategy<Value = String> {
@@ -225,21 +225,11 @@ fn hostname() -> impl Strategy<Value = String> {
 }
 
 fn endpoint() -> impl Strategy<Value = Endpoint> {
-    (hostname(), port(), port(), port(), port(), port(), port()).prop_map(
-        |(hostname, t, g, h, z, jt, jg)| Endpoint {
-            hostname,
-            tempo_port: t,
-            otlp_grpc_port: g,
-            otlp_http_port: h,
-            zipkin_port: z,
-            jaeger_thrift_http_port: jt,
-            jaeger_grpc_port: jg,
-        },
-    )
+    endpoint_at(hostname())
 }
 
 fn requested() -> impl Strategy<Value = Option<Vec<Protocol>>> {
-    prop::option::of(prop::sample::subsequence(Protocol::ALL.to_vec(), 1..=5))
+    requested_from(1)
 }
 
 fn selector() -> impl Strategy<Value = Option<LabelSelector>> {
@@ -279,26 +269,10 @@ fn relation() -> impl Strategy<Value = Option<TracingRelation>> {
             prop_oneof![3 => Just("obs".to_string()), 1 => "[a-z]([a-z0-9-]{0,8}[a-z0-9])?"],
         )
             .prop_map(|(interface, role, namespace_selector, ns)| {
-                let mut rel = TracingRelation::new(
-                    "tempo",
-                    TracingRelationSpec {
-                        interface,
-                        role,
-                        backend: Backend {
-                            service: None,
-                            endpoint: Some(EndpointBackend {
-                                hostname: "tempo.example".into(),
-                                tempo_port: 3200,
-                                otlp_grpc_port: 4317,
-                                otlp_http_port: 4318,
-                                zipkin_port: 9411,
-                                jaeger_thrift_http_port: None,
-                                jaeger_grpc_port: None,
-                            }),
-                        },
-                        consumers: Some(ConsumerPolicy { namespace_selector }),
-                    },
-                );
+                let mut rel = endpoint_relation("tempo", "tempo.example", None);
+                rel.spec.interface = interface;
+                rel.spec.role = role;
+                rel.spec.consumers = Some(ConsumerPolicy { namespace_selector });
                 rel.metadata.namespace = Some(ns);
                 rel
             }),
@@ -464,17 +438,6 @@ fn decide_with(
     })
 }
 
-fn seed_endpoint() -> Endpoint {
-    Endpoint {
-        hostname: "tempo.example".into(),
-        tempo_port: Some(3200),
-        otlp_grpc_port: Some(4317),
-        otlp_http_port: Some(4318),
-        zipkin_port: Some(9411),
-        ..Endpoint::default()
-    }
-}
-
 proptest! {
     #![proptest_config(config())]
 
@@ -572,7 +535,7 @@ proptest! {
             },
         );
         rel.metadata.namespace = Some("obs".into());
-        let ep = seed_endpoint();
+        let ep = seed_endpoint("tempo.example");
         let decision = decide_with(&cm, Some(&rel), &BTreeMap::new(), Ok(ep.clone()));
         let offered: Vec<Protocol> = ep.offered().collect();
         let want: Vec<Protocol> = match &req {

@@ -24,7 +24,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::fixtures::{
-    self, configmap, endpoint_backend, relation, seed_document, service_backend, tail,
+    self, configmap, endpoint_backend, relation_manifest, relation_spec, seed_document,
+    service_backend, tail,
 };
 use common::metrics::{PREFIX as P, Scrape, operator_metric_name, scrape, try_scrape};
 use common::rbac;
@@ -80,8 +81,8 @@ async fn apply_relation(
     all_namespaces: bool,
 ) {
     let consumers = all_namespaces.then(|| json!({"namespaceSelector": {}}));
-    let mut body = relation(name, endpoint_backend(hostname), consumers);
-    body.metadata.namespace = Some(ns.to_string());
+    let mut body = relation_manifest(name, relation_spec(endpoint_backend(hostname), consumers));
+    body["metadata"]["namespace"] = json!(ns);
     Api::<TracingRelation>::namespaced(client.clone(), ns)
         .patch(
             name,
@@ -1086,8 +1087,8 @@ async fn a_rejected_consumer_is_counted_as_rejected(
 /// relations_ready counts Ready relations only: one following a missing
 /// Service is not Ready until the Service exists.
 async fn relations_ready_counts_ready_relations_only(client: &Client, ns: &str, op: &Operator) {
-    let mut body = relation("follows", service_backend("tempo"), None);
-    body.metadata.namespace = Some(ns.to_string());
+    let mut body = relation_manifest("follows", relation_spec(service_backend("tempo"), None));
+    body["metadata"]["namespace"] = json!(ns);
     Api::<TracingRelation>::namespaced(client.clone(), ns)
         .patch(
             "follows",

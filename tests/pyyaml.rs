@@ -5,10 +5,12 @@
 //! venv), else `python3`. Fails (never skips) when `import yaml` fails.
 //! All cases of a test go through one Python process: JSON lines in, JSON lines out.
 
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::process::{Command, Stdio};
+use std::io::BufRead as _;
 use std::time::Instant;
 
+mod common;
+
+use common::python::run_pyyaml_script;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -39,57 +41,15 @@ for line in sys.stdin:
 sys.stdout.flush()
 "#;
 
-fn python() -> String {
-    std::env::var("PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "python3".to_string())
-}
-
 /// Sends every request to one PyYAML process; returns its answers in order and
 /// PyYAML's version. Panics with a clear message when PyYAML is missing.
 fn pyyaml(requests: &[Value]) -> (String, Vec<Value>) {
-    let py = python();
-    let mut child = Command::new(&py)
-        .arg("-c")
-        .arg(SCRIPT)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {py:?} (set PYTHON to a python that has PyYAML): {e}")
-        });
-    // Write from another thread so neither pipe can fill up and deadlock.
-    let mut stdin = child.stdin.take().expect("stdin");
-    let input: String = requests
-        .iter()
-        .map(|r| format!("{r}\n"))
-        .collect::<Vec<_>>()
-        .concat();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(input.as_bytes());
-    });
-    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let input: String = requests.iter().map(|r| format!("{r}\n")).collect();
+    let stdout = run_pyyaml_script(SCRIPT, input.into_bytes());
     let lines: Vec<String> = stdout
         .lines()
         .collect::<Result<_, _>>()
         .expect("read PyYAML output");
-    writer.join().expect("writer thread");
-    let out = child.wait_with_output().expect("wait for python");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if out.status.code() == Some(17) {
-        panic!(
-            "PyYAML is not importable by {py:?}: {stderr}\n\
-             install it (`pip install pyyaml`) or set PYTHON to a python that has it \
-             (hack/test.sh builds such a venv); this test never skips"
-        );
-    }
-    assert!(
-        out.status.success(),
-        "{py} failed ({}): {stderr}",
-        out.status
-    );
     let mut answers = lines
         .iter()
         .map(|l| serde_json::from_str::<Value>(l).expect("PyYAML answer is JSON"));
@@ -101,7 +61,7 @@ fn pyyaml(requests: &[Value]) -> (String, Vec<Value>) {
     assert_eq!(
         answers.len(),
         requests.len(),
-        "PyYAML answered {} of {} requests; stderr: {stderr}",
+        "PyYAML answered {} of {} requests",
         answers.len(),
         requests.len()
     );

@@ -90,20 +90,30 @@ pub fn match_labels(pairs: &[(&str, &str)]) -> LabelSelector {
     }
 }
 
-/// A TracingRelation named `name` with `backend` (see [`endpoint_backend`],
-/// [`service_backend`]) and, when given, `spec.consumers`.
-pub fn relation(name: &str, backend: Value, consumers: Option<Value>) -> TracingRelation {
-    let mut spec = json!({"interface": "tracing", "role": "provides", "backend": backend});
-    if let Some(c) = consumers {
-        spec["consumers"] = c;
-    }
-    serde_json::from_value(json!({
+/// A TracingRelation manifest named `name` with `spec` as given (valid or not).
+pub fn relation_manifest(name: &str, spec: Value) -> Value {
+    json!({
         "apiVersion": "tracing.relations.dev/v1alpha1",
         "kind": "TracingRelation",
         "metadata": {"name": name},
         "spec": spec,
-    }))
-    .expect("valid TracingRelation")
+    })
+}
+
+/// The spec of a relation providing tracing from `backend` (see
+/// [`endpoint_backend`], [`service_backend`]) and, when given, `spec.consumers`.
+pub fn relation_spec(backend: Value, consumers: Option<Value>) -> Value {
+    let mut spec = json!({"interface": "tracing", "role": "provides", "backend": backend});
+    if let Some(c) = consumers {
+        spec["consumers"] = c;
+    }
+    spec
+}
+
+/// A TracingRelation named `name` with `backend` and, when given, `spec.consumers`.
+pub fn relation(name: &str, backend: Value, consumers: Option<Value>) -> TracingRelation {
+    serde_json::from_value(relation_manifest(name, relation_spec(backend, consumers)))
+        .expect("valid TracingRelation")
 }
 
 /// `spec.backend` of an explicit endpoint at `hostname` (seed ports by default).

@@ -26,7 +26,9 @@ pub mod metrics;
 pub mod operator;
 pub mod otel;
 pub mod process;
+pub mod python;
 pub mod rbac;
+pub mod strategies;
 pub mod wait;
 
 use std::future::Future;
@@ -540,12 +542,7 @@ impl ControlPlane {
         let ns = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
-                labels: (!labels.is_empty()).then(|| {
-                    labels
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect()
-                }),
+                labels: (!labels.is_empty()).then(|| fixtures::map(labels)),
                 ..ObjectMeta::default()
             },
             ..Namespace::default()
@@ -1032,7 +1029,6 @@ async fn readyz(client: &kube::Client) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Every object in `dir/*.yaml` / `*.yml` (files sorted by name), with its kind.
 /// The identity the shipped admission policy knows as the operator's (the
 /// chart's default ServiceAccount).
 pub const SHIPPED_OPERATOR_IDENTITY: &str = "request.userInfo.username != 'system:serviceaccount:tracing-relation-operator:tracing-relation-operator'";
@@ -1054,6 +1050,7 @@ fn as_test_operator(manifest: &str) -> String {
     manifest.replace(SHIPPED_OPERATOR_IDENTITY, TEST_OPERATOR_IDENTITY)
 }
 
+/// Every object in `dir/*.yaml` / `*.yml` (files sorted by name), with its kind.
 fn read_manifests(dir: &Path) -> Vec<(PathBuf, GroupVersionKind, DynamicObject)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
