@@ -1323,6 +1323,9 @@ async fn run_size(cp: &ControlPlane, client: &Client, s: &Settings, n: usize) ->
     row
 }
 
+/// The benchmark (ignored by default; `hack/bench.sh`): bind latency, fan-out
+/// against a floor of plain server-side applies, steady state, restart and
+/// memory per size, with the verdicts against the targets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run hack/bench.sh (full) or hack/bench.sh --smoke"]
 async fn propagation() {
@@ -1410,6 +1413,7 @@ async fn propagation() {
 // ---------------------------------------------------------------------------
 // The helpers, without a control plane.
 
+/// Percentiles are nearest-rank, and the empty sample gives zero.
 #[test]
 fn nearest_rank_percentiles() {
     let ms = |v: &[u64]| {
@@ -1426,6 +1430,8 @@ fn nearest_rank_percentiles() {
     assert_eq!(percentile(&[], 50.0), Duration::ZERO);
 }
 
+/// The API server's request counters are read by (group, resource, verb): writes
+/// since a previous scrape, configmap writes, reads apart, quoted label values.
 #[test]
 fn counts_write_requests_from_apiserver_metrics() {
     let before = ApiRequests::parse(
@@ -1460,6 +1466,7 @@ apiserver_request_total{code="200",component="apiserver",dry_run="",group="traci
     assert_eq!(l["c"], "");
 }
 
+/// The results table and the verdicts against the targets read as documented.
 #[test]
 fn table_and_verdicts() {
     let row = |n, fanout_ms, floor_ms, rss_mib: u64, steady: Writes| Row {

@@ -48,6 +48,8 @@ async fn client_from_kubeconfig(path: &std::path::Path) -> (kube::Client, String
     (kube::Client::try_from(config).expect("client"), namespace)
 }
 
+/// The admin client creates a ConfigMap in a fresh namespace and reads it back
+/// as stored (namespace, data, a uid).
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_creates_and_reads_back_a_configmap() {
     let cp = ControlPlane::shared();
@@ -86,6 +88,7 @@ async fn admin_creates_and_reads_back_a_configmap() {
     assert!(read.metadata.uid.is_some(), "stored objects get a uid");
 }
 
+/// A ServiceAccount without RBAC is refused (403) listing and creating ConfigMaps.
 #[tokio::test(flavor = "multi_thread")]
 async fn serviceaccount_without_rbac_is_forbidden() {
     let cp = ControlPlane::shared();
@@ -116,6 +119,8 @@ async fn serviceaccount_without_rbac_is_forbidden() {
     }
 }
 
+/// A Role and RoleBinding grant a ServiceAccount exactly the verbs they list:
+/// get, list and create work once the authorizer caught up, delete stays forbidden.
 #[tokio::test(flavor = "multi_thread")]
 async fn role_binding_grants_the_serviceaccount_exactly_its_rules() {
     let cp = ControlPlane::shared();
@@ -204,6 +209,8 @@ async fn role_binding_grants_the_serviceaccount_exactly_its_rules() {
     );
 }
 
+/// The admin, impersonating and ServiceAccount clients, and the kubeconfig files
+/// a subprocess would load, authenticate as the users and groups they claim.
 #[tokio::test(flavor = "multi_thread")]
 async fn clients_and_kubeconfigs_carry_the_expected_identity() {
     let cp = ControlPlane::shared();
@@ -277,6 +284,8 @@ async fn clients_and_kubeconfigs_carry_the_expected_identity() {
     );
 }
 
+/// `apply_crds` applies every manifest of `crds/` (idempotently), the CRD is
+/// Established with a storage version, and TracingRelations are served.
 #[tokio::test(flavor = "multi_thread")]
 async fn crds_from_the_repository_are_applied_and_established() {
     let cp = ControlPlane::shared();
@@ -327,6 +336,8 @@ async fn crds_from_the_repository_are_applied_and_established() {
     );
 }
 
+/// A ValidatingAdmissionPolicy and its binding are enforced by the API server
+/// (a bad ConfigMap refused, a good one admitted), only where the binding matches.
 #[tokio::test(flavor = "multi_thread")]
 async fn validating_admission_policies_are_enforced() {
     use k8s_openapi::api::admissionregistration::v1::{
@@ -420,6 +431,8 @@ async fn validating_admission_policies_are_enforced() {
     .expect("a valid ConfigMap is admitted");
 }
 
+/// With kube-controller-manager, owned objects are garbage-collected with their
+/// owner and namespace deletion finishes; bystanders stay.
 #[tokio::test(flavor = "multi_thread")]
 async fn controller_manager_collects_garbage_and_deletes_namespaces() {
     let cp = ControlPlane::start(ControlPlaneOptions {
@@ -474,6 +487,8 @@ async fn controller_manager_collects_garbage_and_deletes_namespaces() {
     .await;
 }
 
+/// A private control plane takes extra apiserver flags (an admission plugin is
+/// active) and keeps its data across restarts of kube-apiserver and etcd.
 #[tokio::test(flavor = "multi_thread")]
 async fn private_control_plane_takes_extra_flags_and_survives_restarts() {
     let cp = ControlPlane::start(ControlPlaneOptions {
@@ -564,6 +579,8 @@ async fn private_control_plane_takes_extra_flags_and_survives_restarts() {
     assert_eq!(read.data.unwrap()["k"], "v");
 }
 
+/// The binaries are Kubernetes 1.33 (apiserver and controller-manager), etcd 3.5
+/// and helm 3, and helm renders for Kubernetes 1.33.
 #[test]
 fn binaries_are_kubernetes_1_33_and_helm_renders_for_1_33() {
     let version = |bin: &str, args: &[&str]| {
@@ -623,6 +640,8 @@ fn binaries_are_kubernetes_1_33_and_helm_renders_for_1_33() {
     assert_eq!(data["minor"], "33", "{rendered}");
 }
 
+/// A control plane that cannot start reports why, naming its log, and leaves no
+/// process or directory behind.
 #[test]
 fn failed_start_reports_the_log_and_leaves_nothing_behind() {
     let bogus = "--definitely-not-an-apiserver-flag";
@@ -672,6 +691,8 @@ fn failed_start_reports_the_log_and_leaves_nothing_behind() {
     );
 }
 
+/// A supervised child lives as long as its test process and is killed within
+/// about half a second once that process dies, however it ends.
 #[test]
 fn watchdog_kills_supervised_children_when_their_test_process_dies() {
     // A stand-in "test process" (bash) starts a supervised `sleep` watching
@@ -709,6 +730,8 @@ fn watchdog_kills_supervised_children_when_their_test_process_dies() {
     assert!(child.wait().unwrap().success());
 }
 
+/// The `Operator` guard runs the real binary with a loopback metrics address,
+/// captures its log, and delivers SIGTERM and SIGKILL to the real pid.
 #[tokio::test(flavor = "multi_thread")]
 async fn operator_guard_runs_logs_and_kills() {
     let cp = ControlPlane::shared();
