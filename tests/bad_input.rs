@@ -51,7 +51,9 @@ use tracing_relation_operator::core::contract::{
     STATE_ANNOTATION, STATE_BOUND, STATE_REJECTED,
 };
 use tracing_relation_operator::core::document::{
-    DATA_KEYS, KEY_OTEL_ENDPOINT, KEY_OTEL_PROTOCOL, KEY_RECEIVERS, KEY_TEMPO_ENDPOINT, Receiver,
+    DATA_KEYS, KEY_OTEL_ENDPOINT, KEY_OTEL_PROTOCOL, KEY_OTEL_TRACES_ENDPOINT,
+    KEY_OTEL_TRACES_EXPORTER, KEY_OTEL_TRACES_PROTOCOL, KEY_OTLP_GRPC_ENDPOINT, KEY_RECEIVERS,
+    KEY_TEMPO_ENDPOINT, Receiver,
 };
 use tracing_relation_operator::core::reason::Reason;
 
@@ -537,7 +539,7 @@ async fn hostile_consumers() {
     let canary_hash = bind_the_canary(&api).await;
 
     let cases = cases(&home, &elsewhere);
-    assert!(cases.len() >= 25, "at least 25 cases");
+    assert!(cases.len() >= 70, "at least 70 cases");
     let mut run = Run::default();
     create_every_case(&mut run, &cases, &api, &probe).await;
     every_stored_case_reaches_its_outcome(&mut run, &api).await;
@@ -887,7 +889,7 @@ fn check_case(c: &Case, sent: &ConfigMap, got: &ConfigMap) -> Result<(), String>
             if names != want {
                 return Err(format!("receivers {names:?}, expected {want:?}"));
             }
-            let otel = data(got, KEY_OTEL_PROTOCOL);
+            let otel = data(got, KEY_OTEL_TRACES_PROTOCOL);
             let want_otel = if want.contains(&"otlp_http") {
                 Some("http/protobuf")
             } else if want.contains(&"otlp_grpc") {

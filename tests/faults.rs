@@ -35,7 +35,7 @@ use tracing_relation_operator::core::contract::{
 };
 use tracing_relation_operator::core::contract::{FIELD_MANAGER as OPERATOR_MANAGER, FINALIZER};
 use tracing_relation_operator::core::document::{
-    Document, KEY_OTEL_ENDPOINT, KEY_RECEIVERS, KEY_TEMPO_ENDPOINT,
+    Document, KEY_OTEL_TRACES_ENDPOINT, KEY_RECEIVERS, KEY_TEMPO_ENDPOINT,
 };
 
 /// Name of the TracingRelation every test uses (in its own namespace).
@@ -819,13 +819,13 @@ async fn four_hand_edits_of_operator_fields_are_restored(
     say!("VERIFIED: tempo_endpoint restored, owned by {OPERATOR_MANAGER} alone again");
 
     // (b) `kubectl patch --type merge` of another operator key.
-    let patch = json!({"data": {KEY_OTEL_ENDPOINT: "http://evil:4318"}});
+    let patch = json!({"data": {KEY_OTEL_TRACES_ENDPOINT: "http://evil:4318/v1/traces"}});
     merge_patch_as(&fx.cms, name, "kubectl-patch", &patch).await;
     say!(
         "INJECTED: merge patch by kubectl-patch sets OTEL_EXPORTER_OTLP_TRACES_ENDPOINT to http://evil:4318/v1/traces"
     );
-    restored_and_owned_by_the_operator(fx, name, doc_a, key, KEY_OTEL_ENDPOINT).await;
-    say!("VERIFIED: OTEL_EXPORTER_OTLP_ENDPOINT restored");
+    restored_and_owned_by_the_operator(fx, name, doc_a, key, KEY_OTEL_TRACES_ENDPOINT).await;
+    say!("VERIFIED: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT restored");
 
     // (c) A merge patch removing an operator key (`"receivers": null`).
     let patch = json!({"data": {KEY_RECEIVERS: null}});

@@ -40,8 +40,8 @@ use tracing_relation_operator::core::contract::{
     STATE_REJECTED,
 };
 use tracing_relation_operator::core::document::{
-    self, DATA_KEYS, KEY_OTEL_ENDPOINT, KEY_OTEL_PROTOCOL, KEY_OTLP_GRPC_ENDPOINT,
-    KEY_OTLP_HTTP_ENDPOINT, KEY_RECEIVERS, KEY_TEMPO_ENDPOINT, Protocol,
+    self, DATA_KEYS, KEY_OTEL_TRACES_ENDPOINT, KEY_OTEL_TRACES_EXPORTER, KEY_OTEL_TRACES_PROTOCOL,
+    KEY_OTLP_GRPC_ENDPOINT, KEY_OTLP_HTTP_ENDPOINT, KEY_RECEIVERS, KEY_TEMPO_ENDPOINT, Protocol,
 };
 
 const T_BIND: Duration = Duration::from_secs(60);
@@ -493,8 +493,12 @@ fn the_consumer_holds_every_key_and_keeps_its_own(got: &ConfigMap, ex: &Examples
         ),
         (KEY_OTLP_GRPC_ENDPOINT, &format!("http://{host}:4317")),
         (KEY_OTLP_HTTP_ENDPOINT, &format!("http://{host}:4318")),
-        (KEY_OTEL_ENDPOINT, &format!("http://{host}:4318")),
-        (KEY_OTEL_PROTOCOL, "http/protobuf"),
+        (KEY_OTEL_TRACES_EXPORTER, "otlp"),
+        (
+            KEY_OTEL_TRACES_ENDPOINT,
+            &format!("http://{host}:4318/v1/traces"),
+        ),
+        (KEY_OTEL_TRACES_PROTOCOL, "http/protobuf"),
     ]);
     assert_eq!(data, expected);
     assert!(annotation(&got, HASH_ANNOTATION).is_some_and(|h| h.starts_with("sha256:")));
@@ -734,7 +738,7 @@ async fn explicit_endpoint_writes_the_seed_document_with_default_ports() {
         data[KEY_OTLP_GRPC_ENDPOINT],
         "http://tempo.example.internal:4317"
     );
-    assert_eq!(data[KEY_OTEL_PROTOCOL], "http/protobuf");
+    assert_eq!(data[KEY_OTEL_TRACES_PROTOCOL], "http/protobuf");
     assert!(holds(
         &got,
         &expected_document("tempo.example.internal", SEED_PORTS, None),

@@ -47,7 +47,10 @@ use tracing_relation_operator::core::contract::{
     REASON_ANNOTATION, RELATION_LABEL, RELATION_NAMESPACE_ANNOTATION, STATE_ANNOTATION,
     STATE_BOUND, STATE_REJECTED,
 };
-use tracing_relation_operator::core::document::{DATA_KEYS, KEY_OTEL_PROTOCOL, KEY_TEMPO_ENDPOINT};
+use tracing_relation_operator::core::document::{
+    ALL_SIGNAL_KEYS, DATA_KEYS, KEY_OTEL_TRACES_EXPORTER, KEY_OTEL_TRACES_PROTOCOL,
+    KEY_TEMPO_ENDPOINT,
+};
 
 /// Field manager of this test's own writes.
 const TEST_MANAGER: &str = "production-tests";
@@ -186,7 +189,7 @@ fn expected(hostname: &str) -> Expected {
         "{doc:?}"
     );
     for (k, v) in &doc.data {
-        if k != KEY_OTEL_PROTOCOL {
+        if ![KEY_OTEL_TRACES_PROTOCOL, KEY_OTEL_TRACES_EXPORTER].contains(&k.as_str()) {
             assert!(v.contains(hostname), "{k}={v:?} does not name {hostname}");
         }
     }
