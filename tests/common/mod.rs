@@ -73,6 +73,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Kills (SIGKILL) and reaps the child in `slot`, if any, leaving the slot empty.
+fn kill_taken(slot: &Mutex<Option<Child>>) {
+    if let Some(mut child) = lock(slot).take() {
+        process::kill_and_wait(&mut child);
+    }
+}
+
 /// The crate's root directory.
 pub fn repo_dir() -> &'static Path {
     Path::new(REPO_DIR)
@@ -677,9 +684,7 @@ impl ControlPlane {
     /// Kills kube-apiserver (SIGKILL). Not allowed on the shared control plane.
     pub async fn stop_apiserver(&self) {
         self.assert_private("stop_apiserver");
-        if let Some(mut child) = lock(&self.apiserver).take() {
-            process::kill_and_wait(&mut child);
-        }
+        kill_taken(&self.apiserver);
     }
 
     /// Starts kube-apiserver again (same port and flags) and waits for `/readyz`.
@@ -699,9 +704,7 @@ impl ControlPlane {
     /// Kills etcd (SIGKILL; the data stays). Not allowed on the shared control plane.
     pub async fn stop_etcd(&self) {
         self.assert_private("stop_etcd");
-        if let Some(mut child) = lock(&self.etcd).take() {
-            process::kill_and_wait(&mut child);
-        }
+        kill_taken(&self.etcd);
     }
 
     /// Starts etcd again on the same ports and data and waits for its `/health`.

@@ -4,7 +4,9 @@
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, ObjectMeta};
+
+use super::fixtures::create;
 
 /// A rule granting `verbs` on `resources` of API `groups` (`""`: the core group).
 pub fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
@@ -54,20 +56,14 @@ pub async fn grant_role(
         metadata: named(name),
         rules: Some(rules),
     };
-    Api::<Role>::namespaced(admin.clone(), ns)
-        .create(&PostParams::default(), &role)
-        .await
-        .unwrap_or_else(|e| panic!("cannot create Role {ns}/{name}: {e}"));
+    create(&Api::<Role>::namespaced(admin.clone(), ns), &role).await;
     let (role_ref, subjects) = grant("Role", name, sa_ns, sa);
     let binding = RoleBinding {
         metadata: named(name),
         role_ref,
         subjects,
     };
-    Api::<RoleBinding>::namespaced(admin.clone(), ns)
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap_or_else(|e| panic!("cannot create RoleBinding {ns}/{name}: {e}"));
+    create(&Api::<RoleBinding>::namespaced(admin.clone(), ns), &binding).await;
 }
 
 /// Creates ClusterRole `name` with `rules` and a ClusterRoleBinding of the same
@@ -78,23 +74,22 @@ pub async fn grant_cluster_role(
     rules: Vec<PolicyRule>,
     (sa_ns, sa): (&str, &str),
 ) {
+    let (role_ref, subjects) = grant("ClusterRole", name, sa_ns, sa);
+    let (roles, bindings) = (Api::all(admin.clone()), Api::all(admin.clone()));
     let role = ClusterRole {
-        metadata: named(name),
         rules: Some(rules),
+        metadata: named(name),
         ..ClusterRole::default()
     };
-    Api::<ClusterRole>::all(admin.clone())
-        .create(&PostParams::default(), &role)
-        .await
-        .unwrap_or_else(|e| panic!("cannot create ClusterRole {name}: {e}"));
-    let (role_ref, subjects) = grant("ClusterRole", name, sa_ns, sa);
-    let binding = ClusterRoleBinding {
-        metadata: named(name),
-        role_ref,
-        subjects,
-    };
-    Api::<ClusterRoleBinding>::all(admin.clone())
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap_or_else(|e| panic!("cannot create ClusterRoleBinding {name}: {e}"));
+    create(&roles, &role).await;
+    let metadata = named(name);
+    create(
+        &bindings,
+        &ClusterRoleBinding {
+            metadata,
+            role_ref,
+            subjects,
+        },
+    )
+    .await;
 }
