@@ -137,6 +137,14 @@ fn relation_object(name: &str, spec: Value) -> DynamicObject {
     serde_json::from_value(relation_manifest(name, spec)).expect("a DynamicObject")
 }
 
+/// The ConfigMaps API of a fresh namespace (named after `prefix`) of the
+/// shipped control plane.
+async fn consumer_api(prefix: &str) -> Api<ConfigMap> {
+    let cp = shipped().await;
+    let ns = cp.namespace(prefix).await;
+    Api::namespaced(cp.admin_client().await, &ns)
+}
+
 /// The relations API of a fresh namespace (named after `prefix`) of the shipped
 /// control plane.
 async fn crd_api(prefix: &str) -> Api<DynamicObject> {
@@ -180,9 +188,7 @@ async fn wait_decided(api: &Api<ConfigMap>, name: &str) -> ConfigMap {
 /// namespace of the shipped control plane, and asserts that each is refused with
 /// a message holding every one of `needles`.
 async fn assert_policy_refuses(prefix: &str, key: &str, bad: &[&str], needles: &[&str]) {
-    let cp = shipped().await;
-    let ns = cp.namespace(prefix).await;
-    let api: Api<ConfigMap> = Api::namespaced(cp.admin_client().await, &ns);
+    let api = consumer_api(prefix).await;
     for bad in bad {
         assert_refused(
             &format!("{key} {:?}", common_prefix(bad)),
@@ -202,13 +208,8 @@ async fn crd_refuses_an_interface_other_than_tracing() {
     let api = crd_api("adm-crd-interface").await;
     for bad in ["zipkin", "Tracing", " tracing", ""] {
         let spec = json!({"interface": bad, "role": "provides", "backend": {"endpoint": valid_endpoint()}});
-        assert_spec_refused(
-            &api,
-            format!("interface {bad:?}"),
-            spec,
-            &["spec.interface", "spec.interface must be 'tracing'"],
-        )
-        .await;
+        let needles = ["spec.interface", "spec.interface must be 'tracing'"];
+        assert_spec_refused(&api, format!("interface {bad:?}"), spec, &needles).await;
     }
 }
 
@@ -219,13 +220,8 @@ async fn crd_refuses_a_role_other_than_provides() {
     for bad in ["requires", "Provides", "provider", ""] {
         let spec =
             json!({"interface": "tracing", "role": bad, "backend": {"endpoint": valid_endpoint()}});
-        assert_spec_refused(
-            &api,
-            format!("role {bad:?}"),
-            spec,
-            &["spec.role", "spec.role must be 'provides'"],
-        )
-        .await;
+        let needles = ["spec.role", "spec.role must be 'provides'"];
+        assert_spec_refused(&api, format!("role {bad:?}"), spec, &needles).await;
     }
 }
 
@@ -242,26 +238,16 @@ async fn crd_refuses_both_or_neither_backend() {
     ];
     for (what, backend) in cases {
         let spec = json!({"interface": "tracing", "role": "provides", "backend": backend});
-        assert_spec_refused(
-            &api,
-            what,
-            spec,
-            &[
-                "spec.backend",
-                "spec.backend needs exactly one of 'service' or 'endpoint'",
-            ],
-        )
-        .await;
+        let needles = [
+            "spec.backend",
+            "spec.backend needs exactly one of 'service' or 'endpoint'",
+        ];
+        assert_spec_refused(&api, what, spec, &needles).await;
     }
     // A missing backend is refused by the schema's required list.
     let spec = json!({"interface": "tracing", "role": "provides"});
-    assert_spec_refused(
-        &api,
-        "no backend",
-        spec,
-        &["spec.backend", "Required value"],
-    )
-    .await;
+    let needles = ["spec.backend", "Required value"];
+    assert_spec_refused(&api, "no backend", spec, &needles).await;
 }
 
 /// Every port outside 1-65535 is refused, naming the field and the bound.
@@ -288,25 +274,15 @@ async fn crd_refuses_ports_outside_1_to_65535() {
         ] {
             let mut ep = valid_endpoint();
             ep[field] = bad.clone();
-            assert_spec_refused(
-                &api,
-                format!("{field}: {bad}"),
-                endpoint_spec(ep),
-                &[&format!("spec.backend.endpoint.{field}"), bound],
-            )
-            .await;
+            let needles = [&format!("spec.backend.endpoint.{field}"), bound];
+            assert_spec_refused(&api, format!("{field}: {bad}"), endpoint_spec(ep), &needles).await;
         }
     }
     // Not a number at all.
     let mut ep = valid_endpoint();
     ep["tempoPort"] = json!("3200");
-    assert_spec_refused(
-        &api,
-        "tempoPort as a string",
-        endpoint_spec(ep),
-        &["spec.backend.endpoint.tempoPort", "must be of type integer"],
-    )
-    .await;
+    let needles = ["spec.backend.endpoint.tempoPort", "must be of type integer"];
+    assert_spec_refused(&api, "tempoPort as a string", endpoint_spec(ep), &needles).await;
     // The edges themselves are admitted.
     let mut ep = valid_endpoint();
     ep["tempoPort"] = json!(1);
@@ -339,14 +315,15 @@ async fn crd_refuses_a_hostname_that_is_not_a_dns_name() {
     ];
     for host in bad {
         let ep = json!({ "hostname": host });
+        let needles = [
+            "spec.backend.endpoint.hostname",
+            "spec.backend.endpoint.hostname must be a DNS name",
+        ];
         assert_spec_refused(
             &api,
             format!("hostname {host:?}"),
             endpoint_spec(ep),
-            &[
-                "spec.backend.endpoint.hostname",
-                "spec.backend.endpoint.hostname must be a DNS name",
-            ],
+            &needles,
         )
         .await;
     }
@@ -371,28 +348,24 @@ async fn crd_refuses_bad_service_names() {
     let api = crd_api("adm-crd-service").await;
     for name in ["Tempo", "1tempo", "tempo_svc", "tempo.observability", ""] {
         let spec = json!({"interface": "tracing", "role": "provides", "backend": {"service": {"name": name}}});
-        assert_spec_refused(
-            &api,
-            format!("service name {name:?}"),
-            spec,
-            &[
-                "spec.backend.service.name",
-                "spec.backend.service.name must be a Service name",
-            ],
-        )
-        .await;
+        let needles = [
+            "spec.backend.service.name",
+            "spec.backend.service.name must be a Service name",
+        ];
+        assert_spec_refused(&api, format!("service name {name:?}"), spec, &needles).await;
     }
     for svc_ns in ["Observability", "obs_ns", "-obs", &"o".repeat(64)] {
         let spec = json!({"interface": "tracing", "role": "provides",
             "backend": {"service": {"name": "tempo", "namespace": svc_ns}}});
+        let needles = [
+            "spec.backend.service.namespace",
+            "spec.backend.service.namespace must be a namespace name",
+        ];
         assert_spec_refused(
             &api,
             format!("service namespace {svc_ns:?}"),
             spec,
-            &[
-                "spec.backend.service.namespace",
-                "spec.backend.service.namespace must be a namespace name",
-            ],
+            &needles,
         )
         .await;
     }
@@ -572,9 +545,7 @@ fn common_prefix(s: &str) -> String {
 /// spelled out, blanks around values and names, every known receiver.
 #[tokio::test(flavor = "multi_thread")]
 async fn policy_admits_valid_consumers() {
-    let cp = shipped().await;
-    let ns = cp.namespace("adm-vap-valid").await;
-    let api: Api<ConfigMap> = Api::namespaced(cp.admin_client().await, &ns);
+    let api = consumer_api("adm-vap-valid").await;
     let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
         ("defaults", vec![]),
         (
@@ -627,9 +598,7 @@ async fn policy_admits_valid_consumers() {
 /// is refused; changing anything else (as the operator's own writes do) is not.
 #[tokio::test(flavor = "multi_thread")]
 async fn policy_checks_updates_of_consumers() {
-    let cp = shipped().await;
-    let ns = cp.namespace("adm-vap-update").await;
-    let api: Api<ConfigMap> = Api::namespaced(cp.admin_client().await, &ns);
+    let api = consumer_api("adm-vap-update").await;
     api.create(
         &PostParams::default(),
         &consumer("c", &[(ROLE_ANNOTATION, "requires")]),
@@ -677,9 +646,7 @@ async fn policy_checks_updates_of_consumers() {
 /// the API server, which then reports the bare CEL expression instead.)
 #[tokio::test(flavor = "multi_thread")]
 async fn policy_message_names_the_reason_for_values_with_line_breaks() {
-    let cp = shipped().await;
-    let ns = cp.namespace("adm-vap-newline").await;
-    let api: Api<ConfigMap> = Api::namespaced(cp.admin_client().await, &ns);
+    let api = consumer_api("adm-vap-newline").await;
     let cases = [
         (
             ROLE_ANNOTATION,
@@ -725,9 +692,7 @@ async fn policy_message_names_the_reason_for_values_with_line_breaks() {
 /// the label: this shows whether labelling slips a bad declaration past admission.
 #[tokio::test(flavor = "multi_thread")]
 async fn policy_checks_a_configmap_when_it_is_labelled() {
-    let cp = shipped().await;
-    let ns = cp.namespace("adm-vap-label-later").await;
-    let api: Api<ConfigMap> = Api::namespaced(cp.admin_client().await, &ns);
+    let api = consumer_api("adm-vap-label-later").await;
     let cases = [
         (
             "interface",
@@ -772,9 +737,7 @@ async fn policy_checks_a_configmap_when_it_is_labelled() {
 /// annotations then say is no longer checked.
 #[tokio::test(flavor = "multi_thread")]
 async fn policy_releases_a_configmap_whose_label_is_removed() {
-    let cp = shipped().await;
-    let ns = cp.namespace("adm-vap-unlabel").await;
-    let api: Api<ConfigMap> = Api::namespaced(cp.admin_client().await, &ns);
+    let api = consumer_api("adm-vap-unlabel").await;
     api.create(&PostParams::default(), &consumer("c", &[]))
         .await
         .unwrap();
@@ -842,22 +805,31 @@ async fn both_sides(ns_shipped: &str, ns_bypassed: &str, cm: &ConfigMap) -> Outc
     }
 }
 
+/// Fresh namespaces named after `prefix` on both control planes (shipped,
+/// bypassed), the bypassed one holding relation `tempo`.
+async fn both_sides_with_a_relation(
+    prefix: &str,
+) -> (common::TestNamespace, common::TestNamespace) {
+    let (shipped, b) = (shipped().await, bypassed().await);
+    let ns_s = shipped.namespace(prefix).await;
+    let ns_b = b.cp.namespace(prefix).await;
+    Api::<TracingRelation>::namespaced(b.cp.admin_client().await, &ns_b)
+        .create(
+            &PostParams::default(),
+            &endpoint_relation("tempo", "tempo.example", None),
+        )
+        .await
+        .unwrap();
+    (ns_s, ns_b)
+}
+
 /// Without the binding, the consumers the policy refuses reach the operator, which
 /// rejects them with the reason the policy's message starts with; a rejected
 /// consumer gets no endpoint data and keeps its own keys.
 #[tokio::test(flavor = "multi_thread")]
 async fn without_the_policy_the_operator_reports_the_same_reasons() {
-    let shipped = shipped().await;
+    let (ns_s, ns_b) = both_sides_with_a_relation("adm-same-reasons").await;
     let b = bypassed().await;
-    let ns_s = shipped.namespace("adm-same-reasons").await;
-    let ns_b = b.cp.namespace("adm-same-reasons").await;
-    let rels: Api<TracingRelation> = Api::namespaced(b.cp.admin_client().await, &ns_b);
-    rels.create(
-        &PostParams::default(),
-        &endpoint_relation("tempo", "tempo.example", None),
-    )
-    .await
-    .unwrap();
     let cases: Vec<(&str, (&str, &str), &str)> = vec![
         (
             "iface-zipkin",
@@ -960,17 +932,7 @@ async fn without_the_policy_the_operator_reports_the_same_reasons() {
 /// length, and measures receivers in characters, not bytes.
 #[tokio::test(flavor = "multi_thread")]
 async fn long_values_get_the_same_answer_from_policy_and_operator() {
-    let shipped = shipped().await;
-    let b = bypassed().await;
-    let ns_s = shipped.namespace("adm-long").await;
-    let ns_b = b.cp.namespace("adm-long").await;
-    let rels: Api<TracingRelation> = Api::namespaced(b.cp.admin_client().await, &ns_b);
-    rels.create(
-        &PostParams::default(),
-        &endpoint_relation("tempo", "tempo.example", None),
-    )
-    .await
-    .unwrap();
+    let (ns_s, ns_b) = both_sides_with_a_relation("adm-long").await;
     let long_iface = "x".repeat(2000);
     let padded_iface = format!("tracing{}", " ".repeat(1100));
     // 600 no-break spaces: 600 characters (under the policy's 1024) but 1200 bytes.
