@@ -33,7 +33,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -817,17 +817,11 @@ async fn the_sa_is_refused_secrets_and_configmap_writes(e: &Env<'_>) {
     Api::<Secret>::namespaced(admin.clone(), release_ns)
         .create(
             &PostParams::default(),
-            &Secret {
-                metadata: ObjectMeta {
-                    name: Some("db-password".to_owned()),
-                    ..ObjectMeta::default()
-                },
-                string_data: Some(BTreeMap::from([(
-                    "password".to_owned(),
-                    "s3cr3t".to_owned(),
-                )])),
-                ..Secret::default()
-            },
+            &serde_json::from_value::<Secret>(json!({
+                "metadata": {"name": "db-password"},
+                "stringData": {"password": "s3cr3t"},
+            }))
+            .expect("a Secret"),
         )
         .await
         .expect("create a Secret");
@@ -841,16 +835,7 @@ async fn the_sa_is_refused_secrets_and_configmap_writes(e: &Env<'_>) {
     expect_forbidden(
         "SA create a ConfigMap",
         sa_cms
-            .create(
-                &PostParams::default(),
-                &ConfigMap {
-                    metadata: ObjectMeta {
-                        name: Some("sa-made".to_owned()),
-                        ..ObjectMeta::default()
-                    },
-                    ..ConfigMap::default()
-                },
-            )
+            .create(&PostParams::default(), &configmap("sa-made", &[], &[], &[]))
             .await,
     );
     expect_forbidden(
@@ -1027,15 +1012,8 @@ async fn missing_configmap_patch_is_reported_then_recovers(e: &Env<'_>, op: &Ope
 async fn missing_event_create_only_warns(e: &Env<'_>, op: &Operator) {
     let (admin, sa, app) = (&e.admin, &e.sa, &e.app);
     let original = drop_rules_on(admin, "events").await;
-    wait_can_i(
-        sa,
-        "create",
-        "events.k8s.io",
-        "events",
-        Some(app.name()),
-        false,
-    )
-    .await;
+    let events = ("events.k8s.io", "events");
+    wait_can_i(sa, "create", events.0, events.1, Some(app.name()), false).await;
     create_consumer(admin, app, "payments", "tempo-rbac").await;
     wait_bound(admin, app, "payments", "tempo-c.example").await;
     let line = wait_log_line(op, "that it cannot publish an Event", |l| {
@@ -1044,15 +1022,8 @@ async fn missing_event_create_only_warns(e: &Env<'_>, op: &Operator) {
     .await;
     println!("5b: {line}");
     restore_cluster_role(admin, &original).await;
-    wait_can_i(
-        sa,
-        "create",
-        "events.k8s.io",
-        "events",
-        Some(app.name()),
-        true,
-    )
-    .await;
+    let events = ("events.k8s.io", "events");
+    wait_can_i(sa, "create", events.0, events.1, Some(app.name()), true).await;
 }
 
 /// Step 5c: without list/watch on services, a freshly started replica never syncs
