@@ -389,7 +389,7 @@ async fn victim_namespace_with_its_own_consumer(
     victim_cms
 }
 
-/// 1. The intruder cannot label (or create, or write) a ConfigMap in X, nor put
+/// Step 1: the intruder cannot label (or create, or write) a ConfigMap in X, nor put
 /// a relation there.
 async fn the_intruder_cannot_label_or_create_in_x(
     intruder: &kube::Client,
@@ -424,7 +424,7 @@ async fn the_intruder_cannot_label_or_create_in_x(
     );
 }
 
-/// 2. Its own relations, in its own namespace, admitting X: one admits every
+/// Step 2: its own relations, in its own namespace, admitting X: one admits every
 /// namespace and shares the name of X's relation, one names X. A consumer of its
 /// own binds (the operator handles its relations); both relations get reconciled.
 async fn the_intruders_relations_admit_x(
@@ -478,7 +478,7 @@ async fn the_intruders_relations_admit_x(
     evil_rels
 }
 
-/// 3. Nothing in X changed: same resourceVersions, no field of the operator
+/// Step 3: nothing in X changed: same resourceVersions, no field of the operator
 /// beyond what it wrote for X's own relation, no Event about X's ConfigMaps but
 /// the one binding of X's consumer.
 async fn nothing_in_x_changed(

@@ -470,7 +470,7 @@ async fn the_example_consumer_binds(env: &Env, ex: &Examples, host: &str) -> Con
     let doc = expected_document(host, SEED_PORTS, Some(&requested));
     let bound_to = format!("{obs}/tempo");
     let got = env
-        .wait(&cms, "cart-tracing", "bound with the document", |c| {
+        .wait(cms, "cart-tracing", "bound with the document", |c| {
             holds(c, &doc, &bound_to)
         })
         .await;
@@ -484,7 +484,7 @@ fn the_consumer_holds_every_key_and_keeps_its_own(got: &ConfigMap, ex: &Examples
     let own_before = &ex.own_before;
     let data = operator_data(got);
     let expected: BTreeMap<String, String> = map(&[
-        (KEY_TEMPO_ENDPOINT, &seed_text(&host, SEED_PORTS)),
+        (KEY_TEMPO_ENDPOINT, &seed_text(host, SEED_PORTS)),
         (
             KEY_RECEIVERS,
             &format!(
@@ -501,8 +501,8 @@ fn the_consumer_holds_every_key_and_keeps_its_own(got: &ConfigMap, ex: &Examples
         (KEY_OTEL_TRACES_PROTOCOL, "http/protobuf"),
     ]);
     assert_eq!(data, expected);
-    assert!(annotation(&got, HASH_ANNOTATION).is_some_and(|h| h.starts_with("sha256:")));
-    assert_eq!(annotation(&got, REASON_ANNOTATION), None);
+    assert!(annotation(got, HASH_ANNOTATION).is_some_and(|h| h.starts_with("sha256:")));
+    assert_eq!(annotation(got, REASON_ANNOTATION), None);
     assert_eq!(own(got), *own_before, "the consumer's own fields changed");
     assert_eq!(
         got.metadata
@@ -521,7 +521,7 @@ async fn the_relation_status_is_complete(env: &Env, ex: &Examples, host: &str) {
     let rels = &ex.rels;
     let rel = env
         .wait(
-            &rels,
+            rels,
             "tempo",
             "Ready with 1 consumer and its receivers",
             |r| {
