@@ -30,7 +30,8 @@ use std::time::Duration;
 
 use common::env::{POLICY_BINDING as BINDING, shared_operator};
 use common::fixtures::{
-    annotation, configmap, data, data_of, dry_run_create, endpoint_relation, map,
+    annotation, configmap, configmaps_by_name, data, data_of, dry_run_create, endpoint_relation,
+    map, set_hostname,
 };
 use common::operator::strip_ansi;
 use common::{ControlPlane, OperatorEnv, wait_for_some_named, wait_object};
@@ -744,19 +745,8 @@ async fn bound_cases_follow_an_endpoint_change_rejected_ones_stay(
     api: &Api<ConfigMap>,
     rels: &Api<TracingRelation>,
 ) {
-    let before: BTreeMap<String, ConfigMap> = api
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|cm| (cm.metadata.name.clone().unwrap_or_default(), cm))
-        .collect();
-    let host =
-        Patch::Merge(json!({"spec": {"backend": {"endpoint": {"hostname": "canary-2.example"}}}}));
-    rels.patch("tempo", &PatchParams::default(), &host)
-        .await
-        .unwrap();
+    let before = configmaps_by_name(api).await;
+    set_hostname(rels, "tempo", "canary-2.example").await;
     wait_cm(api, "canary", "follows the new endpoint", |cm| {
         is_bound_to(cm, "canary-2.example")
     })

@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use common::env::shared_operator;
 use common::fixtures::{
-    annotation, assert_forbidden, configmap, data, data_of, endpoint_relation, map, match_labels,
+    annotation, assert_forbidden, configmap, configmaps_by_name, data, data_of, endpoint_relation,
+    map, match_labels,
 };
 use common::rbac::{grant_role, rule};
 use common::{OperatorEnv, TestNamespace, wait_for_some_named, wait_object};
@@ -327,14 +328,7 @@ async fn nobody_gets_the_operator_to_write_where_they_cannot_label() {
     let attacker_ns = env.cp.namespace("consent-intruder").await;
     let intruder = intruder_with_rights_in_its_namespace_only(env, &admin, &attacker_ns).await;
     let victim_cms = victim_namespace_with_its_own_consumer(&admin, &victim, &attacker_ns).await;
-    let before: BTreeMap<String, ConfigMap> = victim_cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|cm| (cm.metadata.name.clone().unwrap_or_default(), cm))
-        .collect();
+    let before = configmaps_by_name(&victim_cms).await;
 
     the_intruder_cannot_label_or_create_in_x(&intruder, &victim, &attacker_ns).await;
     let evil_rels = the_intruders_relations_admit_x(&admin, &intruder, &victim, &attacker_ns).await;

@@ -272,3 +272,14 @@ where
     .await
     .unwrap_or_else(|e| panic!("cannot merge-patch {name}: {e}"))
 }
+
+/// Every ConfigMap `api` lists, by name.
+pub async fn configmaps_by_name(api: &Api<ConfigMap>) -> BTreeMap<String, ConfigMap> {
+    api.list(&kube::api::ListParams::default())
+        .await
+        .expect("list ConfigMaps")
+        .items
+        .into_iter()
+        .map(|cm| (cm.metadata.name.clone().unwrap_or_default(), cm))
+        .collect()
+}
