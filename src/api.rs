@@ -83,7 +83,8 @@ pub struct TracingRelationSpec {
     /// TracingRelation declares the Tempo side; consumers declare `requires`.
     #[x_kube(validation = kube::core::Rule::new("self == 'provides'").message("spec.role must be 'provides': a TracingRelation declares the Tempo side, consumers declare 'requires' on their ConfigMap"))]
     pub role: String,
-    /// Where the Tempo backend is reached. Exactly one of `service` or `endpoint`.
+    /// Where the Tempo backend is reached. Exactly one of `service`, `endpoint`,
+    /// `tempoStack` or `tempoMonolithic`.
     pub backend: Backend,
     /// Which consumers may bind to this relation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -93,18 +94,43 @@ pub struct TracingRelationSpec {
 /// A label selector the operator can evaluate (as `kubectl` would).
 const SELECTOR_RULE: &str = "!has(self.namespaceSelector) || !has(self.namespaceSelector.matchExpressions) || self.namespaceSelector.matchExpressions.all(e, e.operator in ['In', 'NotIn'] ? (has(e.values) && size(e.values) > 0) : (e.operator in ['Exists', 'DoesNotExist'] && (!has(e.values) || size(e.values) == 0)))";
 
-/// Where the Tempo backend is reached: exactly one of `service` or `endpoint`.
+/// Exactly one of the backend kinds is set.
+const BACKEND_RULE: &str = "(has(self.service) ? 1 : 0) + (has(self.endpoint) ? 1 : 0) + (has(self.tempoStack) ? 1 : 0) + (has(self.tempoMonolithic) ? 1 : 0) == 1";
+
+/// A Service name (a DNS-1035 label).
+const SERVICE_NAME_RULE: &str = "self.size() <= 63 && self.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')";
+/// A namespace name, or a Service port name (a DNS-1123 label).
+const DNS_LABEL_RULE: &str = "self.size() <= 63 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')";
+/// A Tempo Operator instance name short enough that its longest Service name,
+/// `tempo-<name>-query-frontend`, is still a Service name (at most 63 characters).
+const TEMPO_INSTANCE_RULE: &str = "self.size() <= 42 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')";
+
+/// Where the Tempo backend is reached: exactly one of `service`, `endpoint`,
+/// `tempoStack` or `tempoMonolithic`.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
-#[x_kube(validation = kube::core::Rule::new("has(self.service) != has(self.endpoint)").message("spec.backend needs exactly one of 'service' or 'endpoint'"))]
+#[x_kube(validation = kube::core::Rule::new(BACKEND_RULE).message("spec.backend needs exactly one of 'service' or 'endpoint' or 'tempoStack' or 'tempoMonolithic'"))]
 #[serde(rename_all = "camelCase")]
 pub struct Backend {
     /// Follow a Service: the hostname is its cluster DNS name and each port is
     /// looked up by its port name. Changes to the Service reach every consumer.
+    /// For the Grafana `tempo` chart name its Service; for the `tempo-distributed`
+    /// chart name the distributor Service and set `query` to the query-frontend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceBackend>,
     /// State the endpoint directly, as the seed's `tempo_endpoint` document does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<EndpointBackend>,
+    /// Follow the Services that the Tempo Operator creates for a `TempoStack`:
+    /// receivers from `tempo-<name>-distributor`, Tempo's HTTP API port from
+    /// `tempo-<name>-query-frontend`. Only those Services are read, never the
+    /// TempoStack itself, so the Tempo Operator's CRDs need not be installed here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tempo_stack: Option<TempoInstance>,
+    /// Follow the Service that the Tempo Operator creates for a `TempoMonolithic`:
+    /// `tempo-<name>`, which has the receivers and Tempo's HTTP API port. Only the
+    /// Service is read, never the TempoMonolithic itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tempo_monolithic: Option<TempoInstance>,
 }
 
 /// A Service that fronts Tempo.
@@ -112,16 +138,57 @@ pub struct Backend {
 #[serde(rename_all = "camelCase")]
 pub struct ServiceBackend {
     /// Name of the Service.
-    #[x_kube(validation = kube::core::Rule::new("self.size() <= 63 && self.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("spec.backend.service.name must be a Service name (a DNS-1035 label)"))]
+    #[x_kube(validation = kube::core::Rule::new(SERVICE_NAME_RULE).message("spec.backend.service.name must be a Service name (a DNS-1035 label)"))]
     pub name: String,
     /// Namespace of the Service. Defaults to the TracingRelation's own namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = kube::core::Rule::new("self.size() <= 63 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("spec.backend.service.namespace must be a namespace name (a DNS-1123 label)"))]
+    #[x_kube(validation = kube::core::Rule::new(DNS_LABEL_RULE).message("spec.backend.service.namespace must be a namespace name (a DNS-1123 label)"))]
     pub namespace: Option<String>,
     /// Port names to look up on the Service, per receiver. An unset name tries the
-    /// names used by the Grafana Tempo Helm chart and by tempo-operator, in order.
+    /// names used by the Grafana Tempo Helm charts and by tempo-operator, in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_names: Option<PortNames>,
+    /// A second Service that serves Tempo's HTTP API (the seed's `tempo_port`), such
+    /// as the query-frontend of the `tempo-distributed` chart. When set, `tempo_port`
+    /// comes only from this Service and the receivers only from `name`; the
+    /// document's hostname stays the receivers' Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<QueryService>,
+}
+
+/// The Service that serves Tempo's HTTP API.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryService {
+    /// Name of the Service, e.g. `tempo-query-frontend`.
+    #[x_kube(validation = kube::core::Rule::new(SERVICE_NAME_RULE).message("spec.backend.service.query.name must be a Service name (a DNS-1035 label)"))]
+    pub name: String,
+    /// Namespace of the Service. Defaults to the namespace of `spec.backend.service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = kube::core::Rule::new(DNS_LABEL_RULE).message("spec.backend.service.query.namespace must be a namespace name (a DNS-1123 label)"))]
+    pub namespace: Option<String>,
+    /// Port name of Tempo's HTTP API on this Service. Default:
+    /// `spec.backend.service.portNames.tempo` when set, else `http`, then
+    /// `tempo-prom-metrics`, `http-metrics`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = kube::core::Rule::new(DNS_LABEL_RULE).message("spec.backend.service.query.portName must be a Service port name (a DNS-1123 label)"))]
+    pub port_name: Option<String>,
+}
+
+/// A `TempoStack` or `TempoMonolithic` of the Tempo Operator, named to find the
+/// Services that operator creates for it.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TempoInstance {
+    /// Name of the TempoStack or TempoMonolithic (at most 42 characters, so that
+    /// `tempo-<name>-query-frontend` is a Service name).
+    #[x_kube(validation = kube::core::Rule::new(TEMPO_INSTANCE_RULE).message("the Tempo Operator instance name must be a DNS-1123 label of at most 42 characters (its Services are named tempo-<name>-<component>)"))]
+    pub name: String,
+    /// Namespace of the instance (and so of its Services). Defaults to the
+    /// TracingRelation's own namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = kube::core::Rule::new(DNS_LABEL_RULE).message("the Tempo Operator instance namespace must be a namespace name (a DNS-1123 label)"))]
+    pub namespace: Option<String>,
 }
 
 /// Service port names, one per Tempo port. Each unset name falls back to the
@@ -130,22 +197,26 @@ pub struct ServiceBackend {
 #[serde(rename_all = "camelCase")]
 pub struct PortNames {
     /// Tempo's HTTP API port. Default: `http`, then `tempo-prom-metrics`, `http-metrics`.
+    /// Not used when `query` names another Service for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tempo: Option<String>,
-    /// OTLP over gRPC. Default: `otlp-grpc`, then `grpc-tempo-otlp`, `grpc-otlp`.
+    /// OTLP over gRPC. Default: `otlp-grpc`, then `grpc-tempo-otlp`, `grpc-otlp`,
+    /// `grpc-distributor-otlp`, `distributor-otlp-grpc`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub otlp_grpc: Option<String>,
-    /// OTLP over HTTP. Default: `otlp-http`, then `tempo-otlp-http`, `http-otlp`.
+    /// OTLP over HTTP. Default: `otlp-http`, then `tempo-otlp-http`, `http-otlp`,
+    /// `distributor-otlp-http`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub otlp_http: Option<String>,
-    /// Zipkin. Default: `zipkin`, then `tempo-zipkin`, `http-zipkin`.
+    /// Zipkin. Default: `zipkin`, then `tempo-zipkin`, `http-zipkin`, `distributor-zipkin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zipkin: Option<String>,
     /// Jaeger Thrift over HTTP. Default: `jaeger-thrift-http`, then `thrift-http`,
-    /// `tempo-jaeger-thrift-http`, `http-jaeger-thrift`.
+    /// `tempo-jaeger-thrift-http`, `http-jaeger-thrift`, `distributor-jaeger-thrift-http`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jaeger_thrift_http: Option<String>,
-    /// Jaeger gRPC. Default: `jaeger-grpc`, then `grpc-tempo-jaeger`, `grpc-jaeger`.
+    /// Jaeger gRPC. Default: `jaeger-grpc`, then `grpc-tempo-jaeger`, `grpc-jaeger`,
+    /// `grpc-distributor-jaeger`, `distributor-jaeger-grpc`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jaeger_grpc: Option<String>,
 }

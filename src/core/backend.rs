@@ -1,32 +1,60 @@
-//! Resolving a relation's backend into an [`Endpoint`]: an explicit endpoint, or a
-//! Service followed by name with its ports found by port name. Pure: the Service
-//! is handed in by the caller (from the controller's cache).
+//! Resolving a relation's backend into an [`Endpoint`]: an explicit endpoint, or
+//! the Service(s) of a Tempo topology with their ports found by port name:
+//!
+//! - `service`: one Service (Grafana's single-binary `tempo` chart), or with
+//!   `service.query` a pair (the `tempo-distributed` chart: receivers from the
+//!   distributor, `tempo_port` from the query-frontend);
+//! - `tempoStack` / `tempoMonolithic`: the Services the Tempo Operator creates for
+//!   that instance, found by that operator's naming (its objects are never read).
+//!
+//! Pure: [`targets`] says which Services a backend needs, the caller looks them up
+//! (in the controller's cache) and hands them to [`resolve`].
 
 use k8s_openapi::api::core::v1::Service;
 
-use crate::api::{Backend, PortNames, TracingRelation};
+use crate::api::{Backend, PortNames, TempoInstance, TracingRelation};
 use crate::core::contract::truncate;
 use crate::core::declaration::is_dns_subdomain;
 use crate::core::document::{Endpoint, Protocol};
 use crate::core::reason::Reason;
 
 /// Well-known Service port names per receiver: the operator's own first, then the
-/// Grafana Tempo chart's, then tempo-operator's and other common spellings.
+/// Grafana `tempo` chart's, tempo-operator's and other common spellings, then the
+/// `tempo-distributed` chart's distributor (current names, then those before its
+/// chart version 0.22.0). The README lists the source of each.
 pub fn default_port_names(which: PortKind) -> &'static [&'static str] {
     match which {
         PortKind::Tempo => &["http", "tempo-prom-metrics", "http-metrics"],
-        PortKind::Proto(Protocol::OtlpGrpc) => &["otlp-grpc", "grpc-tempo-otlp", "grpc-otlp"],
-        PortKind::Proto(Protocol::OtlpHttp) => &["otlp-http", "tempo-otlp-http", "http-otlp"],
-        PortKind::Proto(Protocol::Zipkin) => &["zipkin", "tempo-zipkin", "http-zipkin"],
+        PortKind::Proto(Protocol::OtlpGrpc) => &[
+            "otlp-grpc",
+            "grpc-tempo-otlp",
+            "grpc-otlp",
+            "grpc-distributor-otlp",
+            "distributor-otlp-grpc",
+        ],
+        PortKind::Proto(Protocol::OtlpHttp) => &[
+            "otlp-http",
+            "tempo-otlp-http",
+            "http-otlp",
+            "distributor-otlp-http",
+        ],
+        PortKind::Proto(Protocol::Zipkin) => {
+            &["zipkin", "tempo-zipkin", "http-zipkin", "distributor-zipkin"]
+        }
         PortKind::Proto(Protocol::JaegerThriftHttp) => &[
             "jaeger-thrift-http",
             "thrift-http",
             "tempo-jaeger-thrift-http",
             "http-jaeger-thrift",
+            "distributor-jaeger-thrift-http",
         ],
-        PortKind::Proto(Protocol::JaegerGrpc) => {
-            &["jaeger-grpc", "grpc-tempo-jaeger", "grpc-jaeger"]
-        }
+        PortKind::Proto(Protocol::JaegerGrpc) => &[
+            "jaeger-grpc",
+            "grpc-tempo-jaeger",
+            "grpc-jaeger",
+            "grpc-distributor-jaeger",
+            "distributor-jaeger-grpc",
+        ],
     }
 }
 
@@ -40,10 +68,18 @@ pub enum PortKind {
 /// Why a backend could not be resolved.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
-    #[error("spec.backend needs exactly one of 'service' or 'endpoint'")]
+    #[error(
+        "spec.backend needs exactly one of 'service' or 'endpoint' or 'tempoStack' or 'tempoMonolithic'"
+    )]
     Ambiguous,
-    #[error("Service {namespace}/{name} does not exist")]
-    ServiceNotFound { namespace: String, name: String },
+    #[error("Service {namespace}/{name} does not exist{hint}")]
+    ServiceNotFound {
+        namespace: String,
+        name: String,
+        /// Why the Service is looked for, when that is not plain `spec.backend.service`
+        /// (empty, or starting with a space).
+        hint: String,
+    },
     #[error(
         "Service {namespace}/{name} has no port named for any receiver (looked for {looked_for})"
     )]
@@ -67,15 +103,181 @@ impl BackendError {
     }
 }
 
-/// The Service a relation follows, as `(namespace, name)`.
-pub fn service_ref(rel: &TracingRelation) -> Option<(String, String)> {
-    let svc = rel.spec.backend.service.as_ref()?;
-    let ns = svc
-        .namespace
-        .clone()
-        .or_else(|| rel.metadata.namespace.clone())
-        .unwrap_or_default();
-    Some((ns, svc.name.clone()))
+/// A Service a backend reads, by namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceTarget {
+    pub namespace: String,
+    pub name: String,
+    /// Added to "does not exist": why this Service is expected (empty for a
+    /// Service named in `spec.backend.service.name`).
+    pub hint: String,
+}
+
+impl ServiceTarget {
+    fn new(namespace: &str, name: String, hint: String) -> Self {
+        ServiceTarget {
+            namespace: namespace.to_string(),
+            name,
+            hint,
+        }
+    }
+
+    /// `(namespace, name)`, as the Service cache keys it.
+    pub fn key(&self) -> (String, String) {
+        (self.namespace.clone(), self.name.clone())
+    }
+
+    fn not_found(&self) -> BackendError {
+        BackendError::ServiceNotFound {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            hint: self.hint.clone(),
+        }
+    }
+}
+
+/// The Services a Service-based backend is resolved from, and the port names to
+/// look for on each.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Targets {
+    /// The Service with the receivers; the document's hostname is its DNS name.
+    pub receivers: ServiceTarget,
+    /// A second Service with Tempo's HTTP API port (`tempo_port`). When absent,
+    /// `tempo_port` is looked up on `receivers`.
+    pub query: Option<ServiceTarget>,
+    /// Port names set in the spec (unset ones fall back to the defaults).
+    pub port_names: PortNames,
+    /// The port name of Tempo's HTTP API on `query`, when set in the spec.
+    pub query_port_name: Option<String>,
+}
+
+/// The name the Tempo Operator gives the Service of `component` of instance
+/// `instance`, as its `naming.Name` does: `tempo-<instance>` for the component
+/// `tempo` (TempoMonolithic), else `tempo-<instance>-<component>`, made DNS-safe
+/// as its `naming.DNSName` does (lowercase; any other character than `[a-z0-9]`
+/// becomes `-`, or `a` at the first or last position).
+pub fn tempo_operator_service(component: &str, instance: &str) -> String {
+    let raw = if component.is_empty() || component == "tempo" {
+        format!("tempo-{instance}")
+    } else {
+        format!("tempo-{instance}-{component}")
+    };
+    let lower = raw.to_lowercase();
+    let last = lower.chars().count().saturating_sub(1);
+    lower
+        .chars()
+        .enumerate()
+        .map(|(i, c)| match c {
+            'a'..='z' | '0'..='9' => c,
+            _ if i == 0 || i == last => 'a',
+            _ => '-',
+        })
+        .collect()
+}
+
+fn instance_namespace<'a>(i: &'a TempoInstance, relation_namespace: &'a str) -> &'a str {
+    i.namespace.as_deref().unwrap_or(relation_namespace)
+}
+
+/// Which Services `backend` (of a relation in `relation_namespace`) is resolved
+/// from; `None` for an explicit endpoint or an ambiguous backend.
+pub fn targets(backend: &Backend, relation_namespace: &str) -> Option<Targets> {
+    if kinds_set(backend) != 1 {
+        return None;
+    }
+    if let Some(s) = &backend.service {
+        let ns = s.namespace.as_deref().unwrap_or(relation_namespace);
+        let query = s.query.as_ref().map(|q| {
+            ServiceTarget::new(
+                q.namespace.as_deref().unwrap_or(ns),
+                q.name.clone(),
+                " (named in spec.backend.service.query for Tempo's HTTP API port)".to_string(),
+            )
+        });
+        return Some(Targets {
+            receivers: ServiceTarget::new(ns, s.name.clone(), String::new()),
+            query,
+            port_names: s.port_names.clone().unwrap_or_default(),
+            query_port_name: s.query.as_ref().and_then(|q| q.port_name.clone()),
+        });
+    }
+    if let Some(t) = &backend.tempo_stack {
+        let ns = instance_namespace(t, relation_namespace);
+        let hint = |component: &str| {
+            format!(
+                " (the Tempo Operator creates it for TempoStack {ns}/{}: its {component}; is the TempoStack there and ready?)",
+                truncate(&t.name)
+            )
+        };
+        return Some(Targets {
+            receivers: ServiceTarget::new(
+                ns,
+                tempo_operator_service("distributor", &t.name),
+                hint("distributor"),
+            ),
+            query: Some(ServiceTarget::new(
+                ns,
+                tempo_operator_service("query-frontend", &t.name),
+                hint("query-frontend"),
+            )),
+            port_names: PortNames::default(),
+            query_port_name: None,
+        });
+    }
+    if let Some(m) = &backend.tempo_monolithic {
+        let ns = instance_namespace(m, relation_namespace);
+        return Some(Targets {
+            receivers: ServiceTarget::new(
+                ns,
+                tempo_operator_service("tempo", &m.name),
+                format!(
+                    " (the Tempo Operator creates it for TempoMonolithic {ns}/{}, unless its gateway is enabled; is the TempoMonolithic there and ready?)",
+                    truncate(&m.name)
+                ),
+            ),
+            query: None,
+            port_names: PortNames::default(),
+            query_port_name: None,
+        });
+    }
+    None
+}
+
+/// Every Service the relation's backend depends on, as `(namespace, name)`: a
+/// change of any of them must resolve the relation again.
+pub fn services_of(rel: &TracingRelation) -> Vec<(String, String)> {
+    let ns = rel.metadata.namespace.as_deref().unwrap_or_default();
+    let Some(t) = targets(&rel.spec.backend, ns) else {
+        return Vec::new();
+    };
+    let mut out = vec![t.receivers.key()];
+    if let Some(q) = &t.query {
+        if !out.contains(&q.key()) {
+            out.push(q.key());
+        }
+    }
+    out
+}
+
+/// The Services found for a backend's [`Targets`] (absent: not found).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Found<'a> {
+    /// The Service of [`Targets::receivers`].
+    pub receivers: Option<&'a Service>,
+    /// The Service of [`Targets::query`].
+    pub query: Option<&'a Service>,
+}
+
+fn kinds_set(b: &Backend) -> usize {
+    [
+        b.service.is_some(),
+        b.endpoint.is_some(),
+        b.tempo_stack.is_some(),
+        b.tempo_monolithic.is_some(),
+    ]
+    .into_iter()
+    .filter(|set| *set)
+    .count()
 }
 
 fn port(p: i32) -> Result<u16, BackendError> {
@@ -85,66 +287,77 @@ fn port(p: i32) -> Result<u16, BackendError> {
         .ok_or_else(|| BackendError::InvalidEndpoint(format!("port {p} is outside 1-65535")))
 }
 
-/// Resolves `backend`. `service` is the Service the backend names, if it exists.
+/// Resolves `backend` of a relation in `relation_namespace`. `found` holds the
+/// Services of [`targets`] that exist.
 pub fn resolve(
     backend: &Backend,
-    service_namespace: &str,
-    service: Option<&Service>,
+    relation_namespace: &str,
+    found: Found<'_>,
     cluster_domain: &str,
 ) -> Result<Endpoint, BackendError> {
-    match (&backend.service, &backend.endpoint) {
-        (Some(_), Some(_)) | (None, None) => Err(BackendError::Ambiguous),
-        (None, Some(e)) => {
-            if !is_dns_subdomain(&e.hostname) {
-                return Err(BackendError::InvalidEndpoint(format!(
-                    "hostname {:?} is not a DNS name",
-                    truncate(&e.hostname)
-                )));
-            }
-            let opt = |p: Option<i32>| p.map(port).transpose();
-            Ok(Endpoint {
-                hostname: e.hostname.clone(),
-                tempo_port: Some(port(e.tempo_port)?),
-                otlp_grpc_port: Some(port(e.otlp_grpc_port)?),
-                otlp_http_port: Some(port(e.otlp_http_port)?),
-                zipkin_port: Some(port(e.zipkin_port)?),
-                jaeger_thrift_http_port: opt(e.jaeger_thrift_http_port)?,
-                jaeger_grpc_port: opt(e.jaeger_grpc_port)?,
-            })
-        }
-        (Some(s), None) => {
-            let Some(svc) = service else {
-                return Err(BackendError::ServiceNotFound {
-                    namespace: service_namespace.to_string(),
-                    name: s.name.clone(),
-                });
-            };
-            let names = s.port_names.clone().unwrap_or_default();
-            let find = |kind: PortKind| find_port(svc, &names, kind);
-            let ep = Endpoint {
-                hostname: format!("{}.{}.svc.{}", s.name, service_namespace, cluster_domain),
-                tempo_port: find(PortKind::Tempo),
-                otlp_grpc_port: find(PortKind::Proto(Protocol::OtlpGrpc)),
-                otlp_http_port: find(PortKind::Proto(Protocol::OtlpHttp)),
-                zipkin_port: find(PortKind::Proto(Protocol::Zipkin)),
-                jaeger_thrift_http_port: find(PortKind::Proto(Protocol::JaegerThriftHttp)),
-                jaeger_grpc_port: find(PortKind::Proto(Protocol::JaegerGrpc)),
-            };
-            if ep.offered().next().is_none() {
-                let looked_for = Protocol::ALL
-                    .iter()
-                    .map(|p| wanted_names(&names, PortKind::Proto(*p)).join("|"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                return Err(BackendError::NoPorts {
-                    namespace: service_namespace.to_string(),
-                    name: s.name.clone(),
-                    looked_for,
-                });
-            }
-            Ok(ep)
-        }
+    if kinds_set(backend) != 1 {
+        return Err(BackendError::Ambiguous);
     }
+    if let Some(e) = &backend.endpoint {
+        if !is_dns_subdomain(&e.hostname) {
+            return Err(BackendError::InvalidEndpoint(format!(
+                "hostname {:?} is not a DNS name",
+                truncate(&e.hostname)
+            )));
+        }
+        let opt = |p: Option<i32>| p.map(port).transpose();
+        return Ok(Endpoint {
+            hostname: e.hostname.clone(),
+            tempo_port: Some(port(e.tempo_port)?),
+            otlp_grpc_port: Some(port(e.otlp_grpc_port)?),
+            otlp_http_port: Some(port(e.otlp_http_port)?),
+            zipkin_port: Some(port(e.zipkin_port)?),
+            jaeger_thrift_http_port: opt(e.jaeger_thrift_http_port)?,
+            jaeger_grpc_port: opt(e.jaeger_grpc_port)?,
+        });
+    }
+    let Some(t) = targets(backend, relation_namespace) else {
+        return Err(BackendError::Ambiguous);
+    };
+    let svc = found.receivers.ok_or_else(|| t.receivers.not_found())?;
+    let names = &t.port_names;
+    let find = |kind: PortKind| find_port(svc, &wanted_names(names, kind));
+    let tempo_port = match &t.query {
+        None => find(PortKind::Tempo),
+        Some(q) => {
+            let query = found.query.ok_or_else(|| q.not_found())?;
+            let wanted = match t.query_port_name.as_deref().or(names.tempo.as_deref()) {
+                Some(n) => vec![n],
+                None => default_port_names(PortKind::Tempo).to_vec(),
+            };
+            find_port(query, &wanted)
+        }
+    };
+    let ep = Endpoint {
+        hostname: format!(
+            "{}.{}.svc.{}",
+            t.receivers.name, t.receivers.namespace, cluster_domain
+        ),
+        tempo_port,
+        otlp_grpc_port: find(PortKind::Proto(Protocol::OtlpGrpc)),
+        otlp_http_port: find(PortKind::Proto(Protocol::OtlpHttp)),
+        zipkin_port: find(PortKind::Proto(Protocol::Zipkin)),
+        jaeger_thrift_http_port: find(PortKind::Proto(Protocol::JaegerThriftHttp)),
+        jaeger_grpc_port: find(PortKind::Proto(Protocol::JaegerGrpc)),
+    };
+    if ep.offered().next().is_none() {
+        let looked_for = Protocol::ALL
+            .iter()
+            .map(|p| wanted_names(names, PortKind::Proto(*p)).join("|"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(BackendError::NoPorts {
+            namespace: t.receivers.namespace.clone(),
+            name: t.receivers.name.clone(),
+            looked_for,
+        });
+    }
+    Ok(ep)
 }
 
 fn wanted_names(names: &PortNames, kind: PortKind) -> Vec<&str> {
@@ -162,13 +375,13 @@ fn wanted_names(names: &PortNames, kind: PortKind) -> Vec<&str> {
     }
 }
 
-/// The Service port for `kind`: the first wanted name that the Service has.
-fn find_port(svc: &Service, names: &PortNames, kind: PortKind) -> Option<u16> {
+/// The Service port of the first wanted name that the Service has.
+fn find_port(svc: &Service, wanted: &[&str]) -> Option<u16> {
     let ports = svc.spec.as_ref()?.ports.as_ref()?;
-    wanted_names(names, kind).into_iter().find_map(|want| {
+    wanted.iter().find_map(|want| {
         ports
             .iter()
-            .find(|p| p.name.as_deref() == Some(want))
+            .find(|p| p.name.as_deref() == Some(*want))
             .and_then(|p| u16::try_from(p.port).ok())
     })
 }
@@ -176,18 +389,20 @@ fn find_port(svc: &Service, names: &PortNames, kind: PortKind) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{EndpointBackend, ServiceBackend};
+    use crate::api::{EndpointBackend, QueryService, ServiceBackend, TracingRelationSpec};
     use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
 
-    fn svc(ports: &[(&str, i32)]) -> Service {
+    /// A Service with `(name, port, protocol)` ports.
+    fn svc_proto(ports: &[(&str, i32, &str)]) -> Service {
         Service {
             spec: Some(ServiceSpec {
                 ports: Some(
                     ports
                         .iter()
-                        .map(|(n, p)| ServicePort {
+                        .map(|(n, p, proto)| ServicePort {
                             name: Some(n.to_string()),
                             port: *p,
+                            protocol: Some(proto.to_string()),
                             ..Default::default()
                         })
                         .collect(),
@@ -198,32 +413,365 @@ mod tests {
         }
     }
 
+    fn svc(ports: &[(&str, i32)]) -> Service {
+        let with: Vec<_> = ports.iter().map(|(n, p)| (*n, *p, "TCP")).collect();
+        svc_proto(&with)
+    }
+
     fn follow(name: &str) -> Backend {
         Backend {
             service: Some(ServiceBackend {
                 name: name.into(),
                 ..Default::default()
             }),
-            endpoint: None,
+            ..Default::default()
         }
     }
 
-    /// The Grafana Tempo chart's port names resolve without configuration.
+    fn with_query(name: &str, query: QueryService) -> Backend {
+        let mut b = follow(name);
+        b.service.as_mut().unwrap().query = Some(query);
+        b
+    }
+
+    fn query(name: &str) -> QueryService {
+        QueryService {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    fn stack(name: &str, namespace: Option<&str>) -> Backend {
+        Backend {
+            tempo_stack: Some(TempoInstance {
+                name: name.into(),
+                namespace: namespace.map(str::to_string),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn monolithic(name: &str) -> Backend {
+        Backend {
+            tempo_monolithic: Some(TempoInstance {
+                name: name.into(),
+                namespace: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn relation(ns: &str, backend: Backend) -> TracingRelation {
+        let mut r = TracingRelation::new(
+            "tempo",
+            TracingRelationSpec {
+                interface: "tracing".into(),
+                role: "provides".into(),
+                backend,
+                consumers: None,
+            },
+        );
+        r.metadata.namespace = Some(ns.into());
+        r
+    }
+
+    fn only(receivers: &Service) -> Found<'_> {
+        Found {
+            receivers: Some(receivers),
+            query: None,
+        }
+    }
+
+    fn pair<'a>(receivers: &'a Service, query: &'a Service) -> Found<'a> {
+        Found {
+            receivers: Some(receivers),
+            query: Some(query),
+        }
+    }
+
+    /// The `tempo` Service of Grafana's single-binary chart as its template
+    /// renders it with the default receivers (charts/tempo/templates/_ports.tpl).
+    fn single_binary_chart() -> Service {
+        svc_proto(&[
+            ("tempo-prom-metrics", 3100, "TCP"),
+            ("tempo-jaeger-thrift-compact", 6831, "UDP"),
+            ("tempo-jaeger-thrift-binary", 6832, "UDP"),
+            ("tempo-jaeger-thrift-http", 14268, "TCP"),
+            ("grpc-tempo-jaeger", 14250, "TCP"),
+            ("tempo-zipkin", 9411, "TCP"),
+            ("tempo-otlp-legacy", 55680, "TCP"),
+            ("tempo-otlp-http-legacy", 55681, "TCP"),
+            ("grpc-tempo-otlp", 4317, "TCP"),
+            ("tempo-otlp-http", 4318, "TCP"),
+            ("tempo-opencensus", 55678, "TCP"),
+        ])
+    }
+
+    /// The distributor Service of the `tempo-distributed` chart with every
+    /// receiver enabled (templates/distributor/service-distributor.yaml).
+    fn distributor_chart(http_metrics: i32) -> Service {
+        svc_proto(&[
+            ("http-metrics", http_metrics, "TCP"),
+            ("grpc", 9095, "TCP"),
+            ("distributor-jaeger-thrift-compact", 6831, "UDP"),
+            ("distributor-jaeger-thrift-binary", 6832, "UDP"),
+            ("distributor-jaeger-thrift-http", 14268, "TCP"),
+            ("grpc-distributor-jaeger", 14250, "TCP"),
+            ("distributor-zipkin", 9411, "TCP"),
+            ("distributor-otlp-http", 4318, "TCP"),
+            ("grpc-distributor-otlp", 4317, "TCP"),
+            ("distributor-otlp-legacy", 55680, "TCP"),
+            ("distributor-opencensus", 55678, "TCP"),
+        ])
+    }
+
+    /// The query-frontend Service of the `tempo-distributed` chart
+    /// (templates/query-frontend/service-query-frontend.yaml).
+    fn query_frontend_chart(http_metrics: i32) -> Service {
+        svc(&[("http-metrics", http_metrics), ("grpc", 9095)])
+    }
+
+    /// The single-binary chart's port names resolve with no portNames set.
     #[test]
-    fn grafana_chart_port_names() {
-        let s = svc(&[
-            ("tempo-prom-metrics", 3100),
-            ("grpc-tempo-otlp", 4317),
-            ("tempo-otlp-http", 4318),
-            ("tempo-zipkin", 9411),
-            ("grpc-tempo-jaeger", 14250),
-        ]);
-        let ep = resolve(&follow("tempo"), "obs", Some(&s), "cluster.local").unwrap();
+    fn single_binary_chart_port_names() {
+        let s = single_binary_chart();
+        let ep = resolve(&follow("tempo"), "obs", only(&s), "cluster.local").unwrap();
         assert_eq!(ep.hostname, "tempo.obs.svc.cluster.local");
         assert_eq!(ep.tempo_port, Some(3100));
         assert_eq!(ep.otlp_grpc_port, Some(4317));
+        assert_eq!(ep.otlp_http_port, Some(4318));
+        assert_eq!(ep.zipkin_port, Some(9411));
+        assert_eq!(ep.jaeger_thrift_http_port, Some(14268));
         assert_eq!(ep.jaeger_grpc_port, Some(14250));
-        assert_eq!(ep.jaeger_thrift_http_port, None);
+    }
+
+    /// The `tempo-distributed` distributor resolves every receiver with no
+    /// portNames set; with `query`, `tempo_port` is the query-frontend's port and
+    /// never the distributor's own `http-metrics`, and the hostname stays the
+    /// distributor's.
+    #[test]
+    fn distributed_chart_pair() {
+        let (d, q) = (distributor_chart(3100), query_frontend_chart(3200));
+        let b = with_query("tempo-distributor", query("tempo-query-frontend"));
+        let ep = resolve(&b, "obs", pair(&d, &q), "cluster.local").unwrap();
+        assert_eq!(ep.hostname, "tempo-distributor.obs.svc.cluster.local");
+        assert_eq!(ep.tempo_port, Some(3200));
+        assert_eq!(ep.otlp_grpc_port, Some(4317));
+        assert_eq!(ep.otlp_http_port, Some(4318));
+        assert_eq!(ep.zipkin_port, Some(9411));
+        assert_eq!(ep.jaeger_thrift_http_port, Some(14268));
+        assert_eq!(ep.jaeger_grpc_port, Some(14250));
+    }
+
+    /// The distributor's names from before chart version 0.22.0 resolve too.
+    #[test]
+    fn distributed_chart_legacy_grpc_names() {
+        let d = svc(&[("distributor-otlp-grpc", 4317), ("distributor-jaeger-grpc", 14250)]);
+        let ep = resolve(&follow("d"), "obs", only(&d), "c").unwrap();
+        assert_eq!(ep.otlp_grpc_port, Some(4317));
+        assert_eq!(ep.jaeger_grpc_port, Some(14250));
+    }
+
+    /// A query Service that the spec names but that does not exist is
+    /// ServiceNotFound, naming that Service and why it is looked for.
+    #[test]
+    fn missing_query_service_is_not_found() {
+        let d = distributor_chart(3200);
+        let b = with_query("tempo-distributor", query("tempo-query-frontend"));
+        let err = resolve(&b, "obs", only(&d), "c").unwrap_err();
+        assert_eq!(err.reason(), Reason::ServiceNotFound);
+        let msg = err.to_string();
+        assert!(msg.contains("obs/tempo-query-frontend"), "{msg}");
+        assert!(msg.contains("spec.backend.service.query"), "{msg}");
+    }
+
+    /// A query Service without an HTTP API port leaves `tempo_port` unset (the
+    /// receivers are still offered); it is never taken from the receivers' Service.
+    #[test]
+    fn query_without_tempo_port_leaves_it_unset() {
+        let (d, q) = (distributor_chart(3200), svc(&[("grpc", 9095)]));
+        let b = with_query("tempo-distributor", query("tempo-query-frontend"));
+        let ep = resolve(&b, "obs", pair(&d, &q), "c").unwrap();
+        assert_eq!(ep.tempo_port, None);
+        assert_eq!(ep.otlp_grpc_port, Some(4317));
+    }
+
+    /// `query.portName` picks the query Service's port; without it
+    /// `portNames.tempo` applies to the query Service.
+    #[test]
+    fn query_port_name_precedence() {
+        let q = svc(&[("http-metrics", 3200), ("api", 8080), ("custom", 9000)]);
+        let d = distributor_chart(3100);
+        let mut b = with_query(
+            "d",
+            QueryService {
+                name: "q".into(),
+                namespace: None,
+                port_name: Some("api".into()),
+            },
+        );
+        b.service.as_mut().unwrap().port_names = Some(PortNames {
+            tempo: Some("custom".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            resolve(&b, "o", pair(&d, &q), "c").unwrap().tempo_port,
+            Some(8080)
+        );
+        b.service.as_mut().unwrap().query.as_mut().unwrap().port_name = None;
+        assert_eq!(
+            resolve(&b, "o", pair(&d, &q), "c").unwrap().tempo_port,
+            Some(9000)
+        );
+    }
+
+    /// The query Service's namespace defaults to the receivers' Service's, which
+    /// defaults to the relation's.
+    #[test]
+    fn query_namespace_defaults() {
+        let mut b = with_query("d", query("q"));
+        let t = targets(&b, "rel-ns").unwrap();
+        assert_eq!(t.receivers.key(), ("rel-ns".into(), "d".into()));
+        assert_eq!(t.query.unwrap().key(), ("rel-ns".into(), "q".into()));
+        b.service.as_mut().unwrap().namespace = Some("tempo".into());
+        let t = targets(&b, "rel-ns").unwrap();
+        assert_eq!(t.query.unwrap().key(), ("tempo".into(), "q".into()));
+        b.service.as_mut().unwrap().query.as_mut().unwrap().namespace = Some("other".into());
+        let t = targets(&b, "rel-ns").unwrap();
+        assert_eq!(t.query.unwrap().key(), ("other".into(), "q".into()));
+    }
+
+    /// Service names follow the Tempo Operator's `naming.Name` and `DNSName`
+    /// (internal/manifests/naming), including its own test cases.
+    #[test]
+    fn tempo_operator_naming() {
+        assert_eq!(tempo_operator_service("ingester", "foo"), "tempo-foo-ingester");
+        assert_eq!(tempo_operator_service("", "bar"), "tempo-bar");
+        assert_eq!(tempo_operator_service("tempo", "bar"), "tempo-bar");
+        assert_eq!(
+            tempo_operator_service("query-frontend", "a.b"),
+            "tempo-a-b-query-frontend"
+        );
+        assert_eq!(tempo_operator_service("tempo", "X."), "tempo-xa");
+    }
+
+    /// A TempoStack resolves to its distributor (receivers, hostname) and its
+    /// query-frontend (`tempo_port`), in the relation's namespace by default, with
+    /// the operator's port names (internal/manifests/distributor, queryfrontend).
+    #[test]
+    fn tempo_stack_services() {
+        let b = stack("simplest", None);
+        let t = targets(&b, "obs").unwrap();
+        assert_eq!(
+            t.receivers.key(),
+            ("obs".into(), "tempo-simplest-distributor".into())
+        );
+        assert_eq!(
+            t.query.as_ref().unwrap().key(),
+            ("obs".into(), "tempo-simplest-query-frontend".into())
+        );
+        let d = svc_proto(&[
+            ("otlp-http", 4318, "TCP"),
+            ("otlp-grpc", 4317, "TCP"),
+            ("http", 3200, "TCP"),
+            ("thrift-http", 14268, "TCP"),
+            ("thrift-compact", 6831, "UDP"),
+            ("thrift-binary", 6832, "UDP"),
+            ("jaeger-grpc", 14250, "TCP"),
+            ("http-zipkin", 9411, "TCP"),
+        ]);
+        let q = svc(&[("http", 3200), ("grpc", 9095)]);
+        let ep = resolve(&b, "obs", pair(&d, &q), "cluster.local").unwrap();
+        assert_eq!(ep.hostname, "tempo-simplest-distributor.obs.svc.cluster.local");
+        assert_eq!(ep.tempo_port, Some(3200));
+        assert_eq!(ep.otlp_grpc_port, Some(4317));
+        assert_eq!(ep.otlp_http_port, Some(4318));
+        assert_eq!(ep.zipkin_port, Some(9411));
+        assert_eq!(ep.jaeger_thrift_http_port, Some(14268));
+        assert_eq!(ep.jaeger_grpc_port, Some(14250));
+        let other = targets(&stack("simplest", Some("tempo")), "obs").unwrap();
+        assert_eq!(other.receivers.namespace, "tempo");
+        assert_eq!(other.query.unwrap().namespace, "tempo");
+    }
+
+    /// A missing Service of a TempoStack names the TempoStack it belongs to.
+    #[test]
+    fn tempo_stack_missing_service_names_the_stack() {
+        let d = svc(&[("otlp-grpc", 4317)]);
+        let err = resolve(&stack("simplest", None), "obs", only(&d), "c").unwrap_err();
+        assert_eq!(err.reason(), Reason::ServiceNotFound);
+        let msg = err.to_string();
+        assert!(msg.contains("obs/tempo-simplest-query-frontend"), "{msg}");
+        assert!(msg.contains("TempoStack obs/simplest"), "{msg}");
+        let err = resolve(&stack("simplest", None), "obs", Found::default(), "c").unwrap_err();
+        assert!(err.to_string().contains("tempo-simplest-distributor"));
+    }
+
+    /// A TempoMonolithic resolves to its one Service `tempo-<name>`: OTLP and the
+    /// HTTP API port, no zipkin (internal/manifests/monolithic/services.go).
+    #[test]
+    fn tempo_monolithic_service() {
+        let b = monolithic("simplest");
+        let t = targets(&b, "obs").unwrap();
+        assert_eq!(t.receivers.key(), ("obs".into(), "tempo-simplest".into()));
+        assert!(t.query.is_none());
+        let s = svc(&[("http", 3200), ("otlp-grpc", 4317), ("otlp-http", 4318)]);
+        let ep = resolve(&b, "obs", only(&s), "cluster.local").unwrap();
+        assert_eq!(ep.hostname, "tempo-simplest.obs.svc.cluster.local");
+        assert_eq!(ep.tempo_port, Some(3200));
+        assert_eq!(ep.otlp_grpc_port, Some(4317));
+        assert_eq!(ep.otlp_http_port, Some(4318));
+        assert_eq!(ep.zipkin_port, None);
+    }
+
+    /// `services_of` lists every Service a relation depends on, once each, and
+    /// none for an explicit endpoint.
+    #[test]
+    fn services_of_each_kind() {
+        let key = |ns: &str, n: &str| (ns.to_string(), n.to_string());
+        assert_eq!(
+            services_of(&relation("obs", follow("tempo"))),
+            vec![key("obs", "tempo")]
+        );
+        assert_eq!(
+            services_of(&relation("obs", with_query("d", query("q")))),
+            vec![key("obs", "d"), key("obs", "q")]
+        );
+        assert_eq!(
+            services_of(&relation("obs", with_query("d", query("d")))),
+            vec![key("obs", "d")]
+        );
+        assert_eq!(
+            services_of(&relation("obs", stack("s", None))),
+            vec![
+                key("obs", "tempo-s-distributor"),
+                key("obs", "tempo-s-query-frontend")
+            ]
+        );
+        assert_eq!(
+            services_of(&relation("obs", monolithic("m"))),
+            vec![key("obs", "tempo-m")]
+        );
+        let endpoint = Backend {
+            endpoint: Some(endpoint_backend(4317)),
+            ..Default::default()
+        };
+        assert!(services_of(&relation("obs", endpoint)).is_empty());
+    }
+
+    /// Two backend kinds at once, or none, is Ambiguous (admission refuses it;
+    /// this covers a bypassed validation) and depends on no Service.
+    #[test]
+    fn two_kinds_or_none_are_ambiguous() {
+        let mut two = stack("s", None);
+        two.service = follow("tempo").service;
+        for b in [two, Backend::default()] {
+            assert_eq!(
+                resolve(&b, "o", Found::default(), "c").unwrap_err(),
+                BackendError::Ambiguous
+            );
+            assert!(targets(&b, "o").is_none());
+        }
     }
 
     /// A name set in the spec replaces the defaults for that port.
@@ -236,7 +784,7 @@ mod tests {
         });
         let s = svc(&[("otlp-grpc", 1), ("custom", 2)]);
         assert_eq!(
-            resolve(&b, "o", Some(&s), "c").unwrap().otlp_grpc_port,
+            resolve(&b, "o", only(&s), "c").unwrap().otlp_grpc_port,
             Some(2)
         );
     }
@@ -244,35 +792,38 @@ mod tests {
     /// A missing Service and a Service with no known port are distinct reasons.
     #[test]
     fn missing_service_and_ports() {
+        let err = resolve(&follow("t"), "o", Found::default(), "c").unwrap_err();
+        assert_eq!(err.reason(), Reason::ServiceNotFound);
+        assert_eq!(err.to_string(), "Service o/t does not exist");
         assert_eq!(
-            resolve(&follow("t"), "o", None, "c").unwrap_err().reason(),
-            Reason::ServiceNotFound
-        );
-        assert_eq!(
-            resolve(&follow("t"), "o", Some(&svc(&[("web", 80)])), "c")
+            resolve(&follow("t"), "o", only(&svc(&[("web", 80)])), "c")
                 .unwrap_err()
                 .reason(),
             Reason::ServicePortsNotFound
         );
     }
 
+    fn endpoint_backend(tempo_port: i32) -> EndpointBackend {
+        EndpointBackend {
+            hostname: "tempo".into(),
+            tempo_port,
+            otlp_grpc_port: 4317,
+            otlp_http_port: 4318,
+            zipkin_port: 9411,
+            jaeger_thrift_http_port: None,
+            jaeger_grpc_port: None,
+        }
+    }
+
     /// Bypassed validation: an out-of-range port is reported, not cast.
     #[test]
     fn endpoint_ports_are_checked() {
         let b = Backend {
-            service: None,
-            endpoint: Some(EndpointBackend {
-                hostname: "tempo".into(),
-                tempo_port: 70000,
-                otlp_grpc_port: 4317,
-                otlp_http_port: 4318,
-                zipkin_port: 9411,
-                jaeger_thrift_http_port: None,
-                jaeger_grpc_port: None,
-            }),
+            endpoint: Some(endpoint_backend(70000)),
+            ..Default::default()
         };
         assert!(matches!(
-            resolve(&b, "o", None, "c"),
+            resolve(&b, "o", Found::default(), "c"),
             Err(BackendError::InvalidEndpoint(_))
         ));
     }

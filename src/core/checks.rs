@@ -295,7 +295,6 @@ mod tests {
                 interface: "tracing".into(),
                 role: "provides".into(),
                 backend: Backend {
-                    service: None,
                     endpoint: Some(EndpointBackend {
                         hostname: "t".into(),
                         tempo_port: 3200,
@@ -305,6 +304,7 @@ mod tests {
                         jaeger_thrift_http_port: None,
                         jaeger_grpc_port: None,
                     }),
+                    ..Default::default()
                 },
                 consumers: Some(ConsumerPolicy {
                     namespace_selector: Some(LabelSelector {

@@ -139,23 +139,30 @@ impl Ctx {
         })
     }
 
-    /// Resolves a relation's backend from the Service cache.
+    /// Resolves a relation's backend from the Service cache: the Service(s) of
+    /// [`backend::targets`] (receivers, and the query Service when there is one).
     pub fn resolve(&self, rel: &TracingRelation) -> Result<Endpoint, BackendError> {
-        let (svc_ns, svc) = match backend::service_ref(rel) {
-            Some((ns, name)) => {
-                let svc = self
-                    .caches()
-                    .services
-                    .store
-                    .get(&ObjectRef::new(&name).within(&ns));
-                (ns, svc)
-            }
-            None => (String::new(), None),
+        let ns = rel.metadata.namespace.as_deref().unwrap_or_default();
+        let lookup = |t: &backend::ServiceTarget| {
+            self.caches()
+                .services
+                .store
+                .get(&ObjectRef::new(&t.name).within(&t.namespace))
+        };
+        let targets = backend::targets(&rel.spec.backend, ns);
+        let receivers = targets.as_ref().and_then(|t| lookup(&t.receivers));
+        let query = targets
+            .as_ref()
+            .and_then(|t| t.query.as_ref())
+            .and_then(lookup);
+        let found = backend::Found {
+            receivers: receivers.as_deref(),
+            query: query.as_deref(),
         };
         backend::resolve(
             &rel.spec.backend,
-            &svc_ns,
-            svc.as_deref(),
+            ns,
+            found,
             &self.parts.cluster_domain,
         )
     }

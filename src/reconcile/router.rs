@@ -4,7 +4,9 @@
 //! - a consumer changed: that consumer;
 //! - a relation's spec or deletion changed: it and its consumers (not on the
 //!   operator's own status writes);
-//! - a Service changed: the relations that follow it and their consumers;
+//! - a Service changed: the relations that depend on it (any Service of
+//!   `backend::services_of`: receivers, query-frontend, a Tempo Operator
+//!   instance's Services) and their consumers;
 //! - a namespace's labels changed: its consumers (consent may have changed);
 //! - a consumer left (its label removed, or gone from a re-list): the cleanup
 //!   worker removes the operator's keys from it.
@@ -166,7 +168,7 @@ impl Router<'_> {
     }
 
     fn service(&self, change: Change<Service>) {
-        let (ns, name) = match &change {
+        let changed = match &change {
             Change::Applied(r) => (r.namespace.clone().unwrap_or_default(), r.name.clone()),
             Change::Deleted(s) => (s.namespace().unwrap_or_default(), s.name_any()),
             Change::Resync => {
@@ -176,7 +178,7 @@ impl Router<'_> {
             }
         };
         for rel in self.ctx.caches().relations.store.state() {
-            if backend::service_ref(&rel).is_some_and(|(n, s)| n == ns && s == name) {
+            if backend::services_of(&rel).contains(&changed) {
                 let r = ObjectRef::from_obj(&*rel);
                 let _ = self.relations.send(r.clone());
                 self.consumers_of(&key(&r));

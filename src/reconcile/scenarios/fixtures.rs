@@ -30,7 +30,6 @@ pub(super) fn relation() -> TracingRelation {
             interface: INTERFACE_TRACING.into(),
             role: ROLE_PROVIDES.into(),
             backend: Backend {
-                service: None,
                 endpoint: Some(EndpointBackend {
                     hostname: HOST.into(),
                     tempo_port: 3200,
@@ -40,6 +39,7 @@ pub(super) fn relation() -> TracingRelation {
                     jaeger_thrift_http_port: None,
                     jaeger_grpc_port: None,
                 }),
+                ..Default::default()
             },
             consumers: None,
         },
