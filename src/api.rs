@@ -103,7 +103,8 @@ const SERVICE_NAME_RULE: &str = "self.size() <= 63 && self.matches('^[a-z]([-a-z
 const DNS_LABEL_RULE: &str = "self.size() <= 63 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')";
 /// A Tempo Operator instance name short enough that its longest Service name,
 /// `tempo-<name>-query-frontend`, is still a Service name (at most 63 characters).
-const TEMPO_INSTANCE_RULE: &str = "self.size() <= 42 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')";
+const TEMPO_INSTANCE_RULE: &str =
+    "self.size() <= 42 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')";
 
 /// Where the Tempo backend is reached: exactly one of `service`, `endpoint`,
 /// `tempoStack` or `tempoMonolithic`.

@@ -38,9 +38,12 @@ pub fn default_port_names(which: PortKind) -> &'static [&'static str] {
             "http-otlp",
             "distributor-otlp-http",
         ],
-        PortKind::Proto(Protocol::Zipkin) => {
-            &["zipkin", "tempo-zipkin", "http-zipkin", "distributor-zipkin"]
-        }
+        PortKind::Proto(Protocol::Zipkin) => &[
+            "zipkin",
+            "tempo-zipkin",
+            "http-zipkin",
+            "distributor-zipkin",
+        ],
         PortKind::Proto(Protocol::JaegerThriftHttp) => &[
             "jaeger-thrift-http",
             "thrift-http",
@@ -251,10 +254,10 @@ pub fn services_of(rel: &TracingRelation) -> Vec<(String, String)> {
         return Vec::new();
     };
     let mut out = vec![t.receivers.key()];
-    if let Some(q) = &t.query {
-        if !out.contains(&q.key()) {
-            out.push(q.key());
-        }
+    if let Some(q) = &t.query
+        && !out.contains(&q.key())
+    {
+        out.push(q.key());
     }
     out
 }
@@ -566,7 +569,10 @@ mod tests {
     /// The distributor's names from before chart version 0.22.0 resolve too.
     #[test]
     fn distributed_chart_legacy_grpc_names() {
-        let d = svc(&[("distributor-otlp-grpc", 4317), ("distributor-jaeger-grpc", 14250)]);
+        let d = svc(&[
+            ("distributor-otlp-grpc", 4317),
+            ("distributor-jaeger-grpc", 14250),
+        ]);
         let ep = resolve(&follow("d"), "obs", only(&d), "c").unwrap();
         assert_eq!(ep.otlp_grpc_port, Some(4317));
         assert_eq!(ep.jaeger_grpc_port, Some(14250));
@@ -618,7 +624,13 @@ mod tests {
             resolve(&b, "o", pair(&d, &q), "c").unwrap().tempo_port,
             Some(8080)
         );
-        b.service.as_mut().unwrap().query.as_mut().unwrap().port_name = None;
+        b.service
+            .as_mut()
+            .unwrap()
+            .query
+            .as_mut()
+            .unwrap()
+            .port_name = None;
         assert_eq!(
             resolve(&b, "o", pair(&d, &q), "c").unwrap().tempo_port,
             Some(9000)
@@ -636,7 +648,13 @@ mod tests {
         b.service.as_mut().unwrap().namespace = Some("tempo".into());
         let t = targets(&b, "rel-ns").unwrap();
         assert_eq!(t.query.unwrap().key(), ("tempo".into(), "q".into()));
-        b.service.as_mut().unwrap().query.as_mut().unwrap().namespace = Some("other".into());
+        b.service
+            .as_mut()
+            .unwrap()
+            .query
+            .as_mut()
+            .unwrap()
+            .namespace = Some("other".into());
         let t = targets(&b, "rel-ns").unwrap();
         assert_eq!(t.query.unwrap().key(), ("other".into(), "q".into()));
     }
@@ -645,7 +663,10 @@ mod tests {
     /// (internal/manifests/naming), including its own test cases.
     #[test]
     fn tempo_operator_naming() {
-        assert_eq!(tempo_operator_service("ingester", "foo"), "tempo-foo-ingester");
+        assert_eq!(
+            tempo_operator_service("ingester", "foo"),
+            "tempo-foo-ingester"
+        );
         assert_eq!(tempo_operator_service("", "bar"), "tempo-bar");
         assert_eq!(tempo_operator_service("tempo", "bar"), "tempo-bar");
         assert_eq!(
@@ -682,7 +703,10 @@ mod tests {
         ]);
         let q = svc(&[("http", 3200), ("grpc", 9095)]);
         let ep = resolve(&b, "obs", pair(&d, &q), "cluster.local").unwrap();
-        assert_eq!(ep.hostname, "tempo-simplest-distributor.obs.svc.cluster.local");
+        assert_eq!(
+            ep.hostname,
+            "tempo-simplest-distributor.obs.svc.cluster.local"
+        );
         assert_eq!(ep.tempo_port, Some(3200));
         assert_eq!(ep.otlp_grpc_port, Some(4317));
         assert_eq!(ep.otlp_http_port, Some(4318));

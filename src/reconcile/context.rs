@@ -159,12 +159,7 @@ impl Ctx {
             receivers: receivers.as_deref(),
             query: query.as_deref(),
         };
-        backend::resolve(
-            &rel.spec.backend,
-            ns,
-            found,
-            &self.parts.cluster_domain,
-        )
+        backend::resolve(&rel.spec.backend, ns, found, &self.parts.cluster_domain)
     }
 
     /// The dereference step: everything the decision about `cm` looks at, with
