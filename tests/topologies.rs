@@ -580,3 +580,55 @@ async fn tempo_operator_tempomonolithic() {
     )
     .await;
 }
+
+/// Admission: exactly one backend kind (a TempoStack beside a Service, or a
+/// TempoStack beside a TempoMonolithic, is refused with the rule's message), and
+/// names that would not make Service names are refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn crd_refuses_mixed_kinds_and_bad_names() {
+    let env = env().await;
+    let client = env.cp.admin_client().await;
+    let ns = env.cp.namespace("topo-crd").await.name().to_string();
+    let rels: Api<TracingRelation> = Api::namespaced(client, &ns);
+    let long = "a".repeat(43);
+    let cases = [
+        (
+            json!({"service": {"name": "tempo"}, "tempoStack": {"name": "simplest"}}),
+            "spec.backend needs exactly one of 'service' or 'endpoint' or 'tempoStack' or 'tempoMonolithic'",
+        ),
+        (
+            json!({"tempoStack": {"name": "a"}, "tempoMonolithic": {"name": "b"}}),
+            "spec.backend needs exactly one of",
+        ),
+        (
+            json!({"tempoStack": {"name": long}}),
+            "at most 42 characters",
+        ),
+        (
+            json!({"tempoMonolithic": {"name": "Simplest"}}),
+            "at most 42 characters",
+        ),
+        (
+            json!({"service": {"name": "d", "query": {"name": "Query_Frontend"}}}),
+            "spec.backend.service.query.name must be a Service name",
+        ),
+    ];
+    for (backend, want) in cases {
+        let err = rels
+            .create(&PostParams::default(), &relation("tempo", backend.clone()))
+            .await
+            .expect_err(&format!("{backend} must be refused"));
+        assert!(err.to_string().contains(want), "{backend}: {err}");
+    }
+    // Each kind alone is admitted.
+    for (i, backend) in [
+        json!({"tempoStack": {"name": "simplest", "namespace": "tempo"}}),
+        json!({"tempoMonolithic": {"name": "simplest"}}),
+        json!({"service": {"name": "d", "query": {"name": "q", "namespace": "tempo", "portName": "http-metrics"}}}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        create(&rels, &relation(&format!("ok-{i}"), backend)).await;
+    }
+}
