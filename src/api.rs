@@ -23,8 +23,9 @@ pub const DEFAULT_OTLP_GRPC_PORT: i32 = 4317;
 pub const DEFAULT_OTLP_HTTP_PORT: i32 = 4318;
 pub const DEFAULT_ZIPKIN_PORT: i32 = 9411;
 
-/// A DNS-1123 subdomain, as CEL sees it (IPv4 addresses also match).
-const DNS_RULE: &str = "self.size() <= 253 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";
+/// A DNS-1123 subdomain, as CEL sees it: labels of at most 63 characters, the
+/// same rule the operator applies (IPv4 addresses also match).
+const DNS_RULE: &str = "self.size() <= 253 && self.matches('^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$')";
 
 /// Declares a Grafana Tempo backend whose endpoints are written into the ConfigMaps
 /// of consumers that opt in with the label `tracing.relations.dev/relation: <name>`.
@@ -227,7 +228,7 @@ pub struct PortNames {
 #[serde(rename_all = "camelCase")]
 pub struct EndpointBackend {
     /// Hostname (or IPv4 address) of Tempo, as consumers will dial it.
-    #[x_kube(validation = kube::core::Rule::new(DNS_RULE).message("spec.backend.endpoint.hostname must be a DNS name such as tempo.observability.svc.cluster.local (lowercase letters, digits, '-' and '.')"))]
+    #[x_kube(validation = kube::core::Rule::new(DNS_RULE).message("spec.backend.endpoint.hostname must be a DNS name such as tempo.observability.svc.cluster.local (lowercase letters, digits, '-' and '.', at most 63 between dots)"))]
     pub hostname: String,
     /// Tempo's HTTP API port (the seed's `tempo_port`).
     #[serde(default = "default_tempo_port")]

@@ -771,3 +771,23 @@ async fn readyz_fails_while_the_crd_is_missing() {
     cp.apply_crds().await;
     wait_ready(&op).await;
 }
+
+/// Protects: the CRD refuses what the controller would refuse: a hostname
+/// with a label of 64 characters never gets stored (a label of 63 does).
+#[tokio::test(flavor = "multi_thread")]
+async fn crd_refuses_a_hostname_label_the_controller_refuses() {
+    let env = enforced().await;
+    let ns = env.cp.namespace("dns").await;
+    let rels: Api<TracingRelation> = Api::namespaced(env.cp.admin_client().await, &ns);
+    let long = format!("{}.example", "a".repeat(64));
+    let st = refusal(
+        rels.create(&PostParams::default(), &relation("too-long", &long))
+            .await,
+    );
+    assert_eq!(st.code, 422, "{}", st.message);
+    assert!(st.message.contains("at most 63"), "{}", st.message);
+    let ok = format!("{}.example", "a".repeat(63));
+    rels.create(&PostParams::default(), &relation("longest", &ok))
+        .await
+        .expect("a 63-character label is a DNS name");
+}
