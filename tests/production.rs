@@ -1803,8 +1803,11 @@ async fn watch_namespaces_binds_only_consumers_in_those_namespaces() {
     let wide = spawn(&cp, &[]);
     let by_wide = "to be bound by a cluster-wide operator";
     wait_app_holds(&client, &c, &ep, &bound_to, by_wide).await;
+    // The watch event of the write can be seen before the write's own answer
+    // (and its count): wait for both.
     let s3 = wait_metrics(&wide, "3 bound consumers", Duration::from_secs(60), |s| {
         s.get(&m("consumers"), &[("state", STATE_BOUND), ("reason", "")]) == Some(3.0)
+            && writes_sent(s) >= 1.0
     })
     .await;
     assert_eq!(
