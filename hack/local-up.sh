@@ -73,8 +73,20 @@ log "installing the CRD"
 kubectl apply --server-side -f "$repo/crds/" >/dev/null
 kubectl wait --for condition=Established crd/tracingrelations.tracing.relations.dev --timeout 60s >/dev/null
 
+# The operator runs as the identity the shipped admission policy knows as the
+# operator's (the admin impersonating it, with every permission): any other
+# identity writing with its field manager is refused.
+cat >"$state/operator-kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters: [{name: local, cluster: {server: "https://127.0.0.1:$api_port", insecure-skip-tls-verify: true}}]
+users: [{name: operator, user: {token: "$token", as: "system:serviceaccount:tracing-relation-operator:tracing-relation-operator", as-groups: ["system:masters", "system:authenticated"]}}]
+contexts: [{name: local, context: {cluster: local, user: operator}}]
+current-context: local
+EOF
+
 log "starting the operator (log: $state/operator.log)"
-"$operator" --metrics-addr "127.0.0.1:$metrics_port" --leader-elect=false >"$state/operator.log" 2>&1 &
+KUBECONFIG=$state/operator-kubeconfig "$operator" --metrics-addr "127.0.0.1:$metrics_port" --leader-elect=false >"$state/operator.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 120); do
   curl -sf "http://127.0.0.1:$metrics_port/readyz" >/dev/null 2>&1 && break
