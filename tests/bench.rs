@@ -721,7 +721,7 @@ async fn finish_pprof(child: Option<std::process::Child>) {
 /// Starts the operator: one process, `--leader-elect=false`.
 fn spawn_operator(cp: &ControlPlane, s: &Settings) -> Operator {
     let mut cmd = Command::new(&s.operator_bin);
-    cmd.env("KUBECONFIG", cp.kubeconfig_path())
+    cmd.env("KUBECONFIG", cp.operator_kubeconfig_path())
         .env("RUST_BACKTRACE", "1")
         .arg("--leader-elect=false")
         .arg(format!("--metrics-addr=127.0.0.1:{}", free_port()))
