@@ -30,10 +30,6 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
 
 /// Runs the operator until SIGTERM/SIGINT.
 pub fn main(args: RunArgs) -> ExitCode {
-    if let Err(e) = crate::runtime::telemetry::init(&args.log_format, &args.log_level) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -44,13 +40,27 @@ pub fn main(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(args)) {
+    let telemetry =
+        match crate::runtime::telemetry::init(&args.log_format, &args.log_level, rt.handle()) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    if let Some(endpoint) = &telemetry.exporting_to {
+        info!(%endpoint, "exporting the operator's spans by OTLP/HTTP");
+    }
+    let code = match rt.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %chain(&e), "operator stopped");
             ExitCode::FAILURE
         }
-    }
+    };
+    // The exporter sends through the runtime: flush before it goes.
+    telemetry.shutdown();
+    code
 }
 
 /// The Kubernetes client, without kube's built-in retry of 429/503/504 (it backs

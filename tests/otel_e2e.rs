@@ -4,7 +4,8 @@
 //! `$OTELCOL_BIN`), and the Python OpenTelemetry SDK (PyPI), configured only
 //! from a consumer's keys as `envFrom` gives them, sends a span per protocol
 //! (OTLP/HTTP, OTLP/gRPC, Zipkin) that the test then finds, by trace id, in
-//! what the collector received.
+//! what the collector received. The operator itself exports its reconcile
+//! spans to the agent part (issue 14, item 5), by the standard variables alone.
 //!
 //! The collector stands in for Tempo: its OTLP receiver feeds only a traces
 //! pipeline, so like Tempo's distributor it refuses metrics and logs (HTTP 404,
@@ -89,10 +90,13 @@ struct Env {
 impl Env {
     async fn get() -> Env {
         let cp = ControlPlane::shared();
+        let collector = tokio::task::spawn_blocking(|| COLLECTOR.get_or_init(Collector::start))
+            .await
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
         let op = OPERATOR
             .get_or_init(|| async {
                 cp.apply_crds().await;
-                std::sync::Mutex::new(start_operator(cp).await)
+                std::sync::Mutex::new(start_operator(cp, collector).await)
             })
             .await;
         {
@@ -104,9 +108,6 @@ impl Env {
                 );
             }
         }
-        let collector = tokio::task::spawn_blocking(|| COLLECTOR.get_or_init(Collector::start))
-            .await
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
         Env {
             client: cp.admin_client().await,
             collector,
@@ -198,9 +199,18 @@ impl Env {
     }
 }
 
-async fn start_operator(cp: &ControlPlane) -> Operator {
+/// The operator, exporting its own spans to the collector's agent part by the
+/// standard variables alone (as the chart's `otlp` values set them).
+async fn start_operator(cp: &ControlPlane, collector: &Collector) -> Operator {
     let started = Instant::now();
-    let mut op = cp.operator();
+    let mut cmd = cp.operator_command();
+    cmd.env(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        format!("http://{HOST}:{}", collector.ports.agent_http),
+    )
+    // Spans leave within 200 ms instead of the default 5 s.
+    .env("OTEL_BSP_SCHEDULE_DELAY", "200");
+    let mut op = cp.spawn_operator(&cmd);
     loop {
         if let Ok((200, _)) = op.http_get("/readyz").await {
             println!("operator ready in {:.1?}", started.elapsed());
@@ -511,4 +521,47 @@ async fn all_signal_keys_make_a_zero_code_sdk_fail_at_tempo() {
             .unwrap_or_else(|| panic!("{protocol}: no trace id printed: {run:#?}"));
         span_at_tempo(&env, trace_id, &service).await;
     }
+}
+
+/// Protects (issue 14, item 5): with only the standard `OTEL_EXPORTER_OTLP_*`
+/// variables set on the operator, its reconcile spans reach an OTLP/HTTP
+/// receiver, under the service `tracing-relation-operator`, with the consumer
+/// and the relation it names as span attributes.
+#[tokio::test(flavor = "multi_thread")]
+async fn operator_exports_its_reconcile_spans() {
+    let env = Env::get().await;
+    let (ns, _cm) = env.bound_consumer("own-spans", "otlp_http").await;
+    let consumer = format!("{ns}/app-tracing");
+    let relation = format!("{ns}/tempo");
+    let find = |out: &str| {
+        otel::spans_of_service(out, "tracing-relation-operator")
+            .into_iter()
+            .find(|span| otel::span_attribute(span, "consumer") == Some(consumer.as_str()))
+    };
+    let start = Instant::now();
+    let span = loop {
+        if let Some(span) = find(&env.collector.agent_output()) {
+            break span;
+        }
+        assert!(
+            start.elapsed() < T_ARRIVE,
+            "no reconcile span of the operator for {consumer} reached the collector within \
+             {T_ARRIVE:?}; the operator's spans there: {:#?}\noperator log tail:\n{}",
+            otel::spans_of_service(&env.collector.agent_output(), "tracing-relation-operator"),
+            tail(&env.operator_log(), 40)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(span["name"], "reconcile", "the operator's span: {span:#}");
+    assert_eq!(
+        otel::span_attribute(&span, "relation"),
+        Some(relation.as_str()),
+        "the operator's span names the relation: {span:#}"
+    );
+    assert!(
+        otel::spans_of_service(&env.collector.tempo_output(), "tracing-relation-operator")
+            .is_empty(),
+        "the operator's own spans went to the relation's receiver, which no variable of the \
+         operator names"
+    );
 }

@@ -45,7 +45,7 @@ pub fn key(cm: &ConfigMap) -> String {
 }
 
 /// Reconciles one consumer.
-#[instrument(skip(cm, ctx), fields(consumer = %ObjectRef::from_obj(&*cm)))]
+#[instrument(skip(cm, ctx), fields(consumer = %super::qualified_name(&*cm), relation = tracing::field::Empty))]
 pub async fn reconcile(cm: Arc<ConfigMap>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if let Some(wait) = ctx
         .backoff
@@ -55,6 +55,9 @@ pub async fn reconcile(cm: Arc<ConfigMap>, ctx: Arc<Ctx>) -> Result<Action, Erro
     }
     let start = Instant::now();
     let (found, decision) = ctx.decide(&cm, None);
+    if let Ok(declared) = &found.declaration {
+        tracing::Span::current().record("relation", tracing::field::display(declared.relation()));
+    }
     // While the relation it names is being deleted, that relation's finalizer
     // owns the consumer: writing here too would only race it.
     if found.relation_deleting {

@@ -28,6 +28,7 @@ use crate::core::reason::Reason;
 use crate::error::{Error, chain};
 use crate::runtime::metrics::{CONSUMER, RELATION};
 pub use context::{Ctx, Parts};
+use kube::ResourceExt;
 
 fn unbounded<T: Send + 'static>(
     mut rx: mpsc::UnboundedReceiver<T>,
@@ -112,4 +113,10 @@ pub async fn run_term(
     .run(relation::reconcile, relation::error_policy, ctx.clone())
     .for_each(|res| async move { report(RELATION, res) });
     futures::join!(consumers, relations);
+}
+
+/// `namespace/name` of an object: how spans and logs name consumers and
+/// relations (what `kubectl -n namespace get ... name` takes).
+pub fn qualified_name(obj: &impl ResourceExt) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
 }

@@ -52,7 +52,7 @@ fn relation_key(rel: &TracingRelation) -> RelationKey {
 }
 
 /// Reconciles one relation through its finalizer.
-#[instrument(skip(rel, ctx), fields(relation = %ObjectRef::from_obj(&*rel)))]
+#[instrument(skip(rel, ctx), fields(relation = %super::qualified_name(&*rel)))]
 pub async fn reconcile(rel: Arc<TracingRelation>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if let Some(wait) = ctx
         .backoff

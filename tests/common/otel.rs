@@ -366,6 +366,25 @@ pub fn spans_of_trace(output: &str, trace_id: &str) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// The spans of service `service` in a file exporter's output.
+pub fn spans_of_service(output: &str, service: &str) -> Vec<Value> {
+    let all = exports(output);
+    items(&all, "resourceSpans", "scopeSpans", "spans")
+        .into_iter()
+        .filter(|(s, _)| *s == Some(service))
+        .map(|(_, span)| span.clone())
+        .collect()
+}
+
+/// The string value of attribute `key` of an OTLP JSON span.
+pub fn span_attribute<'a>(span: &'a Value, key: &str) -> Option<&'a str> {
+    span["attributes"]
+        .as_array()?
+        .iter()
+        .find(|a| a["key"] == key)?["value"]["stringValue"]
+        .as_str()
+}
+
 /// Names of the metrics of service `service` in a file exporter's output.
 pub fn metric_names_of(output: &str, service: &str) -> Vec<String> {
     let all = exports(output);
