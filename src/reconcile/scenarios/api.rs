@@ -30,19 +30,26 @@ pub(super) type Answer = fn() -> Response<Body>;
 /// A leadership term's context over a mocked API server; the caches hold the
 /// relation and `consumers`.
 pub(super) fn term(consumers: Vec<ConfigMap>) -> (Arc<Ctx>, ApiServer) {
+    let (parts, api) = parts(Caches::for_tests(vec![relation()], consumers, vec![]), 4);
+    let (departed, _) = tokio::sync::mpsc::unbounded_channel();
+    (Arc::new(Ctx::new(parts, departed)), api)
+}
+
+/// What a term is started with, over a mocked API server: `caches`, and at
+/// most `max_concurrent_writes` writes in flight.
+pub(super) fn parts(caches: Caches, max_concurrent_writes: u16) -> (Parts, ApiServer) {
     let (service, api) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let parts = Parts {
         client: client.clone(),
-        caches: Arc::new(Caches::for_tests(vec![relation()], consumers, vec![])),
+        caches: Arc::new(caches),
         recorder: Recorder::new(client, FIELD_MANAGER, "replica-0"),
         metrics: Arc::new(Metrics::default()),
         cluster_domain: "cluster.local".into(),
         watch_namespaces: vec![],
-        max_concurrent_writes: 4,
+        max_concurrent_writes,
     };
-    let (departed, _) = tokio::sync::mpsc::unbounded_channel();
-    (Arc::new(Ctx::new(parts, departed)), api)
+    (parts, api)
 }
 
 /// One request as the API server received it.
@@ -56,7 +63,7 @@ pub(super) struct Sent {
 }
 
 impl Sent {
-    async fn read(req: Request<Body>) -> Sent {
+    pub(super) async fn read(req: Request<Body>) -> Sent {
         let (head, body) = req.into_parts();
         let bytes = body.collect_bytes().await.expect("request body");
         // The operator's query values need no percent-decoding.

@@ -11,6 +11,7 @@
 mod api;
 mod checks;
 mod fixtures;
+mod term;
 
 use std::sync::Arc;
 use std::time::Duration;
