@@ -10,7 +10,6 @@ use common::fixtures::{self, assert_forbidden};
 use common::{ControlPlane, ControlPlaneOptions, wait_for, wait_for_named};
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, Pod, PodSpec, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ListParams, ObjectMeta, PostParams,
@@ -145,43 +144,18 @@ async fn role_binding_grants_the_serviceaccount_exactly_its_rules() {
         "list before the RoleBinding",
     );
 
-    let role = Role {
-        metadata: ObjectMeta {
-            name: Some("configmap-writer".into()),
-            ..ObjectMeta::default()
-        },
-        rules: Some(vec![PolicyRule {
-            api_groups: Some(vec![String::new()]),
-            resources: Some(vec!["configmaps".into()]),
-            verbs: vec!["get".into(), "list".into(), "create".into()],
-            ..PolicyRule::default()
-        }]),
-    };
-    Api::<Role>::namespaced(admin.clone(), &ns)
-        .create(&PostParams::default(), &role)
-        .await
-        .unwrap();
-    let binding = RoleBinding {
-        metadata: ObjectMeta {
-            name: Some("configmap-writer".into()),
-            ..ObjectMeta::default()
-        },
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "Role".into(),
-            name: "configmap-writer".into(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".into(),
-            name: "writer".into(),
-            namespace: Some(ns.to_string()),
-            ..Subject::default()
-        }]),
-    };
-    Api::<RoleBinding>::namespaced(admin.clone(), &ns)
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap();
+    common::rbac::grant_role(
+        &admin,
+        &ns,
+        "configmap-writer",
+        vec![common::rbac::rule(
+            &[""],
+            &["configmaps"],
+            &["get", "list", "create"],
+        )],
+        (&ns, "writer"),
+    )
+    .await;
 
     // The RBAC authorizer works from an informer cache: poll.
     wait_for(Duration::from_secs(30), || async {

@@ -20,7 +20,6 @@ use common::{ControlPlane, ControlPlaneOptions, Operator, wait_for_some_named};
 use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -82,36 +81,14 @@ struct Scene {
 async fn scene(cp: &ControlPlane, prefix: &str, host: &str) -> Scene {
     let ns = cp.namespace(prefix).await.name().to_string();
     let admin = cp.admin_client().await;
-    let role: Role = serde_json::from_value(json!({
-        "metadata": {"name": "tenants-configmaps"},
-        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"]}],
-    }))
-    .unwrap();
-    Api::<Role>::namespaced(admin.clone(), &ns)
-        .create(&PostParams::default(), &role)
-        .await
-        .unwrap();
-    let binding = RoleBinding {
-        metadata: ObjectMeta {
-            name: Some("tenants-configmaps".into()),
-            ..ObjectMeta::default()
-        },
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "Role".into(),
-            name: "tenants-configmaps".into(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "Group".into(),
-            name: TENANT_GROUP.into(),
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            ..Subject::default()
-        }]),
-    };
-    Api::<RoleBinding>::namespaced(admin.clone(), &ns)
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap();
+    common::rbac::grant_role_to(
+        &admin,
+        &ns,
+        "tenants-configmaps",
+        vec![common::rbac::rule(&[""], &["configmaps"], &["*"])],
+        common::rbac::group(TENANT_GROUP),
+    )
+    .await;
     let tenant = cp
         .client_as(TENANT, &[TENANT_GROUP, "system:authenticated"])
         .await;
@@ -122,14 +99,8 @@ async fn scene(cp: &ControlPlane, prefix: &str, host: &str) -> Scene {
         admin,
         tenant,
     };
-    s.rels
-        .create(&PostParams::default(), &relation("tempo", host))
-        .await
-        .unwrap();
-    s.cms
-        .create(&PostParams::default(), &consumer("canary", &[]))
-        .await
-        .unwrap();
+    s.add_relation(&relation("tempo", host)).await;
+    s.add_consumer(&consumer("canary", &[])).await;
     s.wait("canary", "bound", |cm| bound_to_host(cm, host))
         .await;
     s
@@ -190,6 +161,58 @@ impl Scene {
             self.events(name, reason).await.into_iter().next()
         })
         .await
+    }
+
+    /// Creates `cm` in the scene's namespace (as the admin).
+    async fn add_consumer(&self, cm: &ConfigMap) {
+        self.cms.create(&PostParams::default(), cm).await.unwrap();
+    }
+
+    /// Creates `rel` in the scene's namespace (as the admin).
+    async fn add_relation(&self, rel: &TracingRelation) {
+        self.rels.create(&PostParams::default(), rel).await.unwrap();
+    }
+
+    /// Patches consumer `name` (as the admin).
+    async fn patch_consumer(&self, name: &str, patch: &Patch<serde_json::Value>) {
+        self.cms
+            .patch(name, &PatchParams::default(), patch)
+            .await
+            .unwrap();
+    }
+
+    /// Creates consumer `name` (its own key only) and waits until it is bound
+    /// to `host`.
+    async fn bound_consumer(&self, name: &str, host: &str) {
+        self.add_consumer(&consumer(name, &[])).await;
+        self.wait(name, "bound", |cm| bound_to_host(cm, host)).await;
+    }
+
+    /// The tenant applies `claim` to ConfigMap `name` with the operator's field
+    /// manager (what the admission policy refuses, where it is enforced).
+    async fn tenant_applies_as_operator(&self, name: &str, claim: &serde_json::Value) {
+        self.tenant_cms()
+            .patch(
+                name,
+                &PatchParams::apply(FIELD_MANAGER),
+                &Patch::Apply(claim),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Moves relation `tempo` to the endpoint host `host` (a fan-out).
+    async fn move_tempo(&self, host: &str) {
+        let host = Patch::Merge(json!({"spec": {"backend": {"endpoint": {"hostname": host}}}}));
+        self.patch_relation("tempo", &host).await;
+    }
+
+    /// Patches relation `name` (as the admin).
+    async fn patch_relation(&self, name: &str, patch: &Patch<serde_json::Value>) {
+        self.rels
+            .patch(name, &PatchParams::default(), patch)
+            .await
+            .unwrap();
     }
 
     /// The canary is bound to `host` with its own data intact.
@@ -349,8 +372,6 @@ async fn managed_fields_cannot_be_forged() {
     let label = Patch::Merge(json!({"metadata": {"labels": {RELATION_LABEL: "tempo"}}}));
     let st = refusal(api.patch("later", &PatchParams::default(), &label).await);
     assert!(st.message.contains("OwnershipForged"), "{}", st.message);
-    let canary = s.cms.get("canary").await.unwrap();
-    assert_eq!(own_data(&canary), Some(OWN_VALUE));
     s.canary_served("mf.example").await;
 }
 
@@ -363,17 +384,9 @@ async fn managed_fields_cannot_be_forged() {
 async fn immutable_consumer_does_not_stall_deletion() {
     let env = enforced().await;
     let s = scene(env.cp, "imm", "imm.example").await;
-    s.cms
-        .create(&PostParams::default(), &consumer("frozen", &[]))
-        .await
-        .unwrap();
-    s.wait("frozen", "bound", |cm| bound_to_host(cm, "imm.example"))
-        .await;
+    s.bound_consumer("frozen", "imm.example").await;
     let freeze = Patch::Merge(json!({"immutable": true}));
-    s.cms
-        .patch("frozen", &PatchParams::default(), &freeze)
-        .await
-        .unwrap();
+    s.patch_consumer("frozen", &freeze).await;
     let frozen = s
         .wait("frozen", "Rejected ConsumerImmutable", |cm| {
             state(cm) == (Some("Rejected"), Some("ConsumerImmutable"))
@@ -414,13 +427,7 @@ async fn oversize_consumer_failure_is_visible_and_harms_no_one() {
     let s = scene(env.cp, "big", "big-1.example").await;
     // Fits on its own (1 MiB counts keys and values), not with the document.
     let huge = "x".repeat(1_048_300);
-    s.cms
-        .create(
-            &PostParams::default(),
-            &consumer("huge", &[("blob", &huge)]),
-        )
-        .await
-        .unwrap();
+    s.add_consumer(&consumer("huge", &[("blob", &huge)])).await;
     s.wait_event("huge", Reason::ConsumerTooLarge).await;
     let rel = s
         .wait_status("lists the oversize consumer", |r| {
@@ -440,12 +447,7 @@ async fn oversize_consumer_failure_is_visible_and_harms_no_one() {
         ("True", "Resolved")
     );
     // A fan-out: the canary follows, the oversize one still cannot be written.
-    let host =
-        Patch::Merge(json!({"spec": {"backend": {"endpoint": {"hostname": "big-2.example"}}}}));
-    s.rels
-        .patch("tempo", &PatchParams::default(), &host)
-        .await
-        .unwrap();
+    s.move_tempo("big-2.example").await;
     s.canary_served("big-2.example").await;
     let got = s.cms.get("huge").await.unwrap();
     assert_eq!(data(&got, "blob").map(str::len), Some(huge.len()));
@@ -523,15 +525,9 @@ async fn backend_gone_consumers_keep_their_document_marked_pending() {
 async fn moving_between_relations_is_reported() {
     let env = enforced().await;
     let s = scene(env.cp, "move", "move-a.example").await;
-    s.rels
-        .create(&PostParams::default(), &relation("other", "move-b.example"))
-        .await
-        .unwrap();
+    s.add_relation(&relation("other", "move-b.example")).await;
     let relabel = Patch::Merge(json!({"metadata": {"labels": {RELATION_LABEL: "other"}}}));
-    s.cms
-        .patch("canary", &PatchParams::default(), &relabel)
-        .await
-        .unwrap();
+    s.patch_consumer("canary", &relabel).await;
     let moved = s
         .wait("canary", "bound to other", |cm| {
             annotation(cm, BOUND_TO_ANNOTATION) == Some(&format!("{}/other", s.ns))
@@ -644,29 +640,12 @@ async fn bypassed() -> &'static (ControlPlane, Operator) {
 async fn forged_apply_entry_costs_no_data() {
     let (cp, _op) = bypassed().await;
     let s = scene(cp, "forge", "forge-1.example").await;
-    s.cms
-        .create(&PostParams::default(), &consumer("victim", &[]))
-        .await
-        .unwrap();
-    s.wait("victim", "bound", |cm| bound_to_host(cm, "forge-1.example"))
-        .await;
+    s.bound_consumer("victim", "forge-1.example").await;
     // The tenant claims the operator's field manager for its own key.
     let claim = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "victim"}, "data": {OWN_KEY: OWN_VALUE}});
-    s.tenant_cms()
-        .patch(
-            "victim",
-            &PatchParams::apply(FIELD_MANAGER),
-            &Patch::Apply(&claim),
-        )
-        .await
-        .unwrap();
-    let host =
-        Patch::Merge(json!({"spec": {"backend": {"endpoint": {"hostname": "forge-2.example"}}}}));
-    s.rels
-        .patch("tempo", &PatchParams::default(), &host)
-        .await
-        .unwrap();
+    s.tenant_applies_as_operator("victim", &claim).await;
+    s.move_tempo("forge-2.example").await;
     let rewritten = s
         .wait("victim", "rewritten", |cm| {
             bound_to_host(cm, "forge-2.example")
@@ -674,10 +653,7 @@ async fn forged_apply_entry_costs_no_data() {
         .await;
     assert_eq!(own_data(&rewritten), Some(OWN_VALUE), "after the rewrite");
     let unlabel = Patch::Merge(json!({"metadata": {"labels": {RELATION_LABEL: null}}}));
-    s.cms
-        .patch("victim", &PatchParams::default(), &unlabel)
-        .await
-        .unwrap();
+    s.patch_consumer("victim", &unlabel).await;
     let left = s
         .wait("victim", "cleaned", |cm| {
             annotation(cm, STATE_ANNOTATION).is_none()
@@ -697,29 +673,12 @@ async fn forged_apply_entry_costs_no_data() {
 async fn unwritable_consumer_cannot_stall_a_relation() {
     let (cp, _op) = bypassed().await;
     let s = scene(cp, "stall", "stall.example").await;
-    s.cms
-        .create(&PostParams::default(), &consumer("stuck", &[]))
-        .await
-        .unwrap();
-    s.wait("stuck", "bound", |cm| bound_to_host(cm, "stall.example"))
-        .await;
+    s.bound_consumer("stuck", "stall.example").await;
     let claim = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "stuck", "finalizers": ["example.com/hold"]}});
-    s.tenant_cms()
-        .patch(
-            "stuck",
-            &PatchParams::apply(FIELD_MANAGER),
-            &Patch::Apply(&claim),
-        )
-        .await
-        .unwrap();
+    s.tenant_applies_as_operator("stuck", &claim).await;
     // A change it would need: the operator refuses to write through the record.
-    let host =
-        Patch::Merge(json!({"spec": {"backend": {"endpoint": {"hostname": "stall-2.example"}}}}));
-    s.rels
-        .patch("tempo", &PatchParams::default(), &host)
-        .await
-        .unwrap();
+    s.move_tempo("stall-2.example").await;
     s.wait_event("stuck", Reason::OwnershipForged).await;
     s.canary_served("stall-2.example").await;
     let started = std::time::Instant::now();
@@ -747,10 +706,7 @@ async fn unwritable_consumer_cannot_stall_a_relation() {
     assert_eq!(own_data(&stuck), Some(OWN_VALUE));
     // Let the namespace go.
     let release = Patch::Merge(json!({"metadata": {"finalizers": null}}));
-    s.cms
-        .patch("stuck", &PatchParams::default(), &release)
-        .await
-        .unwrap();
+    s.patch_consumer("stuck", &release).await;
 }
 
 /// Protects: /readyz says not ready while a watch is refused (the CRD deleted

@@ -26,21 +26,33 @@ fn named(name: &str) -> ObjectMeta {
     }
 }
 
-/// `roleRef` to the `kind` (`Role` or `ClusterRole`) named `name`, and ServiceAccount
-/// `sa_ns/sa` as the one subject.
-fn grant(kind: &str, name: &str, sa_ns: &str, sa: &str) -> (RoleRef, Option<Vec<Subject>>) {
-    let role_ref = RoleRef {
+/// ServiceAccount `ns/name` as an RBAC subject.
+pub fn service_account(ns: &str, name: &str) -> Subject {
+    Subject {
+        kind: "ServiceAccount".into(),
+        name: name.into(),
+        namespace: Some(ns.into()),
+        ..Subject::default()
+    }
+}
+
+/// Group `name` as an RBAC subject.
+pub fn group(name: &str) -> Subject {
+    Subject {
+        kind: "Group".into(),
+        name: name.into(),
+        api_group: Some("rbac.authorization.k8s.io".into()),
+        ..Subject::default()
+    }
+}
+
+/// `roleRef` to the `kind` (`Role` or `ClusterRole`) named `name`.
+fn role_ref(kind: &str, name: &str) -> RoleRef {
+    RoleRef {
         api_group: "rbac.authorization.k8s.io".into(),
         kind: kind.into(),
         name: name.into(),
-    };
-    let subject = Subject {
-        kind: "ServiceAccount".into(),
-        name: sa.into(),
-        namespace: Some(sa_ns.into()),
-        ..Subject::default()
-    };
-    (role_ref, Some(vec![subject]))
+    }
 }
 
 /// Creates Role `name` with `rules` in namespace `ns` and a RoleBinding of the
@@ -52,16 +64,27 @@ pub async fn grant_role(
     rules: Vec<PolicyRule>,
     (sa_ns, sa): (&str, &str),
 ) {
+    grant_role_to(admin, ns, name, rules, service_account(sa_ns, sa)).await;
+}
+
+/// Creates Role `name` with `rules` in namespace `ns` and a RoleBinding of the
+/// same name granting it to `subject`.
+pub async fn grant_role_to(
+    admin: &kube::Client,
+    ns: &str,
+    name: &str,
+    rules: Vec<PolicyRule>,
+    subject: Subject,
+) {
     let role = Role {
         metadata: named(name),
         rules: Some(rules),
     };
     create(&Api::<Role>::namespaced(admin.clone(), ns), &role).await;
-    let (role_ref, subjects) = grant("Role", name, sa_ns, sa);
     let binding = RoleBinding {
         metadata: named(name),
-        role_ref,
-        subjects,
+        role_ref: role_ref("Role", name),
+        subjects: Some(vec![subject]),
     };
     create(&Api::<RoleBinding>::namespaced(admin.clone(), ns), &binding).await;
 }
@@ -74,7 +97,10 @@ pub async fn grant_cluster_role(
     rules: Vec<PolicyRule>,
     (sa_ns, sa): (&str, &str),
 ) {
-    let (role_ref, subjects) = grant("ClusterRole", name, sa_ns, sa);
+    let (role_ref, subjects) = (
+        role_ref("ClusterRole", name),
+        Some(vec![service_account(sa_ns, sa)]),
+    );
     let (roles, bindings) = (Api::all(admin.clone()), Api::all(admin.clone()));
     let role = ClusterRole {
         rules: Some(rules),
