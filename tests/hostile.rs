@@ -16,6 +16,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::fixtures::{annotation, data};
 use common::{ControlPlane, ControlPlaneOptions, Operator, wait_for_some_named};
 use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -207,6 +208,19 @@ impl Scene {
         self.patch_relation("tempo", &host).await;
     }
 
+    /// Waits until relation `tempo` is gone (its finalizer done).
+    async fn wait_relation_gone(&self, what: &str) {
+        wait_for_some_named(what, T, || async {
+            self.rels
+                .get_opt("tempo")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        })
+        .await;
+    }
+
     /// Patches relation `name` (as the admin).
     async fn patch_relation(&self, name: &str, patch: &Patch<serde_json::Value>) {
         self.rels
@@ -249,14 +263,6 @@ fn consumer(name: &str, extra: &[(&str, &str)]) -> ConfigMap {
         data: Some(data),
         ..ConfigMap::default()
     }
-}
-
-fn annotation<'a>(cm: &'a ConfigMap, k: &str) -> Option<&'a str> {
-    cm.metadata.annotations.as_ref()?.get(k).map(String::as_str)
-}
-
-fn data<'a>(cm: &'a ConfigMap, k: &str) -> Option<&'a str> {
-    cm.data.as_ref()?.get(k).map(String::as_str)
 }
 
 fn state(cm: &ConfigMap) -> (Option<&str>, Option<&str>) {
@@ -398,15 +404,7 @@ async fn immutable_consumer_does_not_stall_deletion() {
         .delete("tempo", &DeleteParams::default())
         .await
         .unwrap();
-    wait_for_some_named("the relation to go", T, || async {
-        s.rels
-            .get_opt("tempo")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    s.wait_relation_gone("the relation to go").await;
     println!("relation gone {:?} after its deletion", started.elapsed());
     assert!(started.elapsed() < Duration::from_secs(30));
     let after = s
@@ -686,19 +684,8 @@ async fn unwritable_consumer_cannot_stall_a_relation() {
         .delete("tempo", &DeleteParams::default())
         .await
         .unwrap();
-    wait_for_some_named(
-        "the relation to go despite the stuck consumer",
-        T,
-        || async {
-            s.rels
-                .get_opt("tempo")
-                .await
-                .unwrap()
-                .is_none()
-                .then_some(())
-        },
-    )
-    .await;
+    s.wait_relation_gone("the relation to go despite the stuck consumer")
+        .await;
     println!("relation gone {:?} after its deletion", started.elapsed());
     s.wait_event("stuck", Reason::CleanupAbandoned).await;
     s.wait_event("tempo", Reason::CleanupAbandoned).await;

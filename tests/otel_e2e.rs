@@ -39,6 +39,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::fixtures::annotation;
 use common::otel::{self, Collector, Launch, SpanRun};
 use common::{ControlPlane, Operator, TestNamespace};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -239,14 +240,6 @@ fn relation_resource() -> ApiResource {
         kind: "TracingRelation".into(),
         plural: "tracingrelations".into(),
     }
-}
-
-fn annotation<'a>(cm: &'a ConfigMap, key: &str) -> Option<&'a str> {
-    cm.metadata
-        .annotations
-        .as_ref()?
-        .get(key)
-        .map(String::as_str)
 }
 
 fn tail(text: &str, n: usize) -> String {

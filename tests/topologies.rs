@@ -19,6 +19,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::fixtures::annotation;
 use common::{ControlPlane, Operator, wait_for_some_named};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -79,6 +80,20 @@ fn service(name: &str, ports: &[(&str, i32, &str)]) -> Service {
     .expect("valid Service")
 }
 
+/// Service `name` with the ports of topology `topology` in
+/// `tests/data/tempo-services.json` (the real charts' and operator's Services),
+/// `http-metrics` on `http_metrics` where it has one.
+fn known_service(name: &str, topology: &str, http_metrics: i32) -> Service {
+    let all: Value = serde_json::from_str(include_str!("data/tempo-services.json")).unwrap();
+    let rows: Vec<(String, i32, String)> = serde_json::from_value(all[topology].clone()).unwrap();
+    let port = |n: &str, p: i32| if n == "http-metrics" { http_metrics } else { p };
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|(n, p, t)| (n.as_str(), port(n, *p), t.as_str()))
+        .collect();
+    service(name, &rows)
+}
+
 fn relation(name: &str, backend: Value) -> TracingRelation {
     serde_json::from_value(json!({
         "apiVersion": "tracing.relations.dev/v1alpha1",
@@ -127,14 +142,6 @@ fn operator_data(cm: &ConfigMap) -> BTreeMap<String, String> {
     let mut data = cm.data.clone().unwrap_or_default();
     data.retain(|k, _| DATA_KEYS.contains(&k.as_str()));
     data
-}
-
-fn annotation<'a>(cm: &'a ConfigMap, key: &str) -> Option<&'a str> {
-    cm.metadata
-        .annotations
-        .as_ref()?
-        .get(key)
-        .map(String::as_str)
 }
 
 /// Waits until consumer `name` is bound to `ns/tempo` holding exactly `doc`
@@ -238,26 +245,7 @@ async fn single_binary_chart() {
     let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
     let rels: Api<TracingRelation> = Api::namespaced(client.clone(), &ns);
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    create(
-        &svcs,
-        &service(
-            "tempo",
-            &[
-                ("tempo-jaeger-thrift-compact", 6831, "UDP"),
-                ("tempo-jaeger-thrift-binary", 6832, "UDP"),
-                ("tempo-prom-metrics", 3100, "TCP"),
-                ("tempo-jaeger-thrift-http", 14268, "TCP"),
-                ("grpc-tempo-jaeger", 14250, "TCP"),
-                ("tempo-zipkin", 9411, "TCP"),
-                ("tempo-otlp-legacy", 55680, "TCP"),
-                ("tempo-otlp-http-legacy", 55681, "TCP"),
-                ("grpc-tempo-otlp", 4317, "TCP"),
-                ("tempo-otlp-http", 4318, "TCP"),
-                ("tempo-opencensus", 55678, "TCP"),
-            ],
-        ),
-    )
-    .await;
+    create(&svcs, &known_service("tempo", "single-binary", 0)).await;
     create(
         &rels,
         &relation("tempo", json!({"service": {"name": "tempo"}})),
@@ -302,22 +290,7 @@ async fn single_binary_chart() {
 /// enabled (release `tempo`: `tempo-distributor`; templates/distributor/
 /// service-distributor.yaml, chart 1.53's ports).
 fn distributor(http_metrics: i32) -> Service {
-    service(
-        "tempo-distributor",
-        &[
-            ("http-metrics", http_metrics, "TCP"),
-            ("grpc", 9095, "TCP"),
-            ("distributor-jaeger-thrift-compact", 6831, "UDP"),
-            ("distributor-jaeger-thrift-binary", 6832, "UDP"),
-            ("distributor-jaeger-thrift-http", 14268, "TCP"),
-            ("grpc-distributor-jaeger", 14250, "TCP"),
-            ("distributor-zipkin", 9411, "TCP"),
-            ("distributor-otlp-http", 4318, "TCP"),
-            ("grpc-distributor-otlp", 4317, "TCP"),
-            ("distributor-otlp-legacy", 55680, "TCP"),
-            ("distributor-opencensus", 55678, "TCP"),
-        ],
-    )
+    known_service("tempo-distributor", "distributed-distributor", http_metrics)
 }
 
 /// The `tempo-distributed` chart: receivers (and the hostname) from the
@@ -439,19 +412,7 @@ async fn tempo_operator_tempostack() {
     // internal/manifests/distributor/distributor.go (gateway disabled).
     create(
         &svcs,
-        &service(
-            "tempo-simplest-distributor",
-            &[
-                ("otlp-http", 4318, "TCP"),
-                ("otlp-grpc", 4317, "TCP"),
-                ("http", 3200, "TCP"),
-                ("thrift-http", 14268, "TCP"),
-                ("thrift-compact", 6831, "UDP"),
-                ("thrift-binary", 6832, "UDP"),
-                ("jaeger-grpc", 14250, "TCP"),
-                ("http-zipkin", 9411, "TCP"),
-            ],
-        ),
+        &known_service("tempo-simplest-distributor", "tempostack-distributor", 0),
     )
     .await;
     let missing_qf = format!("{ns}/tempo-simplest-query-frontend");

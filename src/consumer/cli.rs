@@ -188,6 +188,7 @@ mod tests {
         Endpoints::from_data(&build(&ep, requested).data).unwrap()
     }
 
+    /// `--format url` prints the offered protocol's URL; one not offered is exit 5.
     #[test]
     fn url_format() {
         let e = endpoints(None);
@@ -203,6 +204,8 @@ mod tests {
         assert_eq!(exit_code(&err), EXIT_NOT_OFFERED);
     }
 
+    /// `--format env` prints shell-quoted variables, only for what the consumer
+    /// asked for (zipkin only: a Zipkin exporter, OTLP not offered).
     #[test]
     fn env_format_quotes_values() {
         let e = endpoints(None);
@@ -229,6 +232,7 @@ mod tests {
         );
     }
 
+    /// `--format json` carries the URL, its parts and the whole document.
     #[test]
     fn json_format() {
         let e = endpoints(None);
@@ -244,6 +248,7 @@ mod tests {
         );
     }
 
+    /// Each error has the documented exit code.
     #[test]
     fn exit_codes_of_errors() {
         assert_eq!(

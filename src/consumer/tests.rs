@@ -1,17 +1,7 @@
 //! Unit tests of the reading side.
 use super::*;
-use crate::core::document::{Endpoint, build};
-
-fn seed_endpoint(host: &str) -> Endpoint {
-    Endpoint {
-        hostname: host.into(),
-        tempo_port: Some(3200),
-        otlp_grpc_port: Some(4317),
-        otlp_http_port: Some(4318),
-        zipkin_port: Some(9411),
-        ..Default::default()
-    }
-}
+use crate::core::document::tests::seed_endpoint;
+use crate::core::document::build;
 
 fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -29,6 +19,8 @@ fn malformed_field(e: Error) -> (String, Option<String>, String) {
 
 const SEED: &str = "hostname: tempo.obs.svc.cluster.local\notlp_grpc_port: 4317\notlp_http_port: 4318\ntempo_port: 3200\nzipkin_port: 9411\n";
 
+/// The seed's own `tempo_endpoint` document reads into its five fields and
+/// the seed's gRPC URL.
 #[test]
 fn seed_document_parses() {
     let t = TempoEndpoint::parse(SEED).unwrap();
@@ -48,36 +40,27 @@ fn seed_document_parses() {
     );
 }
 
+/// Ports are read as the seed reads them: strings as Python's `int()` does
+/// (spaces, `+`, underscores, leading zeros), and every YAML 1.1 integer
+/// notation PyYAML accepts (hex, `!!int`, `+`, `_`).
 #[test]
-fn string_ports_are_read_like_python_int() {
-    let doc = "hostname: t\notlp_grpc_port: '4317'\notlp_http_port: ' +4318 '\ntempo_port: '3_200'\nzipkin_port: '09411'\n";
-    let t = TempoEndpoint::parse(doc).unwrap();
-    assert_eq!(
-        (
+fn ports_are_read_like_the_seed() {
+    for doc in [
+        "hostname: t\notlp_grpc_port: '4317'\notlp_http_port: ' +4318 '\ntempo_port: '3_200'\nzipkin_port: '09411'\n",
+        "hostname: t\notlp_grpc_port: 0x10DD\notlp_http_port: !!int '4318'\ntempo_port: +3200\nzipkin_port: 9_411\n",
+    ] {
+        let t = TempoEndpoint::parse(doc).unwrap();
+        let ports = (
             t.otlp_grpc_port,
             t.otlp_http_port,
             t.tempo_port,
-            t.zipkin_port
-        ),
-        (4317, 4318, 3200, 9411)
-    );
+            t.zipkin_port,
+        );
+        assert_eq!(ports, (4317, 4318, 3200, 9411), "{doc:?}");
+    }
 }
 
-#[test]
-fn yaml_integer_notations_are_ports() {
-    let doc = "hostname: t\notlp_grpc_port: 0x10DD\notlp_http_port: !!int '4318'\ntempo_port: +3200\nzipkin_port: 9_411\n";
-    let t = TempoEndpoint::parse(doc).unwrap();
-    assert_eq!(
-        (
-            t.otlp_grpc_port,
-            t.otlp_http_port,
-            t.tempo_port,
-            t.zipkin_port
-        ),
-        (4317, 4318, 3200, 9411)
-    );
-}
-
+/// A quoted hostname that looks like another YAML type stays the string it is.
 #[test]
 fn quoted_hostnames_stay_strings() {
     for (yaml, host) in [
@@ -96,6 +79,7 @@ fn quoted_hostnames_stay_strings() {
     }
 }
 
+/// Every malformed `tempo_endpoint` names the key, the field and what is wrong.
 #[test]
 fn malformed_fields_are_named() {
     let cases: &[(&str, Option<&str>, &str)] = &[
@@ -198,6 +182,7 @@ fn malformed_fields_are_named() {
     }
 }
 
+/// The error text names the key, the field and the offending value.
 #[test]
 fn error_display_names_key_and_field() {
     let e = TempoEndpoint::parse(&SEED.replace("9411", "'zip'")).unwrap_err();
@@ -207,6 +192,8 @@ fn error_display_names_key_and_field() {
     );
 }
 
+/// The receivers list is read leniently (unknown protocols kept) and every
+/// malformed entry is named by its field.
 #[test]
 fn receivers_are_parsed_and_validated() {
     let good = r#"[{"protocol":{"name":"otlp_grpc","type":"grpc"},"url":"h:4317"},{"protocol":{"name":"future_proto","type":"quic"},"url":"whatever"}]"#;
@@ -257,6 +244,8 @@ fn receivers_are_parsed_and_validated() {
     }
 }
 
+/// Lookups by protocol answer what the seed's library answers for the same
+/// document.
 #[test]
 fn lookups_follow_the_seed() {
     let doc = build(&seed_endpoint("tempo.obs"), None);
@@ -357,6 +346,7 @@ fn receivers_only_document() {
     assert_eq!(e.hostname(), Some("t"));
 }
 
+/// A document whose keys are missing or blank is "not bound", never malformed.
 #[test]
 fn blank_or_missing_keys_are_not_bound() {
     assert!(
@@ -374,6 +364,8 @@ fn blank_or_missing_keys_are_not_bound() {
     assert!(e.is_not_bound(), "{e}");
 }
 
+/// A receivers key that is not JSON fails the whole document (no guess from
+/// half of it), naming the key.
 #[test]
 fn malformed_receivers_fail_the_document() {
     let mut d = build(&seed_endpoint("t"), None).data;
@@ -382,6 +374,8 @@ fn malformed_receivers_fail_the_document() {
     assert_eq!((key.as_str(), field), (KEY_RECEIVERS, None));
 }
 
+/// `python_int` accepts exactly what Python's `int()` accepts for a decimal
+/// string.
 #[test]
 fn python_int_semantics() {
     use parse::python_int;
@@ -397,6 +391,8 @@ fn python_int_semantics() {
     }
 }
 
+/// Host and port come out of every URL form a receivers entry can hold; a
+/// missing host or an out-of-range port is refused.
 #[test]
 fn url_splitting() {
     use parse::split_url;

@@ -100,40 +100,44 @@ fn pair<'a>(receivers: &'a Service, query: &'a Service) -> Found<'a> {
     }
 }
 
+/// `[tempo, otlp_grpc, otlp_http, zipkin, jaeger_thrift_http, jaeger_grpc]` of `ep`.
+fn assert_ports(ep: &Endpoint, want: [Option<u16>; 6]) {
+    let got = [
+        ep.tempo_port,
+        ep.otlp_grpc_port,
+        ep.otlp_http_port,
+        ep.zipkin_port,
+        ep.jaeger_thrift_http_port,
+        ep.jaeger_grpc_port,
+    ];
+    assert_eq!(got, want, "{ep:?}");
+}
+
+/// Ports `[name, port, protocol]` of topology `name` in
+/// `tests/data/tempo-services.json` (the real charts' and operator's Services),
+/// with `http-metrics` on `http_metrics` where the topology has it.
+fn known_ports(name: &str, http_metrics: i32) -> Service {
+    let all: serde_json::Value =
+        serde_json::from_str(include_str!("../../tests/data/tempo-services.json")).unwrap();
+    let rows: Vec<(String, i32, String)> = serde_json::from_value(all[name].clone()).unwrap();
+    let port = |n: &str, p: i32| if n == "http-metrics" { http_metrics } else { p };
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|(n, p, t)| (n.as_str(), port(n, *p), t.as_str()))
+        .collect();
+    svc_proto(&rows)
+}
+
 /// The `tempo` Service of Grafana's single-binary chart as its template
 /// renders it with the default receivers (charts/tempo/templates/_ports.tpl).
 fn single_binary_chart() -> Service {
-    svc_proto(&[
-        ("tempo-prom-metrics", 3100, "TCP"),
-        ("tempo-jaeger-thrift-compact", 6831, "UDP"),
-        ("tempo-jaeger-thrift-binary", 6832, "UDP"),
-        ("tempo-jaeger-thrift-http", 14268, "TCP"),
-        ("grpc-tempo-jaeger", 14250, "TCP"),
-        ("tempo-zipkin", 9411, "TCP"),
-        ("tempo-otlp-legacy", 55680, "TCP"),
-        ("tempo-otlp-http-legacy", 55681, "TCP"),
-        ("grpc-tempo-otlp", 4317, "TCP"),
-        ("tempo-otlp-http", 4318, "TCP"),
-        ("tempo-opencensus", 55678, "TCP"),
-    ])
+    known_ports("single-binary", 0)
 }
 
 /// The distributor Service of the `tempo-distributed` chart with every
 /// receiver enabled (templates/distributor/service-distributor.yaml).
 fn distributor_chart(http_metrics: i32) -> Service {
-    svc_proto(&[
-        ("http-metrics", http_metrics, "TCP"),
-        ("grpc", 9095, "TCP"),
-        ("distributor-jaeger-thrift-compact", 6831, "UDP"),
-        ("distributor-jaeger-thrift-binary", 6832, "UDP"),
-        ("distributor-jaeger-thrift-http", 14268, "TCP"),
-        ("grpc-distributor-jaeger", 14250, "TCP"),
-        ("distributor-zipkin", 9411, "TCP"),
-        ("distributor-otlp-http", 4318, "TCP"),
-        ("grpc-distributor-otlp", 4317, "TCP"),
-        ("distributor-otlp-legacy", 55680, "TCP"),
-        ("distributor-opencensus", 55678, "TCP"),
-    ])
+    known_ports("distributed-distributor", http_metrics)
 }
 
 /// The query-frontend Service of the `tempo-distributed` chart
@@ -148,12 +152,17 @@ fn single_binary_chart_port_names() {
     let s = single_binary_chart();
     let ep = resolve(&follow("tempo"), "obs", only(&s), "cluster.local").unwrap();
     assert_eq!(ep.hostname, "tempo.obs.svc.cluster.local");
-    assert_eq!(ep.tempo_port, Some(3100));
-    assert_eq!(ep.otlp_grpc_port, Some(4317));
-    assert_eq!(ep.otlp_http_port, Some(4318));
-    assert_eq!(ep.zipkin_port, Some(9411));
-    assert_eq!(ep.jaeger_thrift_http_port, Some(14268));
-    assert_eq!(ep.jaeger_grpc_port, Some(14250));
+    assert_ports(
+        &ep,
+        [
+            Some(3100),
+            Some(4317),
+            Some(4318),
+            Some(9411),
+            Some(14268),
+            Some(14250),
+        ],
+    );
 }
 
 /// The `tempo-distributed` distributor resolves every receiver with no
@@ -166,12 +175,17 @@ fn distributed_chart_pair() {
     let b = with_query("tempo-distributor", query("tempo-query-frontend"));
     let ep = resolve(&b, "obs", pair(&d, &q), "cluster.local").unwrap();
     assert_eq!(ep.hostname, "tempo-distributor.obs.svc.cluster.local");
-    assert_eq!(ep.tempo_port, Some(3200));
-    assert_eq!(ep.otlp_grpc_port, Some(4317));
-    assert_eq!(ep.otlp_http_port, Some(4318));
-    assert_eq!(ep.zipkin_port, Some(9411));
-    assert_eq!(ep.jaeger_thrift_http_port, Some(14268));
-    assert_eq!(ep.jaeger_grpc_port, Some(14250));
+    assert_ports(
+        &ep,
+        [
+            Some(3200),
+            Some(4317),
+            Some(4318),
+            Some(9411),
+            Some(14268),
+            Some(14250),
+        ],
+    );
 }
 
 /// The distributor's names from before chart version 0.22.0 resolve too.
@@ -299,28 +313,24 @@ fn tempo_stack_services() {
         t.query.as_ref().unwrap().key(),
         ("obs".into(), "tempo-simplest-query-frontend".into())
     );
-    let d = svc_proto(&[
-        ("otlp-http", 4318, "TCP"),
-        ("otlp-grpc", 4317, "TCP"),
-        ("http", 3200, "TCP"),
-        ("thrift-http", 14268, "TCP"),
-        ("thrift-compact", 6831, "UDP"),
-        ("thrift-binary", 6832, "UDP"),
-        ("jaeger-grpc", 14250, "TCP"),
-        ("http-zipkin", 9411, "TCP"),
-    ]);
+    let d = known_ports("tempostack-distributor", 0);
     let q = svc(&[("http", 3200), ("grpc", 9095)]);
     let ep = resolve(&b, "obs", pair(&d, &q), "cluster.local").unwrap();
     assert_eq!(
         ep.hostname,
         "tempo-simplest-distributor.obs.svc.cluster.local"
     );
-    assert_eq!(ep.tempo_port, Some(3200));
-    assert_eq!(ep.otlp_grpc_port, Some(4317));
-    assert_eq!(ep.otlp_http_port, Some(4318));
-    assert_eq!(ep.zipkin_port, Some(9411));
-    assert_eq!(ep.jaeger_thrift_http_port, Some(14268));
-    assert_eq!(ep.jaeger_grpc_port, Some(14250));
+    assert_ports(
+        &ep,
+        [
+            Some(3200),
+            Some(4317),
+            Some(4318),
+            Some(9411),
+            Some(14268),
+            Some(14250),
+        ],
+    );
     let other = targets(&stack("simplest", Some("tempo")), "obs").unwrap();
     assert_eq!(other.receivers.namespace, "tempo");
     assert_eq!(other.query.unwrap().namespace, "tempo");

@@ -361,10 +361,12 @@ fn sdk_variables(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn seed_endpoint(host: &str) -> Endpoint {
+    /// An endpoint with the seed's five ports on `host` (shared by the reading
+    /// side's tests).
+    pub(crate) fn seed_endpoint(host: &str) -> Endpoint {
         Endpoint {
             hostname: host.into(),
             tempo_port: Some(3200),
