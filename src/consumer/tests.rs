@@ -1,7 +1,7 @@
 //! Unit tests of the reading side.
 use super::*;
-use crate::core::document::tests::seed_endpoint;
 use crate::core::document::build;
+use crate::core::document::tests::seed_endpoint;
 
 fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs

@@ -100,8 +100,9 @@ fn pair<'a>(receivers: &'a Service, query: &'a Service) -> Found<'a> {
     }
 }
 
-/// `[tempo, otlp_grpc, otlp_http, zipkin, jaeger_thrift_http, jaeger_grpc]` of `ep`.
-fn assert_ports(ep: &Endpoint, want: [Option<u16>; 6]) {
+/// `ep` offers every receiver on its standard port (4317, 4318, 9411, 14268,
+/// 14250), and its `tempo_port` is `tempo`.
+fn assert_standard_receivers(ep: &Endpoint, tempo: u16) {
     let got = [
         ep.tempo_port,
         ep.otlp_grpc_port,
@@ -110,6 +111,7 @@ fn assert_ports(ep: &Endpoint, want: [Option<u16>; 6]) {
         ep.jaeger_thrift_http_port,
         ep.jaeger_grpc_port,
     ];
+    let want = [tempo, 4317, 4318, 9411, 14268, 14250].map(Some);
     assert_eq!(got, want, "{ep:?}");
 }
 
@@ -152,17 +154,7 @@ fn single_binary_chart_port_names() {
     let s = single_binary_chart();
     let ep = resolve(&follow("tempo"), "obs", only(&s), "cluster.local").unwrap();
     assert_eq!(ep.hostname, "tempo.obs.svc.cluster.local");
-    assert_ports(
-        &ep,
-        [
-            Some(3100),
-            Some(4317),
-            Some(4318),
-            Some(9411),
-            Some(14268),
-            Some(14250),
-        ],
-    );
+    assert_standard_receivers(&ep, 3100);
 }
 
 /// The `tempo-distributed` distributor resolves every receiver with no
@@ -175,17 +167,7 @@ fn distributed_chart_pair() {
     let b = with_query("tempo-distributor", query("tempo-query-frontend"));
     let ep = resolve(&b, "obs", pair(&d, &q), "cluster.local").unwrap();
     assert_eq!(ep.hostname, "tempo-distributor.obs.svc.cluster.local");
-    assert_ports(
-        &ep,
-        [
-            Some(3200),
-            Some(4317),
-            Some(4318),
-            Some(9411),
-            Some(14268),
-            Some(14250),
-        ],
-    );
+    assert_standard_receivers(&ep, 3200);
 }
 
 /// The distributor's names from before chart version 0.22.0 resolve too.
@@ -320,17 +302,7 @@ fn tempo_stack_services() {
         ep.hostname,
         "tempo-simplest-distributor.obs.svc.cluster.local"
     );
-    assert_ports(
-        &ep,
-        [
-            Some(3200),
-            Some(4317),
-            Some(4318),
-            Some(9411),
-            Some(14268),
-            Some(14250),
-        ],
-    );
+    assert_standard_receivers(&ep, 3200);
     let other = targets(&stack("simplest", Some("tempo")), "obs").unwrap();
     assert_eq!(other.receivers.namespace, "tempo");
     assert_eq!(other.query.unwrap().namespace, "tempo");
