@@ -65,7 +65,17 @@ fn quick_start_then(signal: &str) -> Duration {
     let tmp = tempfile::tempdir().expect("temp dir");
     let log = tmp.path().join("local-up.log");
     let marker = format!("{}-{signal}", rand::random::<u64>());
-    let out = Command::new("bash")
+    let mut cmd = Command::new("bash");
+    // The environment of a user's shell, not of a cargo test: with the
+    // CARGO_* variables cargo sets for a test (CARGO_MANIFEST_DIR, which ring's
+    // build script watches, ...) the script's cargo build would rebuild
+    // dependencies, and the next cargo test would rebuild them back.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CARGO_") && key != "CARGO_HOME" {
+            cmd.env_remove(key);
+        }
+    }
+    let out = cmd
         .arg("-c")
         .arg(r#"nohup "$0" >"$1" 2>&1 </dev/null & echo $!"#)
         .arg(common::repo_dir().join("hack/local-up.sh"))
