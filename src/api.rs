@@ -3,6 +3,7 @@
 //! The CRD under `crds/` is generated from these types (`tracing-relation-operator crd`);
 //! every doc comment here becomes `kubectl explain` text.
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -27,8 +28,9 @@ pub const DEFAULT_ZIPKIN_PORT: i32 = 9411;
 /// same rule the operator applies (IPv4 addresses also match).
 const DNS_RULE: &str = "self.size() <= 253 && self.matches('^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$')";
 
-/// Declares a Grafana Tempo backend whose endpoints are written into the ConfigMaps
-/// of consumers that opt in with the label `tracing.relations.dev/relation: <name>`.
+/// The Tempo backend this relation declares, and which consumers may bind to it.
+/// Consumers opt in with the label `tracing.relations.dev/relation: <name>` on a
+/// ConfigMap of their own.
 // Several printcolumn(...) entries repeat `type_ = ...`, which clippy mistakes for
 // duplicated attributes.
 #[allow(clippy::duplicated_attributes)]
@@ -84,10 +86,11 @@ pub struct TracingRelationSpec {
     /// TracingRelation declares the Tempo side; consumers declare `requires`.
     #[x_kube(validation = kube::core::Rule::new("self == 'provides'").message("spec.role must be 'provides': a TracingRelation declares the Tempo side, consumers declare 'requires' on their ConfigMap"))]
     pub role: String,
-    /// Where the Tempo backend is reached. Exactly one of `service`, `endpoint`,
+    /// Where the Tempo backend is reached. Set exactly one of `service`, `endpoint`,
     /// `tempoStack` or `tempoMonolithic`.
     pub backend: Backend,
-    /// Which consumers may bind to this relation.
+    /// Which consumers may bind to this relation. When absent, only ConfigMaps in
+    /// this relation's own namespace may bind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumers: Option<ConsumerPolicy>,
 }
@@ -107,7 +110,7 @@ const DNS_LABEL_RULE: &str = "self.size() <= 63 && self.matches('^[a-z0-9]([-a-z
 const TEMPO_INSTANCE_RULE: &str =
     "self.size() <= 42 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')";
 
-/// Where the Tempo backend is reached: exactly one of `service`, `endpoint`,
+/// Where the Tempo backend is reached. Set exactly one of `service`, `endpoint`,
 /// `tempoStack` or `tempoMonolithic`.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[x_kube(validation = kube::core::Rule::new(BACKEND_RULE).message("spec.backend needs exactly one of 'service' or 'endpoint' or 'tempoStack' or 'tempoMonolithic'"))]
@@ -139,15 +142,16 @@ pub struct Backend {
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceBackend {
-    /// Name of the Service.
+    /// The name of the Service.
     #[x_kube(validation = kube::core::Rule::new(SERVICE_NAME_RULE).message("spec.backend.service.name must be a Service name (a DNS-1035 label)"))]
     pub name: String,
-    /// Namespace of the Service. Defaults to the TracingRelation's own namespace.
+    /// The namespace of the Service. Defaults to the TracingRelation's own namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = kube::core::Rule::new(DNS_LABEL_RULE).message("spec.backend.service.namespace must be a namespace name (a DNS-1123 label)"))]
     pub namespace: Option<String>,
-    /// Port names to look up on the Service, per receiver. An unset name tries the
-    /// names used by the Grafana Tempo Helm charts and by tempo-operator, in order.
+    /// The port names to look up on the Service, one per receiver. For an unset name
+    /// the names used by the Grafana Tempo Helm charts and by the Tempo Operator are
+    /// tried in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_names: Option<PortNames>,
     /// A second Service that serves Tempo's HTTP API (the seed's `tempo_port`), such
@@ -162,16 +166,16 @@ pub struct ServiceBackend {
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct QueryService {
-    /// Name of the Service, e.g. `tempo-query-frontend`.
+    /// The name of the Service, such as `tempo-query-frontend`.
     #[x_kube(validation = kube::core::Rule::new(SERVICE_NAME_RULE).message("spec.backend.service.query.name must be a Service name (a DNS-1035 label)"))]
     pub name: String,
-    /// Namespace of the Service. Defaults to the namespace of `spec.backend.service`.
+    /// The namespace of the Service. Defaults to the namespace of `spec.backend.service`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = kube::core::Rule::new(DNS_LABEL_RULE).message("spec.backend.service.query.namespace must be a namespace name (a DNS-1123 label)"))]
     pub namespace: Option<String>,
-    /// Port name of Tempo's HTTP API on this Service. Default:
-    /// `spec.backend.service.portNames.tempo` when set, else `http`, then
-    /// `tempo-prom-metrics`, `http-metrics`.
+    /// The port name of Tempo's HTTP API on this Service. Defaults to
+    /// `spec.backend.service.portNames.tempo` when that is set; otherwise `http`,
+    /// `tempo-prom-metrics` and `http-metrics` are tried in this order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = kube::core::Rule::new(DNS_LABEL_RULE).message("spec.backend.service.query.portName must be a Service port name (a DNS-1123 label)"))]
     pub port_name: Option<String>,
@@ -182,11 +186,11 @@ pub struct QueryService {
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct TempoInstance {
-    /// Name of the TempoStack or TempoMonolithic (at most 42 characters, so that
-    /// `tempo-<name>-query-frontend` is a Service name).
+    /// The name of the TempoStack or TempoMonolithic. It has at most 42 characters,
+    /// so that `tempo-<name>-query-frontend` is a Service name.
     #[x_kube(validation = kube::core::Rule::new(TEMPO_INSTANCE_RULE).message("the Tempo Operator instance name must be a DNS-1123 label of at most 42 characters (its Services are named tempo-<name>-<component>)"))]
     pub name: String,
-    /// Namespace of the instance (and so of its Services). Defaults to the
+    /// The namespace of the instance, and so of its Services. Defaults to the
     /// TracingRelation's own namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = kube::core::Rule::new(DNS_LABEL_RULE).message("the Tempo Operator instance namespace must be a namespace name (a DNS-1123 label)"))]
@@ -198,27 +202,34 @@ pub struct TempoInstance {
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct PortNames {
-    /// Tempo's HTTP API port. Default: `http`, then `tempo-prom-metrics`, `http-metrics`.
-    /// Not used when `query` names another Service for it.
+    /// The port name of Tempo's HTTP API. When unset, `http`, `tempo-prom-metrics`
+    /// and `http-metrics` are tried in this order. Not used when `query` names
+    /// another Service for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tempo: Option<String>,
-    /// OTLP over gRPC. Default: `otlp-grpc`, then `grpc-tempo-otlp`, `grpc-otlp`,
-    /// `grpc-distributor-otlp`, `distributor-otlp-grpc`.
+    /// The port name of the OTLP gRPC receiver. When unset, `otlp-grpc`,
+    /// `grpc-tempo-otlp`, `grpc-otlp`, `grpc-distributor-otlp` and
+    /// `distributor-otlp-grpc` are tried in this order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub otlp_grpc: Option<String>,
-    /// OTLP over HTTP. Default: `otlp-http`, then `tempo-otlp-http`, `http-otlp`,
-    /// `distributor-otlp-http`.
+    /// The port name of the OTLP HTTP receiver. When unset, `otlp-http`,
+    /// `tempo-otlp-http`, `http-otlp` and `distributor-otlp-http` are tried in this
+    /// order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub otlp_http: Option<String>,
-    /// Zipkin. Default: `zipkin`, then `tempo-zipkin`, `http-zipkin`, `distributor-zipkin`.
+    /// The port name of the Zipkin receiver. When unset, `zipkin`, `tempo-zipkin`,
+    /// `http-zipkin` and `distributor-zipkin` are tried in this order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zipkin: Option<String>,
-    /// Jaeger Thrift over HTTP. Default: `jaeger-thrift-http`, then `thrift-http`,
-    /// `tempo-jaeger-thrift-http`, `http-jaeger-thrift`, `distributor-jaeger-thrift-http`.
+    /// The port name of the Jaeger Thrift HTTP receiver. When unset,
+    /// `jaeger-thrift-http`, `thrift-http`, `tempo-jaeger-thrift-http`,
+    /// `http-jaeger-thrift` and `distributor-jaeger-thrift-http` are tried in this
+    /// order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jaeger_thrift_http: Option<String>,
-    /// Jaeger gRPC. Default: `jaeger-grpc`, then `grpc-tempo-jaeger`, `grpc-jaeger`,
-    /// `grpc-distributor-jaeger`, `distributor-jaeger-grpc`.
+    /// The port name of the Jaeger gRPC receiver. When unset, `jaeger-grpc`,
+    /// `grpc-tempo-jaeger`, `grpc-jaeger`, `grpc-distributor-jaeger` and
+    /// `distributor-jaeger-grpc` are tried in this order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jaeger_grpc: Option<String>,
 }
@@ -227,30 +238,32 @@ pub struct PortNames {
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointBackend {
-    /// Hostname (or IPv4 address) of Tempo, as consumers will dial it.
+    /// The hostname (or IPv4 address) of Tempo, as consumers will dial it.
     #[x_kube(validation = kube::core::Rule::new(DNS_RULE).message("spec.backend.endpoint.hostname must be a DNS name such as tempo.observability.svc.cluster.local (lowercase letters, digits, '-' and '.', at most 63 between dots)"))]
     pub hostname: String,
-    /// Tempo's HTTP API port (the seed's `tempo_port`).
+    /// The port of Tempo's HTTP API (the seed's `tempo_port`). Defaults to 3200.
     #[serde(default = "default_tempo_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub tempo_port: i32,
-    /// OTLP gRPC receiver port.
+    /// The port of the OTLP gRPC receiver. Defaults to 4317.
     #[serde(default = "default_otlp_grpc_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub otlp_grpc_port: i32,
-    /// OTLP HTTP receiver port.
+    /// The port of the OTLP HTTP receiver. Defaults to 4318.
     #[serde(default = "default_otlp_http_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub otlp_http_port: i32,
-    /// Zipkin receiver port.
+    /// The port of the Zipkin receiver. Defaults to 9411.
     #[serde(default = "default_zipkin_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub zipkin_port: i32,
-    /// Jaeger Thrift HTTP receiver port. Not offered when unset.
+    /// The port of the Jaeger Thrift HTTP receiver. It has no default: the
+    /// receiver is not offered when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub jaeger_thrift_http_port: Option<i32>,
-    /// Jaeger gRPC receiver port. Not offered when unset.
+    /// The port of the Jaeger gRPC receiver. It has no default: the receiver is
+    /// not offered when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub jaeger_grpc_port: Option<i32>,
@@ -274,8 +287,8 @@ fn default_zipkin_port() -> i32 {
 #[x_kube(validation = kube::core::Rule::new(SELECTOR_RULE).message("spec.consumers.namespaceSelector: each matchExpressions operator must be In, NotIn, Exists or DoesNotExist; In and NotIn need values, Exists and DoesNotExist take none"))]
 #[serde(rename_all = "camelCase")]
 pub struct ConsumerPolicy {
-    /// Namespaces whose ConfigMaps may bind to this relation. Absent: only this
-    /// relation's own namespace. `{}`: every namespace.
+    /// The namespaces whose ConfigMaps may bind to this relation. When absent, only
+    /// this relation's own namespace may; `{}` admits every namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<LabelSelector>,
 }
@@ -296,7 +309,7 @@ pub struct TracingRelationStatus {
     /// The union of the receivers that bound consumers asked for, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requested_receivers: Vec<String>,
-    /// How many consumers are bound and rejected.
+    /// How many consumers are in each state. Every count defaults to 0.
     #[serde(default)]
     pub consumers: ConsumerCounts,
     /// Consumers that are refused or could not be written, with their reason,
@@ -304,7 +317,7 @@ pub struct TracingRelationStatus {
     /// 1024 bytes (see `consumers.rejected` and `consumers.failed` for the counts).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rejected: Vec<RejectedConsumer>,
-    /// Conditions; `Ready` tells whether the backend is resolved.
+    /// The conditions of this relation. `Ready` tells whether the backend is resolved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -314,24 +327,24 @@ pub struct TracingRelationStatus {
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ResolvedEndpoint {
-    /// Hostname consumers dial.
+    /// The hostname that consumers dial.
     pub hostname: String,
-    /// Tempo HTTP API port, when offered.
+    /// The port of Tempo's HTTP API, when offered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tempo_port: Option<i32>,
-    /// OTLP gRPC port, when offered.
+    /// The OTLP gRPC port, when offered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub otlp_grpc_port: Option<i32>,
-    /// OTLP HTTP port, when offered.
+    /// The OTLP HTTP port, when offered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub otlp_http_port: Option<i32>,
-    /// Zipkin port, when offered.
+    /// The Zipkin port, when offered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zipkin_port: Option<i32>,
-    /// Jaeger Thrift HTTP port, when offered.
+    /// The Jaeger Thrift HTTP port, when offered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jaeger_thrift_http_port: Option<i32>,
-    /// Jaeger gRPC port, when offered.
+    /// The Jaeger gRPC port, when offered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jaeger_grpc_port: Option<i32>,
 }
@@ -340,12 +353,12 @@ pub struct ResolvedEndpoint {
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ReceiverStatus {
-    /// Protocol name: otlp_grpc, otlp_http, zipkin, jaeger_thrift_http or jaeger_grpc.
+    /// The protocol name: otlp_grpc, otlp_http, zipkin, jaeger_thrift_http or jaeger_grpc.
     pub name: String,
-    /// Transport: `grpc` or `http`.
+    /// The transport: `grpc` or `http`.
     #[serde(rename = "type")]
     pub type_: String,
-    /// URL consumers use: `host:port` for grpc, `http://host:port` for http.
+    /// The URL that consumers use: `host:port` for grpc, `http://host:port` for http.
     pub url: String,
 }
 
@@ -353,18 +366,22 @@ pub struct ReceiverStatus {
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ConsumerCounts {
-    /// ConfigMaps holding this relation's current document.
+    /// The number of ConfigMaps holding this relation's current document. Defaults
+    /// to 0.
     #[serde(default)]
     pub bound: i64,
-    /// ConfigMaps waiting: the document is being written, or the backend is not
-    /// available and they keep the last document written (state Pending).
+    /// The number of ConfigMaps waiting (state Pending): their document is being
+    /// written, or the backend is not available and they keep the last document
+    /// written. Defaults to 0.
     #[serde(default)]
     pub pending: i64,
-    /// ConfigMaps that name this relation but were refused.
+    /// The number of ConfigMaps that name this relation but were refused. Defaults
+    /// to 0.
     #[serde(default)]
     pub rejected: i64,
-    /// ConfigMaps the operator could not write (listed in `rejected` with the
-    /// reason of the failure, such as WriteFailed or ConsumerTooLarge).
+    /// The number of ConfigMaps the operator could not write. They are listed in
+    /// `rejected` with the reason of the failure, such as WriteFailed or
+    /// ConsumerTooLarge. Defaults to 0.
     #[serde(default)]
     pub failed: i64,
 }
@@ -373,14 +390,47 @@ pub struct ConsumerCounts {
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct RejectedConsumer {
-    /// Namespace of the consumer ConfigMap.
+    /// The namespace of the consumer ConfigMap.
     pub namespace: String,
-    /// Name of the consumer ConfigMap.
+    /// The name of the consumer ConfigMap.
     pub name: String,
-    /// Machine-readable reason, e.g. `RelationInterfaceMismatch`.
+    /// The machine-readable reason, such as `RelationInterfaceMismatch`.
     pub reason: String,
     /// What is wrong and what to do about it.
     pub message: String,
+}
+
+/// The CRD of [`TracingRelation`] as it is installed (`crds/`): the generated one,
+/// with each description's lines joined into paragraphs. schemars keeps the line
+/// breaks of a doc comment, and `kubectl explain` would print them mid-sentence.
+pub fn crd() -> CustomResourceDefinition {
+    use kube::CustomResourceExt;
+    let mut value = serde_json::to_value(TracingRelation::crd()).expect("the CRD serializes");
+    join_description_lines(&mut value);
+    serde_json::from_value(value).expect("the CRD deserializes")
+}
+
+/// Replaces every single line break of every `description` under `value` with a
+/// space; a blank line (a paragraph break) stays.
+fn join_description_lines(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                match v {
+                    serde_json::Value::String(text) if key == "description" => {
+                        *text = text
+                            .split("\n\n")
+                            .map(|p| p.split('\n').map(str::trim).collect::<Vec<_>>().join(" "))
+                            .collect::<Vec<_>>()
+                            .join("\n\n");
+                    }
+                    _ => join_description_lines(v),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(join_description_lines),
+        _ => {}
+    }
 }
 
 /// Most entries kept in `status.rejected`.

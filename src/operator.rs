@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::FutureExt;
+use kube::Client;
 use kube::api::{Api, ListParams};
-use kube::{Client, CustomResourceExt};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -25,7 +25,7 @@ use crate::runtime::metrics::Metrics;
 
 /// The CRD generated from the Rust types, as YAML (what `crds/` holds).
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
-    serde_yaml::to_string(&TracingRelation::crd())
+    serde_yaml::to_string(&crate::api::crd())
 }
 
 /// Runs the operator until SIGTERM/SIGINT.

@@ -456,14 +456,14 @@ fn helm_lint_and_template_render_defaults_and_every_feature() {
         "{lint}"
     );
 
-    // Defaults: cluster-wide RBAC, 2 replicas with a PDB, CRDs from crds/.
+    // Defaults: cluster-wide RBAC, 2 replicas with a PDB, the CRD (a template).
     let template = |extra: &[&str]| {
         let chart = chart();
         let mut args = vec!["template", RELEASE, &chart, "-n", "tro-system"];
         args.extend_from_slice(extra);
         parse_docs(&helm(&args))
     };
-    let docs = template(&["--include-crds"]);
+    let docs = template(&[]);
     let k = kinds(&docs);
     for want in [
         "CustomResourceDefinition",
@@ -584,7 +584,7 @@ async fn install_and_upgrade(
 
     let crds = Api::<CustomResourceDefinition>::all(admin.clone());
     common::wait_for_named(
-        format!("CRD {CRD_NAME} installed from crds/ to be Established"),
+        format!("CRD {CRD_NAME} installed by the chart to be Established"),
         T,
         || {
             let crds = crds.clone();
@@ -604,7 +604,7 @@ async fn install_and_upgrade(
     let (vap, vapb) = vap_resources();
     assert!(
         get_opt_dyn(admin, &vap, None, VAP_NAME).await,
-        "helm installs the ValidatingAdmissionPolicy from crds/"
+        "helm installs the ValidatingAdmissionPolicy"
     );
     assert!(get_opt_dyn(admin, &vapb, None, VAP_NAME).await);
     assert_present(
@@ -1165,8 +1165,9 @@ async fn uninstall_keeps_crds_relations_and_consumer_data(e: &Env<'_>, mut op: O
             .as_ref()
             .and_then(|l| l.spec.as_ref()?.holder_identity.clone())
     );
-    // Kept: crds/ (helm never deletes them), the operator's own Lease, the
-    // relations (with their finalizer) and the consumers' documents.
+    // Kept: the CRD and the policy (helm.sh/resource-policy: keep), the
+    // operator's own Lease, the relations (with their finalizer) and the
+    // consumers' documents.
     assert!(
         crds.get_opt(CRD_NAME).await.unwrap().is_some(),
         "helm uninstall keeps the CRD"

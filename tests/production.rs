@@ -1019,9 +1019,9 @@ async fn metrics_count_reconciles_writes_states_and_rejections() {
     );
 }
 
-/// Every documented family is exposed (the labelled counters reconcile_failures
-/// and consumer_rejections appear with their first sample: prometheus-client
-/// leaves out a family without children).
+/// Every documented family is exposed (the labelled failure and rejection
+/// counters, present at zero from the start, are checked label set by label set
+/// in `tests/first_hour.rs`).
 fn every_documented_family_is_exposed(s0: &Scrape) {
     for family in [
         "reconciles",

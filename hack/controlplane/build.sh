@@ -5,6 +5,7 @@
 # built. Prints the directory holding the binaries on its last line.
 #
 #   hack/controlplane/build.sh            # build what is missing
+#   hack/controlplane/build.sh etcd kube-apiserver   # only these (hack/local-up.sh)
 #   hack/controlplane/build.sh --print-dir  # only print where the binaries go
 #   CONTROLPLANE_BIN_DIR=... build.sh     # override the cache location
 set -euo pipefail
@@ -18,6 +19,14 @@ kube_minor=$(echo "$kube_version" | cut -d. -f2)
 key=$(cat go.mod go.sum etcd/main.go | sha256sum | cut -c1-12)
 bin_dir=${CONTROLPLANE_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/tracing-relation-operator/controlplane-${kube_version}-${key}}
 if [ "${1:-}" = "--print-dir" ]; then echo "$bin_dir"; exit 0; fi
+wanted=("$@")
+[ ${#wanted[@]} -gt 0 ] || wanted=(etcd kube-apiserver kube-controller-manager helm)
+for name in "${wanted[@]}"; do
+  case $name in
+    etcd|kube-apiserver|kube-controller-manager|helm) ;;
+    *) echo "unknown binary: $name (etcd, kube-apiserver, kube-controller-manager, helm)" >&2; exit 2 ;;
+  esac
+done
 mkdir -p "$bin_dir"
 
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
@@ -32,13 +41,21 @@ for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
   helm_ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$kube_minor"
 done
 
+# Rough cold-build times on 2 cores (Go modules downloaded too), so a first
+# run says what it waits for.
+declare -A cold=([etcd]="about 1 minute" [kube-apiserver]="5 to 10 minutes"
+  [kube-controller-manager]="4 to 8 minutes" [helm]="2 to 4 minutes")
 build() { # name package ldflags
-  local name=$1 pkg=$2 ldflags=$3
+  local name=$1 pkg=$2 ldflags=$3 w
+  for w in "${wanted[@]}"; do [ "$w" = "$name" ] && break; done
+  [ "$w" = "$name" ] || return 0
   if [ -x "$bin_dir/$name" ]; then return; fi
-  echo "building $name ($pkg) into $bin_dir" >&2
+  echo "building $name ($pkg) into $bin_dir: a cold build takes ${cold[$name]}, later runs reuse it" >&2
   local start=$SECONDS
+  # go prints one line per module it downloads: hundreds on a cold cache, and
+  # nothing else for minutes. They are left out; errors still show.
   /usr/bin/time -f "$name: %e s, peak RSS %M KiB" -o "$bin_dir/.$name.time" \
-    go build -trimpath -ldflags "$ldflags" -o "$bin_dir/$name.tmp" "$pkg"
+    go build -trimpath -ldflags "$ldflags" -o "$bin_dir/$name.tmp" "$pkg" 2> >(sed -u '/^go: downloading /d' >&2)
   mv "$bin_dir/$name.tmp" "$bin_dir/$name"
   cat "$bin_dir/.$name.time" >&2
   echo "built $name in $((SECONDS - start)) s" >&2

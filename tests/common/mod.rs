@@ -29,6 +29,7 @@ pub mod process;
 pub mod python;
 pub mod rbac;
 pub mod strategies;
+pub mod tls;
 pub mod wait;
 
 use std::future::Future;
@@ -409,6 +410,9 @@ impl ControlPlane {
             "-out".as_ref(),
             key_pub.as_os_str(),
         ]);
+        // The serving certificate, signed by a CA of this control plane's own,
+        // which every client and kubeconfig trusts (no TLS verification skipped).
+        tls::write_certs(&self.dir.join("tls"));
         self.write_kubeconfig(
             &self.kubeconfig_path(),
             serde_json::json!({ "token": self.token }),
@@ -416,15 +420,24 @@ impl ControlPlane {
         );
     }
 
-    /// A `kube::Config` for the admin (token auth, self-signed serving
-    /// certificate accepted).
+    /// The CA that signed the API server's serving certificate (PEM).
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join("tls/ca.crt")
+    }
+
+    /// A `kube::Config` for the admin (token auth, the serving certificate
+    /// verified against [`Self::ca_path`]).
     pub fn admin_config(&self) -> kube::Config {
         let mut config = kube::Config::new(
             self.url()
                 .parse()
                 .expect("the apiserver URL is a valid URI"),
         );
-        config.accept_invalid_certs = true;
+        let der = self.dir.join("tls/ca.der");
+        config.root_cert =
+            Some(vec![std::fs::read(&der).unwrap_or_else(|e| {
+                panic!("cannot read {}: {e}", der.display())
+            })]);
         config.auth_info.token = Some(self.token.clone().into());
         config
     }
@@ -463,8 +476,8 @@ impl ControlPlane {
         self.client_as(&user, &groups).await
     }
 
-    /// A kubeconfig file for the admin (token, `insecure-skip-tls-verify`,
-    /// namespace `default`), for subprocesses (operator, helm, kubectl).
+    /// A kubeconfig file for the admin (token, the CA as
+    /// `certificate-authority-data`, namespace `default`), for subprocesses (operator, helm, kubectl).
     pub fn kubeconfig_path(&self) -> PathBuf {
         self.dir.join("kubeconfig.yaml")
     }
@@ -508,12 +521,17 @@ impl ControlPlane {
     }
 
     fn write_kubeconfig(&self, path: &Path, user: serde_json::Value, namespace: &str) {
+        let ca = std::fs::read_to_string(self.ca_path())
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", self.ca_path().display()));
         let doc = serde_json::json!({
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{
                 "name": "controlplane",
-                "cluster": { "server": self.url(), "insecure-skip-tls-verify": true },
+                "cluster": {
+                    "server": self.url(),
+                    "certificate-authority-data": tls::base64(ca.as_bytes()),
+                },
             }],
             "users": [{ "name": "user", "user": user }],
             "contexts": [{
@@ -753,7 +771,8 @@ impl ControlPlane {
             .arg("--bind-address=127.0.0.1")
             .arg("--advertise-address=127.0.0.1")
             .arg(format!("--secure-port={}", self.apiserver_port))
-            .arg(format!("--cert-dir={}", d("apiserver-certs")))
+            .arg(format!("--tls-cert-file={}", d("tls/serving.crt")))
+            .arg(format!("--tls-private-key-file={}", d("tls/serving.key")))
             .arg(format!("--token-auth-file={}", d("tokens.csv")))
             .arg("--authorization-mode=RBAC")
             .arg(format!("--service-account-key-file={}", d("sa.pub")))

@@ -133,12 +133,17 @@ pub fn kill_and_wait(child: &mut Child) -> ExitStatus {
 
 /// Sends SIGTERM to `pid` with the `kill` command.
 pub fn sigterm(pid: u32) {
+    signal(pid, "TERM");
+}
+
+/// Sends SIG`name` (`INT`, `TERM`, ...) to `pid` with the `kill` command.
+pub fn signal(pid: u32, name: &str) {
     let status = Command::new("kill")
-        .arg("-TERM")
+        .arg(format!("-{name}"))
         .arg(pid.to_string())
         .status()
-        .unwrap_or_else(|e| panic!("cannot run `kill -TERM {pid}`: {e}"));
-    assert!(status.success(), "`kill -TERM {pid}` failed: {status}");
+        .unwrap_or_else(|e| panic!("cannot run `kill -{name} {pid}`: {e}"));
+    assert!(status.success(), "`kill -{name} {pid}` failed: {status}");
 }
 
 /// Waits up to `timeout` for `child` to exit.
