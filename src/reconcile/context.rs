@@ -21,6 +21,7 @@ use crate::core::declaration::{self, Declaration, DeclarationError, RelationKey}
 use crate::core::document::Endpoint;
 use crate::core::ownership::Ownership;
 use crate::core::reason::Reason;
+use crate::reconcile::echo::Echoes;
 use crate::runtime::cache::Caches;
 use crate::runtime::events::{EventType, KubeEvent, Recorder};
 use crate::runtime::metrics::Metrics;
@@ -60,8 +61,8 @@ pub struct Ctx {
     pub write_failures: Mutex<HashMap<String, WriteFailure>>,
     /// Failed cleanup tries per (relation uid, consumer uid).
     pub cleanup_tries: Mutex<HashMap<(String, String), u32>>,
-    /// The last write per consumer uid (see `consumer::write`).
-    pub written: Mutex<HashMap<String, crate::reconcile::consumer::Written>>,
+    /// The last write per consumer uid and why it was queued since (see [`crate::reconcile::echo`]).
+    pub echoes: Echoes,
     /// Consumers that left their relation, for the term's cleanup worker.
     pub departed: mpsc::UnboundedSender<Arc<ConfigMap>>,
 }
@@ -101,7 +102,7 @@ impl Ctx {
             reported: Mutex::default(),
             write_failures: Mutex::default(),
             cleanup_tries: Mutex::default(),
-            written: Mutex::default(),
+            echoes: Echoes::default(),
             departed,
         }
     }
@@ -215,6 +216,17 @@ impl Ctx {
         if let (Some(r), Ok(mut dirty)) = (r, self.dirty.lock()) {
             dirty.insert(r);
         }
+    }
+
+    /// Marks the relations `cm` concerns (the one it names, the one whose
+    /// document it holds): what it holds counts in their status.
+    pub fn notify_consumer(&self, cm: &ConfigMap) {
+        let named = declaration::named_relation(&cm.metadata);
+        let bound = bound_to(cm);
+        if bound != named {
+            self.notify(bound);
+        }
+        self.notify(named);
     }
 
     /// Publishes an Event about `obj`; a failure to publish is logged, a

@@ -93,8 +93,16 @@ struct Router<'a> {
 impl Router<'_> {
     fn all_consumers(&self) {
         for cm in self.ctx.caches().consumers.store.state() {
-            let _ = self.consumers.send(ObjectRef::from_obj(&*cm));
+            self.send(&cm);
         }
+    }
+
+    /// Queues `cm` for another cause than its own change: never taken for an echo.
+    fn send(&self, cm: &ConfigMap) {
+        if let Some(uid) = cm.uid() {
+            self.ctx.echoes.other(&uid);
+        }
+        let _ = self.consumers.send(ObjectRef::from_obj(cm));
     }
 
     fn all_relations(&self) {
@@ -105,14 +113,19 @@ impl Router<'_> {
 
     fn consumers_of(&self, k: &RelationKey) {
         for cm in self.ctx.consumers_of(k) {
-            let _ = self.consumers.send(ObjectRef::from_obj(&*cm));
+            self.send(&cm);
         }
     }
 
     async fn consumer(&self, change: Change<ConfigMap>) {
         match change {
             Change::Applied(r) => {
-                let _ = self.consumers.send(r);
+                if !is_echo(self.ctx, &r) {
+                    let _ = self.consumers.send(r);
+                } else if let Some(cm) = self.ctx.caches().consumers.store.get(&r) {
+                    // Its relation's status counts what it holds, now in the cache.
+                    self.ctx.notify_consumer(&cm);
+                }
             }
             Change::Deleted(cm) => {
                 if let (Some(uid), Ok(mut m)) = (cm.uid(), self.ctx.reported.lock()) {
@@ -121,8 +134,8 @@ impl Router<'_> {
                 if let (Some(uid), Ok(mut m)) = (cm.uid(), self.ctx.write_failures.lock()) {
                     m.remove(&uid);
                 }
-                if let (Some(uid), Ok(mut m)) = (cm.uid(), self.ctx.written.lock()) {
-                    m.remove(&uid);
+                if let Some(uid) = cm.uid() {
+                    self.ctx.echoes.forget(&uid);
                 }
                 self.ctx.notify(named_relation(&cm.metadata));
                 self.ctx.notify(bound_to(&cm));
@@ -189,9 +202,24 @@ impl Router<'_> {
     fn namespace(&self, ns: &str) {
         let store = &self.ctx.caches().consumers.store;
         for cm in store.state_filter(|cm| cm.namespace().as_deref() == Some(ns)) {
-            let _ = self.consumers.send(ObjectRef::from_obj(&*cm));
+            self.send(&cm);
         }
     }
+}
+
+/// Whether a change of a consumer is the echo of this term's last apply to it
+/// (counted, and not reconciled): the version of the watch event itself (its
+/// reference carries it, not the store's, which may be newer) is the one the
+/// apply answered with.
+pub(super) fn is_echo(ctx: &Ctx, r: &ObjectRef<ConfigMap>) -> bool {
+    let echo = match (&r.extra.uid, &r.extra.resource_version) {
+        (Some(uid), Some(version)) => ctx.echoes.event(uid, version),
+        _ => false,
+    };
+    if echo {
+        ctx.metrics().echoes_skipped.inc();
+    }
+    echo
 }
 
 fn key(r: &ObjectRef<TracingRelation>) -> RelationKey {

@@ -10,6 +10,7 @@
 
 mod api;
 mod checks;
+mod echo;
 mod fixtures;
 
 use std::sync::Arc;
