@@ -11,7 +11,7 @@
 //! - a consumer left (its label removed, or gone from a re-list): the cleanup
 //!   worker removes the operator's keys from it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -157,14 +157,22 @@ impl Router<'_> {
     ) {
         match change {
             Change::Applied(r) => {
-                let _ = self.relations.send(r.clone());
-                if let Some(rel) = self.ctx.caches().relations.store.get(&r) {
-                    let seen = (
+                let seen = self.ctx.caches().relations.store.get(&r).map(|rel| {
+                    (
                         rel.metadata.generation,
                         rel.metadata.deletion_timestamp.is_some(),
-                    );
-                    if generations.insert(r.clone(), seen) != Some(seen) {
+                    )
+                });
+                match seen {
+                    Some(seen) if generations.insert(r.clone(), seen) != Some(seen) => {
+                        let _ = self.relations.send(r.clone());
                         self.consumers_of(&key(&r));
+                    }
+                    // Not its spec nor its deletion (its status, say): at the next
+                    // flush, with the status passes spaced out.
+                    Some(_) => self.ctx.notify(Some(key(&r))),
+                    None => {
+                        let _ = self.relations.send(r);
                     }
                 }
             }
@@ -228,18 +236,24 @@ fn key(r: &ObjectRef<TracingRelation>) -> RelationKey {
 
 /// Sends the relations marked by [`Ctx::notify`] to the relation controller every
 /// 300 ms: at most a few status writes per second per relation, and no stream
-/// of consumer changes can postpone one. A relation in backoff waits it out
-/// (its reconcile checks the backoff first).
+/// of consumer changes can postpone one. A relation whose last status pass was
+/// long (many consumers) waits until [`Ctx::status_due`]; one in backoff waits
+/// it out (its reconcile checks the backoff first).
 pub async fn flush(ctx: Arc<Ctx>, relations: RelationTx) {
     let mut tick = tokio::time::interval(Duration::from_millis(300));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let dirty = match ctx.dirty.lock() {
-            Ok(mut d) => std::mem::take(&mut *d),
+        let due: HashSet<RelationKey> = match ctx.dirty.lock() {
+            Ok(mut d) => {
+                let all = std::mem::take(&mut *d);
+                let (due, later) = all.into_iter().partition(|k| ctx.status_due(k));
+                *d = later;
+                due
+            }
             Err(_) => continue,
         };
-        for k in dirty {
+        for k in due {
             let _ = relations.send(rel_ref(&k));
         }
     }
