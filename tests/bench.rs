@@ -54,7 +54,7 @@ use common::fixtures::{
     self, configmap, endpoint_backend, relation_manifest, relation_spec, seed_document,
 };
 use common::metrics::parse_labels;
-use common::{ControlPlane, ControlPlaneOptions, OPERATOR_BIN, Operator, free_port};
+use common::{ControlPlane, ControlPlaneOptions, OPERATOR_BIN, OPERATOR_USER, Operator, free_port};
 use futures::{StreamExt, stream};
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
@@ -64,11 +64,14 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
-use report::{LEGEND, Row, Run, Writes, details, fmt_ms, percentile, scaling, table, verdicts};
+use report::{
+    Kind, LEGEND, Row, Run, Writes, details, fmt_ms, percentile, scaling, table, verdicts,
+};
 use serde_json::json;
 use tracing_relation_operator::api::TracingRelation;
 use tracing_relation_operator::core::contract::{
-    BOUND_TO_ANNOTATION, HASH_ANNOTATION, RELATION_LABEL, STATE_ANNOTATION, STATE_BOUND,
+    BOUND_TO_ANNOTATION, HASH_ANNOTATION, MANAGED_LABEL, RELATION_LABEL, STATE_ANNOTATION,
+    STATE_BOUND,
 };
 use tracing_relation_operator::core::document::{self, DATA_KEYS, KEY_TEMPO_ENDPOINT};
 
@@ -858,6 +861,86 @@ async fn floor_apply(
     .await;
 }
 
+/// A floor: its ConfigMaps (created, holding a first document), the client
+/// that applies to them and the watch that times it.
+struct Floor {
+    writer: Client,
+    ns: String,
+    name: &'static str,
+    tracker: Tracker,
+    concurrency: usize,
+    timeout: Duration,
+}
+
+impl Floor {
+    async fn start(
+        writer: Client,
+        admin: &Client,
+        ns: &str,
+        name: &'static str,
+        names: &[String],
+        concurrency: usize,
+        timeout: Duration,
+    ) -> Floor {
+        let tracker = Tracker::start(admin, ns, FLOOR_LABEL).await;
+        let host = hostname(&format!("{name}-0"));
+        floor_apply(&writer, ns, names, &host, concurrency).await;
+        tracker.wait_all(names, &host, timeout).await;
+        Floor {
+            writer,
+            ns: ns.to_string(),
+            name,
+            tracker,
+            concurrency,
+            timeout,
+        }
+    }
+}
+
+/// One run of a floor: the N applies, timed by its watch, with the CPU they took.
+async fn floor_run(
+    cp: &ControlPlane,
+    client: &Client,
+    s: &Settings,
+    f: &Floor,
+    names: &[String],
+    rep: usize,
+    pids: &[(&'static str, Option<u32>)],
+) -> Run {
+    let n = names.len();
+    let host = hostname(&format!("{}-{rep}", f.name));
+    let before = api_requests(client).await;
+    let cpu = CpuSample::take(pids);
+    let socks = sockets(std::process::id());
+    let t0 = Instant::now();
+    let pprof_child = (rep == 1)
+        .then(|| pprof(cp, s, &format!("{}-n{n}", f.name)))
+        .flatten();
+    floor_apply(&f.writer, &f.ns, names, &host, f.concurrency).await;
+    let end = f.tracker.wait_all(names, &host, f.timeout).await;
+    let cpu = cpu.since();
+    let run = Run {
+        took: end - t0,
+        apiserver_cpu: cpu.of("kube-apiserver"),
+        writer_cpu: cpu.of("bench"),
+        other_cores: cpu.other_cores(),
+        ..Run::default()
+    };
+    let profile = f.tracker.profile(names, t0);
+    finish_pprof(pprof_child).await;
+    let settled = settle(client).await;
+    log(format!(
+        "N={n} {} {rep}: {:.1?} (done after {profile}); CPU {cpu}; bench sockets {socks} -> \
+         {}; API writes until settled ({settled:.1?}): {}; reads: {}",
+        f.name,
+        end - t0,
+        sockets(std::process::id()),
+        api_requests(client).await.since(&before).describe(),
+        api_requests(client).await.since(&before).describe_reads()
+    ));
+    run
+}
+
 async fn delete_configmaps(client: &Client, ns: &str, selector: &str) {
     Api::<ConfigMap>::namespaced(client.clone(), ns)
         .delete_collection(
@@ -918,6 +1001,7 @@ async fn run_size(cp: &ControlPlane, client: &Client, s: &Settings, n: usize) ->
     let c = s.concurrency;
     let ns = cp.namespace(&format!("bench-n{n}")).await;
     let floor_ns = cp.namespace(&format!("bench-floor-n{n}")).await;
+    let policy_ns = cp.namespace(&format!("bench-policy-floor-n{n}")).await;
     let names: Vec<String> = (0..n).map(|i| format!("consumer-{i:05}")).collect();
     let scale = Duration::from_millis(50) * n as u32;
     let timeout = Duration::from_secs(60) + scale;
@@ -932,9 +1016,41 @@ async fn run_size(cp: &ControlPlane, client: &Client, s: &Settings, n: usize) ->
         c,
     )
     .await;
-    let floor = Tracker::start(client, &floor_ns, FLOOR_LABEL).await;
-    floor_apply(client, &floor_ns, &names, &hostname("floor-0"), c).await;
-    floor.wait_all(&names, &hostname("floor-0"), timeout).await;
+    let plain = Floor::start(
+        client.clone(),
+        client,
+        &floor_ns,
+        "floor",
+        &names,
+        c,
+        timeout,
+    )
+    .await;
+    // The second floor writes as the operator's identity on ConfigMaps that the
+    // consumer policy matches (tracing.relations.dev/managed, no relation label:
+    // the operator does not watch them).
+    create_configmaps(
+        client,
+        &policy_ns,
+        &names,
+        &[(FLOOR_LABEL, "true"), (MANAGED_LABEL, "true")],
+        &[("app.conf", "log_level=info")],
+        c,
+    )
+    .await;
+    let as_operator = cp
+        .client_as(OPERATOR_USER, &["system:masters", "system:authenticated"])
+        .await;
+    let policy = Floor::start(
+        as_operator,
+        client,
+        &policy_ns,
+        "policy-floor",
+        &names,
+        c,
+        timeout,
+    )
+    .await;
 
     // The relation, then the operator.
     apply_relation(client, &ns, &hostname("0")).await;
@@ -992,7 +1108,7 @@ async fn run_size(cp: &ControlPlane, client: &Client, s: &Settings, n: usize) ->
         ]
     };
     let mut rep = 0;
-    while rep < 2 * s.repeats && (rep < s.repeats || row.quiet_pairs() < s.repeats) {
+    while rep < 2 * s.repeats && (rep < s.repeats || row.quiet_rounds() < s.repeats) {
         rep += 1;
         let host = hostname(&rep.to_string());
         let before = api_requests(client).await;
@@ -1014,7 +1130,7 @@ async fn run_size(cp: &ControlPlane, client: &Client, s: &Settings, n: usize) ->
         let reconciles = operator_reconciles(&op).await;
         let echoes = operator_echoes(&op).await;
         row.runs.push(Run {
-            floor: false,
+            kind: Kind::FanOut,
             took: end - t0,
             apiserver_cpu: cpu.of("kube-apiserver"),
             writer_cpu: cpu.of("operator"),
@@ -1036,36 +1152,10 @@ async fn run_size(cp: &ControlPlane, client: &Client, s: &Settings, n: usize) ->
             api_requests(client).await.since(&before).describe_reads()
         ));
 
-        let host = hostname(&format!("floor-{rep}"));
-        let before = api_requests(client).await;
-        let cpu = CpuSample::take(&pids(&op));
-        let socks = sockets(std::process::id());
-        let t0 = Instant::now();
-        let pprof_child = (rep == 1)
-            .then(|| pprof(cp, s, &format!("floor-n{n}")))
-            .flatten();
-        floor_apply(client, &floor_ns, &names, &host, c).await;
-        let end = floor.wait_all(&names, &host, timeout).await;
-        let cpu = cpu.since();
-        row.runs.push(Run {
-            floor: true,
-            took: end - t0,
-            apiserver_cpu: cpu.of("kube-apiserver"),
-            writer_cpu: cpu.of("bench"),
-            other_cores: cpu.other_cores(),
-            ..Run::default()
-        });
-        let profile = floor.profile(&names, t0);
-        finish_pprof(pprof_child).await;
-        let settled = settle(client).await;
-        log(format!(
-            "N={n} floor {rep}: {:.1?} (done after {profile}); CPU {cpu}; bench sockets {socks} -> \
-             {}; API writes until settled ({settled:.1?}): {}; reads: {}",
-            end - t0,
-            sockets(std::process::id()),
-            api_requests(client).await.since(&before).describe(),
-            api_requests(client).await.since(&before).describe_reads()
-        ));
+        for (kind, floor) in [(Kind::Floor, &plain), (Kind::PolicyFloor, &policy)] {
+            let run = floor_run(cp, client, s, floor, &names, rep, &pids(&op)).await;
+            row.runs.push(Run { kind, ..run });
+        }
     }
 
     // 3. Steady state.
@@ -1121,7 +1211,9 @@ async fn run_size(cp: &ControlPlane, client: &Client, s: &Settings, n: usize) ->
 
     // Leave nothing for the next N's operator to cache.
     drop(consumers);
-    drop(floor);
+    drop(plain);
+    drop(policy);
+    delete_configmaps(client, &policy_ns, FLOOR_LABEL).await;
     delete_configmaps(client, &ns, RELATION_LABEL).await;
     delete_configmaps(client, &floor_ns, FLOOR_LABEL).await;
     delete_relation(client, &ns).await;

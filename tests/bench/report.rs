@@ -52,10 +52,23 @@ pub struct Row {
     pub runs: Vec<Run>,
 }
 
+/// What a run measured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kind {
+    /// The operator's fan-out.
+    #[default]
+    FanOut,
+    /// The bare client's applies, as the admin, on ConfigMaps that no policy matches.
+    Floor,
+    /// The same applies as the operator's identity on ConfigMaps that the
+    /// consumer policy matches (its `matchConditions` skip them, as for the operator).
+    PolicyFloor,
+}
+
 /// One fan-out or floor run.
 #[derive(Clone, Debug, Default)]
 pub struct Run {
-    pub floor: bool,
+    pub kind: Kind,
     pub took: Duration,
     /// CPU of kube-apiserver, and of the writer (the operator, or the benchmark
     /// process for the floor).
@@ -83,61 +96,86 @@ impl Run {
 impl Row {
     /// The runs of one kind that the medians are of: the undisturbed ones, or
     /// all of them when every one was disturbed.
-    fn kept(&self, floor: bool) -> Vec<&Run> {
-        let all: Vec<&Run> = self.runs.iter().filter(|r| r.floor == floor).collect();
+    fn kept(&self, kind: Kind) -> Vec<&Run> {
+        let all: Vec<&Run> = self.runs.iter().filter(|r| r.kind == kind).collect();
         let quiet: Vec<&Run> = all.iter().copied().filter(|r| !r.disturbed()).collect();
         if quiet.is_empty() { all } else { quiet }
     }
 
-    fn med(&self, floor: bool, f: impl Fn(&Run) -> Duration) -> Duration {
-        median(&self.kept(floor).into_iter().map(f).collect::<Vec<_>>())
+    fn med(&self, kind: Kind, f: impl Fn(&Run) -> Duration) -> Duration {
+        median(&self.kept(kind).into_iter().map(f).collect::<Vec<_>>())
     }
 
-    /// Undisturbed runs of the rarer kind (a fan-out and a floor make a pair).
-    pub fn quiet_pairs(&self) -> usize {
-        let quiet = |floor: bool| {
+    fn kinds(&self) -> Vec<Kind> {
+        let mut k: Vec<Kind> = Vec::new();
+        for r in &self.runs {
+            if !k.contains(&r.kind) {
+                k.push(r.kind);
+            }
+        }
+        k
+    }
+
+    /// Undisturbed runs of the rarest kind (one of each kind makes a round).
+    pub fn quiet_rounds(&self) -> usize {
+        let quiet = |kind: Kind| {
             self.runs
                 .iter()
-                .filter(|r| r.floor == floor && !r.disturbed())
+                .filter(|r| r.kind == kind && !r.disturbed())
                 .count()
         };
-        quiet(false).min(quiet(true))
+        self.kinds().into_iter().map(quiet).min().unwrap_or(0)
     }
 
     /// Whether every run of a kind was disturbed, so the medians include them.
     pub fn disturbed(&self) -> bool {
-        [false, true]
-            .iter()
-            .any(|&f| self.kept(f).iter().any(|r| r.disturbed()))
+        self.kinds()
+            .into_iter()
+            .any(|k| self.kept(k).iter().any(|r| r.disturbed()))
     }
 
     pub fn fanout(&self) -> Duration {
-        self.med(false, |r| r.took)
+        self.med(Kind::FanOut, |r| r.took)
     }
     pub fn floor(&self) -> Duration {
-        self.med(true, |r| r.took)
+        self.med(Kind::Floor, |r| r.took)
     }
     pub fn ratio(&self) -> f64 {
         self.fanout().as_secs_f64() / self.floor().as_secs_f64().max(1e-9)
     }
+    /// The floor as the operator's identity with the policy in place, if measured.
+    pub fn policy_floor(&self) -> Option<Duration> {
+        self.kinds()
+            .contains(&Kind::PolicyFloor)
+            .then(|| self.med(Kind::PolicyFloor, |r| r.took))
+    }
+    /// fan-out / policy floor: the controller's share of the ratio.
+    fn controller_ratio(&self) -> Option<f64> {
+        self.policy_floor()
+            .map(|p| self.fanout().as_secs_f64() / p.as_secs_f64().max(1e-9))
+    }
     pub fn operator_cpu(&self) -> Duration {
-        self.med(false, |r| r.writer_cpu)
+        self.med(Kind::FanOut, |r| r.writer_cpu)
     }
     pub fn bare_cpu(&self) -> Duration {
-        self.med(true, |r| r.writer_cpu)
+        self.med(Kind::Floor, |r| r.writer_cpu)
     }
     pub fn cpu_ratio(&self) -> f64 {
         self.operator_cpu().as_secs_f64() / self.bare_cpu().as_secs_f64().max(1e-9)
     }
     /// Full consumer reconciles per consumer in a fan-out (median of the runs kept).
     pub fn reconciles_per_consumer(&self) -> f64 {
-        let mut v: Vec<u64> = self.kept(false).iter().map(|r| r.reconciles).collect();
+        let mut v: Vec<u64> = self
+            .kept(Kind::FanOut)
+            .iter()
+            .map(|r| r.reconciles)
+            .collect();
         v.sort_unstable();
         v.get(v.len().saturating_sub(1) / 2)
             .map_or(0.0, |m| *m as f64 / self.n.max(1) as f64)
     }
     fn echoes(&self) -> u64 {
-        let mut v: Vec<u64> = self.kept(false).iter().map(|r| r.echoes).collect();
+        let mut v: Vec<u64> = self.kept(Kind::FanOut).iter().map(|r| r.echoes).collect();
         v.sort_unstable();
         v.get(v.len().saturating_sub(1) / 2).copied().unwrap_or(0)
     }
@@ -165,18 +203,21 @@ pub fn fmt_ms(d: Duration) -> String {
 /// The Markdown table of the results.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| N | bind p50 | bind p95 | fan-out | floor | ratio | reconciles / consumer | steady writes | restart ready | restart writes | peak RSS (MiB) |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| N | bind p50 | bind p95 | fan-out | floor | ratio | policy floor | fan-out / policy floor | reconciles / consumer | steady writes | restart ready | restart writes | peak RSS (MiB) |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {} | {} | {} | {:.1} |\n",
+            "| {} | {} | {} | {} | {} | {:.2} | {} | {} | {:.2} | {} | {} | {} | {:.1} |\n",
             r.n_marked(),
             fmt_ms(r.bind_p50),
             fmt_ms(r.bind_p95),
             fmt_ms(r.fanout()),
             fmt_ms(r.floor()),
             r.ratio(),
+            r.policy_floor().map_or("-".to_string(), fmt_ms),
+            r.controller_ratio()
+                .map_or("-".to_string(), |x| format!("{x:.2}")),
             r.reconciles_per_consumer(),
             r.steady,
             fmt_ms(r.restart_ready),
@@ -316,9 +357,9 @@ pub fn verdicts(rows: &[Row]) -> Vec<String> {
 pub fn details(rows: &[Row]) -> String {
     let mut out = String::new();
     for r in rows.iter().filter(|r| !r.runs.is_empty()) {
-        let pick = |floor: bool| r.runs.iter().filter(move |x| x.floor == floor);
-        let list = |floor: bool| {
-            pick(floor)
+        let pick = |kind: Kind| r.runs.iter().filter(move |x| x.kind == kind);
+        let list = |kind: Kind| {
+            pick(kind)
                 .map(|x| {
                     let d = if x.disturbed() { " (disturbed)" } else { "" };
                     format!("{:.2}{d}", x.took.as_secs_f64())
@@ -326,7 +367,16 @@ pub fn details(rows: &[Row]) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let secs = |floor: bool, f: fn(&Run) -> Duration| r.med(floor, f).as_secs_f64();
+        let secs = |kind: Kind, f: fn(&Run) -> Duration| r.med(kind, f).as_secs_f64();
+        let policy = if r.kinds().contains(&Kind::PolicyFloor) {
+            format!(
+                ", policy floor runs {} s (kube-apiserver {:.2} s)",
+                list(Kind::PolicyFloor),
+                secs(Kind::PolicyFloor, |x| x.apiserver_cpu)
+            )
+        } else {
+            String::new()
+        };
         let long = r.runs.iter().filter(|x| x.measurable());
         let busy = match long.map(|x| x.other_cores).reduce(f64::max) {
             Some(m) => {
@@ -335,16 +385,16 @@ pub fn details(rows: &[Row]) -> String {
             None => "runs too short to tell how busy the rest of the machine was".to_string(),
         };
         out.push_str(&format!(
-            "- N={}: fan-out runs {} s, floor runs {} s; median CPU per run kept: kube-apiserver \
-             {:.2} s (fan-out) vs {:.2} s (floor), writer {:.2} s (operator) vs {:.2} s (bare \
-             client); {}\n",
+            "- N={}: fan-out runs {} s, floor runs {} s{policy}; median CPU per run kept: \
+             kube-apiserver {:.2} s (fan-out) vs {:.2} s (floor), writer {:.2} s (operator) vs \
+             {:.2} s (bare client); {}\n",
             r.n,
-            list(false),
-            list(true),
-            secs(false, |x| x.apiserver_cpu),
-            secs(true, |x| x.apiserver_cpu),
-            secs(false, |x| x.writer_cpu),
-            secs(true, |x| x.writer_cpu),
+            list(Kind::FanOut),
+            list(Kind::Floor),
+            secs(Kind::FanOut, |x| x.apiserver_cpu),
+            secs(Kind::Floor, |x| x.apiserver_cpu),
+            secs(Kind::FanOut, |x| x.writer_cpu),
+            secs(Kind::Floor, |x| x.writer_cpu),
             busy
         ));
     }
@@ -358,7 +408,11 @@ fan-out: hostname change of the relation until the watch has seen the new docume
 consumers (median of the runs that no other process disturbed). floor: the same N server-side applies (same keys, annotations \
 and a label, forced, own field manager) from a bare kube client at the same concurrency, on \
 other ConfigMaps that the operator does not watch, timed the same way (median). ratio = \
-fan-out / floor. reconciles / consumer: full consumer reconciles of the operator per consumer \
+fan-out / floor. policy floor: the same applies as the operator's identity (the admin \
+impersonating it, as the operator runs) on ConfigMaps labelled tracing.relations.dev/managed, which \
+the consumer admission policy matches and its matchConditions skip as for the operator: \
+floor -> policy floor is the identity's and the policy's share, policy floor -> fan-out the \
+controller's. reconciles / consumer: full consumer reconciles of the operator per consumer \
 in a fan-out (until it settled; median), its own apply's echoes not counted (they are skipped by \
 resourceVersion and counted apart). A run is disturbed when processes outside the benchmark took \
 more than 0.25 CPUs during it; disturbed runs are rerun (up to as many again) and left out \
@@ -406,9 +460,10 @@ mod tests {
         assert_eq!(percentile(&[], 50.0), Duration::ZERO);
     }
 
-    fn run(floor: bool, took_ms: u64, writer_ms: u64, other_cores: f64, reconciles: u64) -> Run {
+    fn run(kind: Kind, took_ms: u64, writer_ms: u64, other_cores: f64, reconciles: u64) -> Run {
+        let floor = kind != Kind::FanOut;
         Run {
-            floor,
+            kind,
             took: Duration::from_millis(took_ms),
             apiserver_cpu: Duration::from_millis(if floor { 1600 } else { 2200 }),
             writer_cpu: Duration::from_millis(writer_ms),
@@ -446,22 +501,26 @@ mod tests {
                 10,
                 12,
                 Writes::default(),
-                vec![run(false, 50, 0, 0.0, 10), run(true, 50, 0, 0.0, 0)],
+                vec![
+                    run(Kind::FanOut, 50, 0, 0.0, 10),
+                    run(Kind::Floor, 50, 0, 0.0, 0),
+                ],
             ),
             row(
                 1000,
                 30,
                 steady,
                 vec![
-                    run(false, 1200, 300, 0.1, 1000),
-                    run(true, 1000, 140, 0.2, 0),
-                    run(false, 9000, 900, 0.9, 2000),
-                    run(true, 500, 100, 0.5, 0),
+                    run(Kind::FanOut, 1200, 300, 0.1, 1000),
+                    run(Kind::Floor, 1000, 140, 0.2, 0),
+                    run(Kind::FanOut, 9000, 900, 0.9, 2000),
+                    run(Kind::Floor, 500, 100, 0.5, 0),
+                    run(Kind::PolicyFloor, 1100, 150, 0.0, 0),
                 ],
             ),
         ];
         let t = table(&rows);
-        assert!(t.contains("| 1000 | 12.3 ms | 250 ms | 1200 ms | 1000 ms | 1.20 | 1.00 | 0/1/0 | 80.0 ms | 0/0/0 | 30.0 |"), "{t}");
+        assert!(t.contains("| 1000 | 12.3 ms | 250 ms | 1200 ms | 1000 ms | 1.20 | 1100 ms | 1.09 | 1.00 | 0/1/0 | 80.0 ms | 0/0/0 | 30.0 |"), "{t}");
         let sc = scaling(&rows);
         assert!(sc.contains("| 1000 | 1200 ms | 1000 ms | 1.20 | 0.30 s | 0.14 s | 2.14 | 1000 | 1000 | 30.0 | 1200 µs | 18.6 KiB |"), "{sc}");
         let v = verdicts(&rows).join("\n");
@@ -491,16 +550,18 @@ mod tests {
         assert!(v.contains("restart writes = 0: HOLDS"), "{v}");
         assert!(
             v.contains(
-                "disturbed runs (other processes > 0.25 CPUs): 2 of 6, left out of the medians"
+                "disturbed runs (other processes > 0.25 CPUs): 2 of 7, left out of the medians"
             ),
             "{v}"
         );
-        assert_eq!(rows[1].quiet_pairs(), 1);
+        assert_eq!(rows[1].quiet_rounds(), 1);
+        assert!(table(&rows[..1]).contains("| 1.00 | - | - | 1.00 |"));
         let d = details(&rows[1..]);
         assert_eq!(
             d,
-            "- N=1000: fan-out runs 1.20, 9.00 (disturbed) s, floor runs 1.00, 0.50 (disturbed) s; median CPU per run kept: kube-apiserver 2.20 s \
-             (fan-out) vs 1.60 s (floor), writer 0.30 s (operator) vs 0.14 s (bare client); other \
+            "- N=1000: fan-out runs 1.20, 9.00 (disturbed) s, floor runs 1.00, 0.50 (disturbed) s, \
+             policy floor runs 1.10 s (kube-apiserver 1.60 s); median CPU per run kept: \
+             kube-apiserver 2.20 s (fan-out) vs 1.60 s (floor), writer 0.30 s (operator) vs 0.14 s (bare client); other \
              processes of the machine took up to 0.90 CPUs during a run\n"
         );
         assert!(details(&rows[..1]).contains("runs too short to tell"));
@@ -514,7 +575,10 @@ mod tests {
             100,
             20,
             Writes::default(),
-            vec![run(false, 300, 30, 0.8, 100), run(true, 250, 20, 0.1, 0)],
+            vec![
+                run(Kind::FanOut, 300, 30, 0.8, 100),
+                run(Kind::Floor, 250, 20, 0.1, 0),
+            ],
         );
         assert!(r.disturbed());
         assert_eq!(r.fanout(), Duration::from_millis(300));
