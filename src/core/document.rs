@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -306,12 +307,23 @@ type Inputs = (Endpoint, Option<Vec<Protocol>>, SdkSignals);
 
 thread_local! {
     /// The last document built on this thread: during a fan-out every consumer
-    /// that asks for the same receivers gets the same document, built once.
-    static LAST: std::cell::RefCell<Option<(Inputs, Document)>> = const { std::cell::RefCell::new(None) };
+    /// that asks for the same receivers shares the same document, built once.
+    static LAST: std::cell::RefCell<Option<(Inputs, Arc<Document>)>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Builds the document with the SDK variables of `signals`.
 pub fn build_with(ep: &Endpoint, requested: Option<&[Protocol]>, signals: SdkSignals) -> Document {
+    (*build_shared(ep, requested, signals)).clone()
+}
+
+/// The document of [`build_with`], shared: the same inputs on the same thread
+/// give the same document, not a copy of it (decisions about many consumers
+/// hold one document between them).
+pub fn build_shared(
+    ep: &Endpoint,
+    requested: Option<&[Protocol]>,
+    signals: SdkSignals,
+) -> Arc<Document> {
     let same = |(e, r, s): &Inputs| e == ep && r.as_deref() == requested && *s == signals;
     let hit = LAST.with_borrow(|last| {
         last.as_ref()
@@ -321,7 +333,7 @@ pub fn build_with(ep: &Endpoint, requested: Option<&[Protocol]>, signals: SdkSig
     if let Some(doc) = hit {
         return doc;
     }
-    let doc = build_fresh(ep, requested, signals);
+    let doc = Arc::new(build_fresh(ep, requested, signals));
     let inputs = (ep.clone(), requested.map(<[Protocol]>::to_vec), signals);
     LAST.with_borrow_mut(|last| *last = Some((inputs, doc.clone())));
     doc
@@ -522,6 +534,9 @@ mod tests {
             let a = build_with(&ep, requested, signals);
             let b = build_with(&ep, requested, signals);
             assert_eq!(a, b);
+            let shared = build_shared(&ep, requested, signals);
+            assert!(Arc::ptr_eq(&shared, &build_shared(&ep, requested, signals)));
+            assert_eq!(*shared, a);
             assert_eq!(a, build_fresh(&ep, requested, signals));
         }
         let other = build(&seed_endpoint("other"), None);
