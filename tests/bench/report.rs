@@ -95,11 +95,17 @@ impl Run {
 
 impl Row {
     /// The runs of one kind that the medians are of: the undisturbed ones, or
-    /// all of them when every one was disturbed.
+    /// all of them when every run of some kind was disturbed (so a ratio never
+    /// sets quiet runs against disturbed ones).
     fn kept(&self, kind: Kind) -> Vec<&Run> {
-        let all: Vec<&Run> = self.runs.iter().filter(|r| r.kind == kind).collect();
-        let quiet: Vec<&Run> = all.iter().copied().filter(|r| !r.disturbed()).collect();
-        if quiet.is_empty() { all } else { quiet }
+        let all = |k: Kind| self.runs.iter().filter(move |r| r.kind == k);
+        let quiet_everywhere = self
+            .kinds()
+            .into_iter()
+            .all(|k| all(k).any(|r| !r.disturbed()));
+        all(kind)
+            .filter(|r| !quiet_everywhere || !r.disturbed())
+            .collect()
     }
 
     fn med(&self, kind: Kind, f: impl Fn(&Run) -> Duration) -> Duration {
@@ -416,7 +422,8 @@ controller's. reconciles / consumer: full consumer reconciles of the operator pe
 in a fan-out (until it settled; median), its own apply's echoes not counted (they are skipped by \
 resourceVersion and counted apart). A run is disturbed when processes outside the benchmark took \
 more than 0.25 CPUs during it; disturbed runs are rerun (up to as many again) and left out \
-of the medians, unless every run of an N was disturbed (then the row is marked with *). steady writes (after converging, over the steady window) and restart writes \
+of the medians, unless every run of one kind at that N was disturbed (then every run counts, for \
+every kind, and the row is marked with *). steady writes (after converging, over the steady window) and restart writes \
 (from the restart until /readyz + the restart window) as configmaps/all/operator: write requests \
 (POST, PUT, PATCH, APPLY, DELETE, DELETECOLLECTION) counted by kube-apiserver's \
 apiserver_request_total on configmaps, on all resources except Leases and Endpoints (which \
@@ -582,6 +589,19 @@ mod tests {
         );
         assert!(r.disturbed());
         assert_eq!(r.fanout(), Duration::from_millis(300));
+        // The quiet floor's kind keeps all its runs too: no ratio of quiet to disturbed.
+        let mixed = row(
+            100,
+            20,
+            Writes::default(),
+            vec![
+                run(Kind::FanOut, 300, 30, 0.8, 100),
+                run(Kind::Floor, 250, 20, 0.1, 0),
+                run(Kind::Floor, 900, 20, 0.9, 0),
+                run(Kind::Floor, 1000, 20, 0.9, 0),
+            ],
+        );
+        assert_eq!(mixed.floor(), Duration::from_millis(900));
         assert!(table(std::slice::from_ref(&r)).contains("| 100* |"));
         let v = verdicts(&[r]).join("\n");
         assert!(
