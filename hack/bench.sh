@@ -3,7 +3,7 @@
 # kube-apiserver, started by the test harness): bind latency, fan-out against a
 # bare-client floor, steady-state writes, restart, peak RSS. See tests/bench.rs.
 #
-#   hack/bench.sh           full run: N = 10, 100, 1000, 5000, release operator and
+#   hack/bench.sh           full run: N = 10, 100, 1000, 5000, 10000, release operator and
 #                           harness, 10,000 unrelated ConfigMaps, 60 s steady
 #                           window; prints the table and writes it into BENCHMARKS.md
 #   hack/bench.sh --smoke   N = 10, no unrelated ConfigMaps, 10 s steady window;

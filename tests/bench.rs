@@ -11,7 +11,7 @@
 //! [`propagation`], configured by environment variables. Run it with
 //!
 //! ```text
-//! hack/bench.sh            # full: N = 10, 100, 1000, 5000, release operator and harness,
+//! hack/bench.sh            # full: N = 10, 100, 1000, 5000, 10000, release operator and harness,
 //!                          # writes BENCHMARKS.md
 //! hack/bench.sh --smoke    # N = 10, no unrelated ConfigMaps, 10 s steady window
 //! ```
@@ -21,11 +21,11 @@
 //!
 //! | variable | full default | smoke (`BENCH_SMOKE=1`) |
 //! |---|---|---|
-//! | `BENCH_SIZES` | `10,100,1000,5000` | `10` |
+//! | `BENCH_SIZES` | `10,100,1000,5000,10000` | `10` |
 //! | `BENCH_UNRELATED` (unlabelled 1 KiB ConfigMaps) | `10000` | `0` |
 //! | `BENCH_STEADY_SECS` | `60` | `10` |
 //! | `BENCH_RESTART_SECS` (window after /readyz) | `10` | `10` |
-//! | `BENCH_REPEATS` (fan-out and floor runs per N, interleaved; median) | `5` | `1` |
+//! | `BENCH_REPEATS` (fan-out and floor runs per N, interleaved; median of the undisturbed; disturbed ones rerun, up to as many again) | `5` | `1` |
 //! | `BENCH_CONCURRENCY` (creates, floor applies, `--max-concurrent-writes`) | `32` | `32` |
 //! | `BENCH_OPERATOR_BIN` | the operator binary of this cargo build | same |
 //! | `BENCH_TABLE_OUT` | file to write the Markdown result to | none |
@@ -40,6 +40,8 @@
 //! API server metric parser, the table) and need no control plane.
 
 mod common;
+#[path = "bench/report.rs"]
+mod report;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -52,7 +54,7 @@ use common::fixtures::{
     self, configmap, endpoint_backend, relation_manifest, relation_spec, seed_document,
 };
 use common::metrics::parse_labels;
-use common::{ControlPlane, ControlPlaneOptions, OPERATOR_BIN, Operator, free_port};
+use common::{ControlPlane, ControlPlaneOptions, OPERATOR_BIN, OPERATOR_USER, Operator, free_port};
 use futures::{StreamExt, stream};
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
@@ -62,10 +64,14 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
+use report::{
+    Kind, LEGEND, Row, Run, Writes, details, fmt_ms, percentile, scaling, table, verdicts,
+};
 use serde_json::json;
 use tracing_relation_operator::api::TracingRelation;
 use tracing_relation_operator::core::contract::{
-    BOUND_TO_ANNOTATION, HASH_ANNOTATION, RELATION_LABEL, STATE_ANNOTATION, STATE_BOUND,
+    BOUND_TO_ANNOTATION, HASH_ANNOTATION, MANAGED_LABEL, RELATION_LABEL, STATE_ANNOTATION,
+    STATE_BOUND,
 };
 use tracing_relation_operator::core::document::{self, DATA_KEYS, KEY_TEMPO_ENDPOINT};
 
@@ -81,10 +87,6 @@ const FLOOR_LABEL: &str = "bench.tracing.relations.dev/floor";
 const FLOOR_MANAGED_LABEL: &str = "bench.tracing.relations.dev/floor-managed";
 /// Concurrency of the creation of the unrelated ConfigMaps.
 const UNRELATED_CONCURRENCY: usize = 64;
-/// Targets.
-const TARGET_RATIO: f64 = 1.3;
-const TARGET_RSS_MIB: f64 = 40.0;
-const TARGET_N: usize = 1000;
 
 // ---------------------------------------------------------------------------
 // Settings.
@@ -127,7 +129,14 @@ impl Settings {
         let sizes = std::env::var("BENCH_SIZES")
             .ok()
             .filter(|v| !v.trim().is_empty())
-            .unwrap_or_else(|| if smoke { "10" } else { "10,100,1000,5000" }.to_string());
+            .unwrap_or_else(|| {
+                if smoke {
+                    "10"
+                } else {
+                    "10,100,1000,5000,10000"
+                }
+                .to_string()
+            });
         let sizes = sizes
             .split(',')
             .map(|s| {
@@ -180,220 +189,7 @@ impl Settings {
 }
 
 // ---------------------------------------------------------------------------
-// Results.
-
-/// Write requests in a window: the API server's count on configmaps, its count
-/// on every resource but the two that kube-apiserver writes for itself about every
-/// 10 s (its identity Lease; the `kubernetes` Service's Endpoints), which the
-/// operator never writes with `--leader-elect=false`,
-/// and the operator's own `consumer_writes_sent` counter.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-struct Writes {
-    configmaps: u64,
-    all: u64,
-    operator: u64,
-}
-
-impl Writes {
-    fn is_zero(&self) -> bool {
-        self.configmaps == 0 && self.all == 0 && self.operator == 0
-    }
-}
-
-impl std::fmt::Display for Writes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}/{}", self.configmaps, self.all, self.operator)
-    }
-}
-
-#[derive(Clone, Debug, Default)]
-struct Row {
-    n: usize,
-    bind_p50: Duration,
-    bind_p95: Duration,
-    fanout: Duration,
-    floor: Duration,
-    steady: Writes,
-    restart_ready: Duration,
-    restart: Writes,
-    peak_rss_kib: u64,
-    /// Every fan-out and floor run, for the details below the table.
-    runs: Vec<Run>,
-}
-
-/// One fan-out or floor run.
-#[derive(Clone, Debug)]
-struct Run {
-    floor: bool,
-    took: Duration,
-    /// CPU of kube-apiserver, and of the writer (the operator, or the benchmark
-    /// process for the floor).
-    apiserver_cpu: Duration,
-    writer_cpu: Duration,
-    /// CPUs' worth of time other processes of the machine took meanwhile.
-    other_cores: f64,
-}
-
-impl Row {
-    fn ratio(&self) -> f64 {
-        self.fanout.as_secs_f64() / self.floor.as_secs_f64().max(1e-9)
-    }
-    fn rss_mib(&self) -> f64 {
-        self.peak_rss_kib as f64 / 1024.0
-    }
-}
-
-fn fmt_ms(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    if ms < 100.0 {
-        format!("{ms:.1} ms")
-    } else {
-        format!("{ms:.0} ms")
-    }
-}
-
-/// The Markdown table of the results.
-fn table(rows: &[Row]) -> String {
-    let mut out = String::from(
-        "| N | bind p50 | bind p95 | fan-out | floor | ratio | steady writes | restart ready | restart writes | peak RSS (MiB) |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-    );
-    for r in rows {
-        out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.2} | {} | {} | {} | {:.1} |\n",
-            r.n,
-            fmt_ms(r.bind_p50),
-            fmt_ms(r.bind_p95),
-            fmt_ms(r.fanout),
-            fmt_ms(r.floor),
-            r.ratio(),
-            r.steady,
-            fmt_ms(r.restart_ready),
-            r.restart,
-            r.rss_mib()
-        ));
-    }
-    out
-}
-
-/// One line per target: whether it holds.
-fn verdicts(rows: &[Row]) -> Vec<String> {
-    let mark = |ok: bool| if ok { "HOLDS" } else { "MISSED" };
-    let mut out = Vec::new();
-    match rows.iter().find(|r| r.n == TARGET_N) {
-        Some(r) => {
-            out.push(format!(
-                "fan-out/floor <= {TARGET_RATIO} at N={TARGET_N}: {} ({:.2})",
-                mark(r.ratio() <= TARGET_RATIO),
-                r.ratio()
-            ));
-            out.push(format!(
-                "peak RSS <= {TARGET_RSS_MIB} MiB at N={TARGET_N}: {} ({:.1} MiB)",
-                mark(r.rss_mib() <= TARGET_RSS_MIB),
-                r.rss_mib()
-            ));
-        }
-        None => out.push(format!(
-            "fan-out ratio and peak RSS targets: not measured (N={TARGET_N} not in this run)"
-        )),
-    }
-    let steady: Vec<String> = rows
-        .iter()
-        .map(|r| format!("N={}: {}", r.n, r.steady))
-        .collect();
-    out.push(format!(
-        "steady-state writes = 0: {} ({})",
-        mark(rows.iter().all(|r| r.steady.is_zero())),
-        steady.join(", ")
-    ));
-    let restart: Vec<String> = rows
-        .iter()
-        .map(|r| format!("N={}: {}", r.n, r.restart))
-        .collect();
-    out.push(format!(
-        "restart writes = 0: {} ({})",
-        mark(rows.iter().all(|r| r.restart.is_zero())),
-        restart.join(", ")
-    ));
-    out
-}
-
-/// Per N: every fan-out and floor run, the CPU they cost, and how busy the
-/// rest of the machine was meanwhile.
-fn details(rows: &[Row]) -> String {
-    let mut out = String::new();
-    for r in rows.iter().filter(|r| !r.runs.is_empty()) {
-        let pick = |floor: bool| r.runs.iter().filter(move |x| x.floor == floor);
-        let list = |floor: bool| {
-            pick(floor)
-                .map(|x| format!("{:.2}", x.took.as_secs_f64()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let med = |floor: bool, f: fn(&Run) -> Duration| {
-            median(&pick(floor).map(f).collect::<Vec<_>>()).as_secs_f64()
-        };
-        // /proc counts CPU time in 10 ms ticks: shorter runs tell nothing.
-        let long = r
-            .runs
-            .iter()
-            .filter(|x| x.took >= Duration::from_millis(200));
-        let busy = match long.map(|x| x.other_cores).reduce(f64::max) {
-            Some(m) => {
-                format!("other processes of the machine took up to {m:.2} CPUs during a run")
-            }
-            None => "runs too short to tell how busy the rest of the machine was".to_string(),
-        };
-        out.push_str(&format!(
-            "- N={}: fan-out runs {} s, floor runs {} s; median CPU per run: kube-apiserver {:.2} s \
-             (fan-out) vs {:.2} s (floor), writer {:.2} s (operator) vs {:.2} s (bare client); \
-             {}\n",
-            r.n,
-            list(false),
-            list(true),
-            med(false, |x| x.apiserver_cpu),
-            med(true, |x| x.apiserver_cpu),
-            med(false, |x| x.writer_cpu),
-            med(true, |x| x.writer_cpu),
-            busy
-        ));
-    }
-    out
-}
-
-const LEGEND: &str = "\
-bind: create of a consumer (all N created at once, at most `concurrency` creates in flight) \
-until a watch on the labelled ConfigMaps sees its complete document; nearest-rank p50/p95 over N. \
-fan-out: hostname change of the relation until the watch has seen the new document in all N \
-consumers (median of the runs). floor: the same N server-side applies (same keys, annotations \
-and a label, forced, own field manager) from a bare kube client at the same concurrency, on \
-other ConfigMaps that the operator does not watch, timed the same way (median). ratio = \
-fan-out / floor. steady writes (after converging, over the steady window) and restart writes \
-(from the restart until /readyz + the restart window) as configmaps/all/operator: write requests \
-(POST, PUT, PATCH, APPLY, DELETE, DELETECOLLECTION) counted by kube-apiserver's \
-apiserver_request_total on configmaps, on all resources except Leases and Endpoints (which \
-kube-apiserver writes for itself every 10 s: its identity Lease, the `kubernetes` Service), and the operator's tracing_relation_operator_consumer_writes_sent_total. \
-restart ready: spawn of a new operator process until its /readyz answers 200. \
-peak RSS: the larger VmHWM of the two operator processes of that N (the first binds, fans out \
-and idles; the second restarts), while the unrelated ConfigMaps exist.";
-
-// ---------------------------------------------------------------------------
 // Helpers: statistics, metrics, processes.
-
-/// Nearest-rank percentile (`p` in 0..=100) of unsorted samples.
-fn percentile(samples: &[Duration], p: f64) -> Duration {
-    if samples.is_empty() {
-        return Duration::ZERO;
-    }
-    let mut s = samples.to_vec();
-    s.sort();
-    let rank = ((p / 100.0) * s.len() as f64).ceil() as usize;
-    s[rank.clamp(1, s.len()) - 1]
-}
-
-fn median(samples: &[Duration]) -> Duration {
-    percentile(samples, 50.0)
-}
 
 /// Write verbs as kube-apiserver labels them.
 const WRITE_VERBS: [&str; 6] = [
@@ -542,6 +338,16 @@ async fn operator_reconciles(op: &Operator) -> (u64, u64) {
         operator_metric(op, &of("consumer")).await.unwrap_or(0),
         operator_metric(op, &of("relation")).await.unwrap_or(0),
     )
+}
+
+/// Echoes of its own applies that the operator skipped (not reconciled).
+async fn operator_echoes(op: &Operator) -> u64 {
+    operator_metric(
+        op,
+        "tracing_relation_operator_consumer_echoes_skipped_total",
+    )
+    .await
+    .unwrap_or(0)
 }
 
 /// One sample (`name` with its labels, exactly as exposed) of the operator's metrics.
@@ -1055,6 +861,86 @@ async fn floor_apply(
     .await;
 }
 
+/// A floor: its ConfigMaps (created, holding a first document), the client
+/// that applies to them and the watch that times it.
+struct Floor {
+    writer: Client,
+    ns: String,
+    name: &'static str,
+    tracker: Tracker,
+    concurrency: usize,
+    timeout: Duration,
+}
+
+impl Floor {
+    async fn start(
+        writer: Client,
+        admin: &Client,
+        ns: &str,
+        name: &'static str,
+        names: &[String],
+        concurrency: usize,
+        timeout: Duration,
+    ) -> Floor {
+        let tracker = Tracker::start(admin, ns, FLOOR_LABEL).await;
+        let host = hostname(&format!("{name}-0"));
+        floor_apply(&writer, ns, names, &host, concurrency).await;
+        tracker.wait_all(names, &host, timeout).await;
+        Floor {
+            writer,
+            ns: ns.to_string(),
+            name,
+            tracker,
+            concurrency,
+            timeout,
+        }
+    }
+}
+
+/// One run of a floor: the N applies, timed by its watch, with the CPU they took.
+async fn floor_run(
+    cp: &ControlPlane,
+    client: &Client,
+    s: &Settings,
+    f: &Floor,
+    names: &[String],
+    rep: usize,
+    pids: &[(&'static str, Option<u32>)],
+) -> Run {
+    let n = names.len();
+    let host = hostname(&format!("{}-{rep}", f.name));
+    let before = api_requests(client).await;
+    let cpu = CpuSample::take(pids);
+    let socks = sockets(std::process::id());
+    let t0 = Instant::now();
+    let pprof_child = (rep == 1)
+        .then(|| pprof(cp, s, &format!("{}-n{n}", f.name)))
+        .flatten();
+    floor_apply(&f.writer, &f.ns, names, &host, f.concurrency).await;
+    let end = f.tracker.wait_all(names, &host, f.timeout).await;
+    let cpu = cpu.since();
+    let run = Run {
+        took: end - t0,
+        apiserver_cpu: cpu.of("kube-apiserver"),
+        writer_cpu: cpu.of("bench"),
+        other_cores: cpu.other_cores(),
+        ..Run::default()
+    };
+    let profile = f.tracker.profile(names, t0);
+    finish_pprof(pprof_child).await;
+    let settled = settle(client).await;
+    log(format!(
+        "N={n} {} {rep}: {:.1?} (done after {profile}); CPU {cpu}; bench sockets {socks} -> \
+         {}; API writes until settled ({settled:.1?}): {}; reads: {}",
+        f.name,
+        end - t0,
+        sockets(std::process::id()),
+        api_requests(client).await.since(&before).describe(),
+        api_requests(client).await.since(&before).describe_reads()
+    ));
+    run
+}
+
 async fn delete_configmaps(client: &Client, ns: &str, selector: &str) {
     Api::<ConfigMap>::namespaced(client.clone(), ns)
         .delete_collection(
@@ -1115,6 +1001,7 @@ async fn run_size(cp: &ControlPlane, client: &Client, s: &Settings, n: usize) ->
     let c = s.concurrency;
     let ns = cp.namespace(&format!("bench-n{n}")).await;
     let floor_ns = cp.namespace(&format!("bench-floor-n{n}")).await;
+    let policy_ns = cp.namespace(&format!("bench-policy-floor-n{n}")).await;
     let names: Vec<String> = (0..n).map(|i| format!("consumer-{i:05}")).collect();
     let scale = Duration::from_millis(50) * n as u32;
     let timeout = Duration::from_secs(60) + scale;
@@ -1129,9 +1016,41 @@ async fn run_size(cp: &ControlPlane, client: &Client, s: &Settings, n: usize) ->
         c,
     )
     .await;
-    let floor = Tracker::start(client, &floor_ns, FLOOR_LABEL).await;
-    floor_apply(client, &floor_ns, &names, &hostname("floor-0"), c).await;
-    floor.wait_all(&names, &hostname("floor-0"), timeout).await;
+    let plain = Floor::start(
+        client.clone(),
+        client,
+        &floor_ns,
+        "floor",
+        &names,
+        c,
+        timeout,
+    )
+    .await;
+    // The second floor writes as the operator's identity on ConfigMaps that the
+    // consumer policy matches (tracing.relations.dev/managed, no relation label:
+    // the operator does not watch them).
+    create_configmaps(
+        client,
+        &policy_ns,
+        &names,
+        &[(FLOOR_LABEL, "true"), (MANAGED_LABEL, "true")],
+        &[("app.conf", "log_level=info")],
+        c,
+    )
+    .await;
+    let as_operator = cp
+        .client_as(OPERATOR_USER, &["system:masters", "system:authenticated"])
+        .await;
+    let policy = Floor::start(
+        as_operator,
+        client,
+        &policy_ns,
+        "policy-floor",
+        &names,
+        c,
+        timeout,
+    )
+    .await;
 
     // The relation, then the operator.
     apply_relation(client, &ns, &hostname("0")).await;
@@ -1179,9 +1098,7 @@ async fn run_size(cp: &ControlPlane, client: &Client, s: &Settings, n: usize) ->
         api_requests(client).await.since(&before).describe()
     ));
 
-    // 2. Fan-out and floor, interleaved.
-    let mut fanouts = Vec::new();
-    let mut floors = Vec::new();
+    // 2. Fan-out and floor, interleaved; disturbed runs are rerun, up to as many again.
     let pids = |op: &Operator| {
         [
             ("operator", Some(op.pid())),
@@ -1190,11 +1107,14 @@ async fn run_size(cp: &ControlPlane, client: &Client, s: &Settings, n: usize) ->
             ("bench", Some(std::process::id())),
         ]
     };
-    for rep in 1..=s.repeats {
+    let mut rep = 0;
+    while rep < 2 * s.repeats && (rep < s.repeats || row.quiet_rounds() < s.repeats) {
+        rep += 1;
         let host = hostname(&rep.to_string());
         let before = api_requests(client).await;
         let sent_before = operator_writes(&op).await;
         let reconciles_before = operator_reconciles(&op).await;
+        let echoes_before = operator_echoes(&op).await;
         let cpu = CpuSample::take(&pids(&op));
         let socks = sockets(op.pid());
         let t0 = Instant::now();
@@ -1203,65 +1123,40 @@ async fn run_size(cp: &ControlPlane, client: &Client, s: &Settings, n: usize) ->
             .flatten();
         set_hostname(client, &ns, &host).await;
         let end = consumers.wait_all(&names, &host, timeout).await;
-        fanouts.push(end - t0);
         let cpu = cpu.since();
-        row.runs.push(Run {
-            floor: false,
-            took: end - t0,
-            apiserver_cpu: cpu.of("kube-apiserver"),
-            writer_cpu: cpu.of("operator"),
-            other_cores: cpu.other_cores(),
-        });
         let profile = consumers.profile(&names, t0);
         finish_pprof(pprof_child).await;
         let settled = settle(client).await;
         let reconciles = operator_reconciles(&op).await;
+        let echoes = operator_echoes(&op).await;
+        row.runs.push(Run {
+            kind: Kind::FanOut,
+            took: end - t0,
+            apiserver_cpu: cpu.of("kube-apiserver"),
+            writer_cpu: cpu.of("operator"),
+            other_cores: cpu.other_cores(),
+            reconciles: reconciles.0 - reconciles_before.0,
+            echoes: echoes - echoes_before,
+        });
         log(format!(
             "N={n} fan-out {rep}: {:.1?} (done after {profile}); CPU {cpu}; operator sockets \
-             {socks} -> {}; operator writes {}, reconciles {} consumer + {} relation; \
-             API writes until settled ({settled:.1?}): {}; reads: {}",
+             {socks} -> {}; operator writes {}, reconciles {} consumer + {} relation, echoes \
+             skipped {}; API writes until settled ({settled:.1?}): {}; reads: {}",
             end - t0,
             sockets(op.pid()),
             operator_writes(&op).await - sent_before,
             reconciles.0 - reconciles_before.0,
             reconciles.1 - reconciles_before.1,
+            echoes - echoes_before,
             api_requests(client).await.since(&before).describe(),
             api_requests(client).await.since(&before).describe_reads()
         ));
 
-        let host = hostname(&format!("floor-{rep}"));
-        let before = api_requests(client).await;
-        let cpu = CpuSample::take(&pids(&op));
-        let socks = sockets(std::process::id());
-        let t0 = Instant::now();
-        let pprof_child = (rep == 1)
-            .then(|| pprof(cp, s, &format!("floor-n{n}")))
-            .flatten();
-        floor_apply(client, &floor_ns, &names, &host, c).await;
-        let end = floor.wait_all(&names, &host, timeout).await;
-        floors.push(end - t0);
-        let cpu = cpu.since();
-        row.runs.push(Run {
-            floor: true,
-            took: end - t0,
-            apiserver_cpu: cpu.of("kube-apiserver"),
-            writer_cpu: cpu.of("bench"),
-            other_cores: cpu.other_cores(),
-        });
-        let profile = floor.profile(&names, t0);
-        finish_pprof(pprof_child).await;
-        let settled = settle(client).await;
-        log(format!(
-            "N={n} floor {rep}: {:.1?} (done after {profile}); CPU {cpu}; bench sockets {socks} -> \
-             {}; API writes until settled ({settled:.1?}): {}; reads: {}",
-            end - t0,
-            sockets(std::process::id()),
-            api_requests(client).await.since(&before).describe(),
-            api_requests(client).await.since(&before).describe_reads()
-        ));
+        for (kind, floor) in [(Kind::Floor, &plain), (Kind::PolicyFloor, &policy)] {
+            let run = floor_run(cp, client, s, floor, &names, rep, &pids(&op)).await;
+            row.runs.push(Run { kind, ..run });
+        }
     }
-    row.fanout = median(&fanouts);
-    row.floor = median(&floors);
 
     // 3. Steady state.
     let before = api_requests(client).await;
@@ -1316,7 +1211,9 @@ async fn run_size(cp: &ControlPlane, client: &Client, s: &Settings, n: usize) ->
 
     // Leave nothing for the next N's operator to cache.
     drop(consumers);
-    drop(floor);
+    drop(plain);
+    drop(policy);
+    delete_configmaps(client, &policy_ns, FLOOR_LABEL).await;
     delete_configmaps(client, &ns, RELATION_LABEL).await;
     delete_configmaps(client, &floor_ns, FLOOR_LABEL).await;
     delete_relation(client, &ns).await;
@@ -1396,6 +1293,7 @@ async fn propagation() {
     for v in verdicts(&rows) {
         out.push_str(&format!("- {v}\n"));
     }
+    out.push_str(&format!("\nScaling:\n\n{}", scaling(&rows)));
     out.push_str(&format!("\nFan-out and floor runs:\n\n{}", details(&rows)));
     out.push_str(&format!(
         "\nSettings: {}. Load average (1/5/15 min) {load_before} before, {load_after} after; \
@@ -1412,23 +1310,6 @@ async fn propagation() {
 
 // ---------------------------------------------------------------------------
 // The helpers, without a control plane.
-
-/// Percentiles are nearest-rank, and the empty sample gives zero.
-#[test]
-fn nearest_rank_percentiles() {
-    let ms = |v: &[u64]| {
-        v.iter()
-            .map(|m| Duration::from_millis(*m))
-            .collect::<Vec<_>>()
-    };
-    let s = ms(&[5, 1, 4, 2, 3, 6, 7, 8, 9, 10]);
-    assert_eq!(percentile(&s, 50.0), Duration::from_millis(5));
-    assert_eq!(percentile(&s, 95.0), Duration::from_millis(10));
-    assert_eq!(percentile(&s, 100.0), Duration::from_millis(10));
-    assert_eq!(percentile(&s, 0.0), Duration::from_millis(1));
-    assert_eq!(median(&ms(&[3])), Duration::from_millis(3));
-    assert_eq!(percentile(&[], 50.0), Duration::ZERO);
-}
 
 /// The API server's request counters are read by (group, resource, verb): writes
 /// since a previous scrape, configmap writes, reads apart, quoted label values.
@@ -1464,73 +1345,4 @@ apiserver_request_total{code="200",component="apiserver",dry_run="",group="traci
     assert_eq!(l["a"], "x,y");
     assert_eq!(l["b"], "q\"uote");
     assert_eq!(l["c"], "");
-}
-
-/// The results table and the verdicts against the targets read as documented.
-#[test]
-fn table_and_verdicts() {
-    let row = |n, fanout_ms, floor_ms, rss_mib: u64, steady: Writes| Row {
-        n,
-        bind_p50: Duration::from_micros(12_345),
-        bind_p95: Duration::from_millis(250),
-        fanout: Duration::from_millis(fanout_ms),
-        floor: Duration::from_millis(floor_ms),
-        steady,
-        restart_ready: Duration::from_millis(80),
-        restart: Writes::default(),
-        peak_rss_kib: rss_mib * 1024,
-        runs: vec![
-            Run {
-                floor: false,
-                took: Duration::from_millis(fanout_ms),
-                apiserver_cpu: Duration::from_millis(2200),
-                writer_cpu: Duration::from_millis(300),
-                other_cores: 0.25,
-            },
-            Run {
-                floor: true,
-                took: Duration::from_millis(floor_ms),
-                apiserver_cpu: Duration::from_millis(1600),
-                writer_cpu: Duration::from_millis(140),
-                other_cores: 0.5,
-            },
-        ],
-    };
-    let rows = [
-        row(10, 50, 50, 12, Writes::default()),
-        row(
-            1000,
-            1200,
-            1000,
-            30,
-            Writes {
-                configmaps: 0,
-                all: 1,
-                operator: 0,
-            },
-        ),
-    ];
-    let t = table(&rows);
-    assert!(t.contains("| 1000 | 12.3 ms | 250 ms | 1200 ms | 1000 ms | 1.20 | 0/1/0 | 80.0 ms | 0/0/0 | 30.0 |"), "{t}");
-    let v = verdicts(&rows).join("\n");
-    assert!(
-        v.contains("fan-out/floor <= 1.3 at N=1000: HOLDS (1.20)"),
-        "{v}"
-    );
-    assert!(
-        v.contains("peak RSS <= 40 MiB at N=1000: HOLDS (30.0 MiB)"),
-        "{v}"
-    );
-    assert!(v.contains("steady-state writes = 0: MISSED"), "{v}");
-    assert!(v.contains("restart writes = 0: HOLDS"), "{v}");
-    let d = details(&rows[1..]);
-    assert_eq!(
-        d,
-        "- N=1000: fan-out runs 1.20 s, floor runs 1.00 s; median CPU per run: kube-apiserver 2.20 s \
-         (fan-out) vs 1.60 s (floor), writer 0.30 s (operator) vs 0.14 s (bare client); other \
-         processes of the machine took up to 0.50 CPUs during a run\n"
-    );
-    assert!(details(&rows[..1]).contains("runs too short to tell"));
-    let v = verdicts(&rows[..1]).join("\n");
-    assert!(v.contains("not measured"), "{v}");
 }

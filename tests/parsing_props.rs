@@ -494,7 +494,7 @@ proptest! {
                     }
                     prop_assert!(!cm.binary_data.as_ref().is_some_and(|m| m.contains_key(k)), "own binaryData key {k} collides");
                 }
-                prop_assert_eq!(document, &document::build(&ep, d.receivers.as_deref()));
+                prop_assert_eq!(&**document, &document::build(&ep, d.receivers.as_deref()));
             }
             Decision::Pending { why, .. } => {
                 prop_assert!(!backend_ok);
@@ -543,7 +543,7 @@ proptest! {
             Some(r) => offered.iter().copied().filter(|p| r.contains(p)).collect(),
         };
         match decision {
-            Decision::Bind { document, .. } => prop_assert_eq!(document.receivers, want),
+            Decision::Bind { document, .. } => prop_assert_eq!(&document.receivers, &want),
             Decision::Reject(r) => {
                 prop_assert!(want.is_empty(), "{r:?}");
                 prop_assert_eq!(r.reason, Reason::ReceiverNotOffered);

@@ -40,7 +40,7 @@ pub enum Decision {
     /// Bound to `relation`: write the document.
     Bind {
         relation: RelationKey,
-        document: Document,
+        document: std::sync::Arc<Document>,
         /// The receivers the consumer asked for (`None`: all offered).
         requested: Option<Vec<Protocol>>,
     },
@@ -192,7 +192,7 @@ pub fn decide(facts: &Facts<'_>) -> Decision {
             };
         }
     };
-    let doc = document::build_with(ep, decl.receivers.as_deref(), decl.sdk_signals);
+    let doc = document::build_shared(ep, decl.receivers.as_deref(), decl.sdk_signals);
     if doc.receivers.is_empty() {
         let offered: Vec<&str> = ep.offered().map(|p| p.name()).collect();
         return reject(

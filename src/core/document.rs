@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -244,32 +245,55 @@ pub struct Document {
     pub missing_seed_ports: Vec<&'static str>,
     /// The receivers written, sorted by name.
     pub receivers: Vec<Protocol>,
+    /// [`Document::hash`] and [`Document::keys`], computed once when built.
+    hash: String,
+    keys: String,
 }
 
 impl Document {
+    fn new(
+        data: BTreeMap<String, String>,
+        missing_seed_ports: Vec<&'static str>,
+        receivers: Vec<Protocol>,
+    ) -> Document {
+        let keys: Vec<&str> = data.keys().map(String::as_str).collect();
+        let keys = keys.join(",");
+        let hash = hash_of(&data);
+        Document {
+            data,
+            missing_seed_ports,
+            receivers,
+            hash,
+            keys,
+        }
+    }
+
     /// The data keys, comma-separated (the keys annotation).
     pub fn keys(&self) -> String {
-        let keys: Vec<&str> = self.data.keys().map(String::as_str).collect();
-        keys.join(",")
+        self.keys.clone()
     }
 
     /// A stable hash of the data, for the document-hash annotation.
     pub fn hash(&self) -> String {
-        let mut h = Sha256::new();
-        for (k, v) in &self.data {
-            h.update(k.as_bytes());
-            h.update([0]);
-            h.update(v.as_bytes());
-            h.update([0]);
-        }
-        let digest = h.finalize();
-        let mut out = String::with_capacity(7 + 32);
-        out.push_str("sha256:");
-        for b in &digest[..16] {
-            let _ = write!(out, "{b:02x}");
-        }
-        out
+        self.hash.clone()
     }
+}
+
+fn hash_of(data: &BTreeMap<String, String>) -> String {
+    let mut h = Sha256::new();
+    for (k, v) in data {
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(v.as_bytes());
+        h.update([0]);
+    }
+    let digest = h.finalize();
+    let mut out = String::with_capacity(7 + 32);
+    out.push_str("sha256:");
+    for b in &digest[..16] {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 /// Builds the document for a consumer that asked for `requested` receivers
@@ -278,8 +302,44 @@ pub fn build(ep: &Endpoint, requested: Option<&[Protocol]>) -> Document {
     build_with(ep, requested, SdkSignals::Traces)
 }
 
+/// What a document is built from.
+type Inputs = (Endpoint, Option<Vec<Protocol>>, SdkSignals);
+
+thread_local! {
+    /// The last document built on this thread: during a fan-out every consumer
+    /// that asks for the same receivers shares the same document, built once.
+    static LAST: std::cell::RefCell<Option<(Inputs, Arc<Document>)>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Builds the document with the SDK variables of `signals`.
 pub fn build_with(ep: &Endpoint, requested: Option<&[Protocol]>, signals: SdkSignals) -> Document {
+    (*build_shared(ep, requested, signals)).clone()
+}
+
+/// The document of [`build_with`], shared: the same inputs on the same thread
+/// give the same document, not a copy of it (decisions about many consumers
+/// hold one document between them).
+pub fn build_shared(
+    ep: &Endpoint,
+    requested: Option<&[Protocol]>,
+    signals: SdkSignals,
+) -> Arc<Document> {
+    let same = |(e, r, s): &Inputs| e == ep && r.as_deref() == requested && *s == signals;
+    let hit = LAST.with_borrow(|last| {
+        last.as_ref()
+            .filter(|(inputs, _)| same(inputs))
+            .map(|(_, doc)| doc.clone())
+    });
+    if let Some(doc) = hit {
+        return doc;
+    }
+    let doc = Arc::new(build_fresh(ep, requested, signals));
+    let inputs = (ep.clone(), requested.map(<[Protocol]>::to_vec), signals);
+    LAST.with_borrow_mut(|last| *last = Some((inputs, doc.clone())));
+    doc
+}
+
+fn build_fresh(ep: &Endpoint, requested: Option<&[Protocol]>, signals: SdkSignals) -> Document {
     let mut data = BTreeMap::new();
     let mut missing_seed_ports = Vec::new();
     match ep.seed_ports() {
@@ -318,11 +378,11 @@ pub fn build_with(ep: &Endpoint, requested: Option<&[Protocol]>, signals: SdkSig
         data.insert(KEY_OTLP_HTTP_ENDPOINT.to_string(), h.clone());
     }
     sdk_variables(&mut data, http, grpc, zipkin, signals);
-    Document {
+    Document::new(
         data,
         missing_seed_ports,
-        receivers: recv.into_iter().map(|(p, _)| p).collect(),
-    }
+        recv.into_iter().map(|(p, _)| p).collect(),
+    )
 }
 
 /// The OpenTelemetry SDK's variables: OTLP/HTTP when offered and requested,
@@ -459,6 +519,33 @@ pub(crate) mod tests {
         let doc = build(&ep, None);
         assert!(!doc.data.contains_key(KEY_TEMPO_ENDPOINT));
         assert_eq!(doc.missing_seed_ports, vec!["zipkin_port"]);
+    }
+
+    /// A document built again from the same inputs (on the same thread, from
+    /// the memo of the last one) is the one built fresh; other inputs are not
+    /// served from it.
+    #[test]
+    fn memo_serves_only_the_same_inputs() {
+        let ep = seed_endpoint("memo");
+        let grpc = [Protocol::OtlpGrpc];
+        for (requested, signals) in [
+            (None, SdkSignals::Traces),
+            (Some(&grpc[..]), SdkSignals::Traces),
+            (None, SdkSignals::All),
+        ] {
+            let a = build_with(&ep, requested, signals);
+            let b = build_with(&ep, requested, signals);
+            assert_eq!(a, b);
+            let shared = build_shared(&ep, requested, signals);
+            assert!(Arc::ptr_eq(&shared, &build_shared(&ep, requested, signals)));
+            assert_eq!(*shared, a);
+            assert_eq!(a, build_fresh(&ep, requested, signals));
+        }
+        let other = build(&seed_endpoint("other"), None);
+        assert_eq!(
+            other,
+            build_fresh(&seed_endpoint("other"), None, SdkSignals::Traces)
+        );
     }
 
     /// The hash changes with the document and only with it.

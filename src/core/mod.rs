@@ -15,4 +15,5 @@ pub mod ownership;
 pub mod patch;
 pub mod pyyaml;
 pub mod reason;
+pub mod slim;
 pub mod status;

@@ -211,7 +211,7 @@ mod tests {
     fn bind() -> Decision {
         Decision::Bind {
             relation: RelationKey::new("obs", "tempo"),
-            document: build(&endpoint(), None),
+            document: build(&endpoint(), None).into(),
             requested: None,
         }
     }

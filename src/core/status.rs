@@ -184,7 +184,7 @@ mod tests {
     fn bind() -> Decision {
         Decision::Bind {
             relation: RelationKey::new("obs", "tempo"),
-            document: document::build(&ep(), None),
+            document: document::build(&ep(), None).into(),
             requested: None,
         }
     }

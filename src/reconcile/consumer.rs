@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
 use serde_json::Value;
 use tracing::{debug, info, instrument};
 
@@ -47,6 +47,16 @@ pub fn key(cm: &ConfigMap) -> String {
 /// Reconciles one consumer.
 #[instrument(skip(cm, ctx), fields(consumer = %super::qualified_name(&*cm), relation = tracing::field::Empty))]
 pub async fn reconcile(cm: Arc<ConfigMap>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    // The echo of this term's own apply, queued before the apply's answer came:
+    // the consumer holds what was just decided.
+    if let (Some(uid), Some(version)) = (cm.uid(), cm.resource_version())
+        && ctx.echoes.take_echo(&uid, &version)
+    {
+        ctx.metrics().echoes_skipped.inc();
+        // Its relation's status counts what it holds, now in the cache.
+        ctx.notify_consumer(&cm);
+        return Ok(Action::await_change());
+    }
     if let Some(wait) = ctx
         .backoff
         .gate(&key(&cm), cm.resource_version().as_deref())
@@ -82,60 +92,58 @@ pub async fn write(
         ctx.metrics().writes_skipped.inc();
         return Ok(Applied::Unchanged);
     };
+    let ns = cm.namespace().unwrap_or_default();
+    let action = || format!("patch configmaps in namespace {ns}");
+    // The body is serialized once: what is sent is what is fingerprinted.
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut req = kube::core::Request::new(ConfigMap::url_path(&(), Some(&ns)))
+        .patch(&cm.name_any(), &params, &Patch::Apply(&body))
+        .map_err(|e| Error::api(kube::Error::BuildRequest(e), action))?;
+    req.extensions_mut().insert("patch");
     // A reconcile on a cache that has not seen this replica's last write yet
     // would send the same body again: its echo is on the way, and brings
     // another reconcile if anything else changed.
     let uid = cm.uid().unwrap_or_default();
     let before = cm.resource_version().unwrap_or_default();
-    let fingerprint = fingerprint(&body);
-    if ctx.written.lock().is_ok_and(|m| {
-        m.get(&uid)
-            .is_some_and(|w| w.before == before && w.fingerprint == fingerprint)
-    }) {
+    let fingerprint = fingerprint(req.body());
+    if ctx.echoes.already_sent(&uid, &before, fingerprint) {
         ctx.metrics().writes_skipped.inc();
         return Ok(Applied::Unchanged);
     }
-    let ns = cm.namespace().unwrap_or_default();
-    let api: Api<ConfigMap> = Api::namespaced(ctx.client(), &ns);
     let _permit = ctx.writes.acquire().await;
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    match api
-        .patch(&cm.name_any(), &params, &Patch::Apply(&body))
-        .await
-    {
-        Ok(_) => {
+    // Of the answer only its version is read (the echo is recognised by it):
+    // the whole ConfigMap is not built again.
+    match ctx.client().request::<Answered>(req).await {
+        Ok(answered) => {
             ctx.metrics().writes_sent.inc();
-            if let Ok(mut m) = ctx.written.lock() {
-                m.insert(
-                    uid,
-                    Written {
-                        before,
-                        fingerprint,
-                    },
-                );
-            }
+            let after = answered.metadata.resource_version;
+            ctx.echoes.sent(&uid, before, fingerprint, after);
             Ok(Applied::Written)
         }
         Err(e) if is_gone(&e) => {
             debug!(consumer = %ObjectRef::from_obj(cm), "consumer deleted before the write; nothing to do");
             Ok(Applied::Gone)
         }
-        Err(e) => Err(Error::api(e, || {
-            format!("patch configmaps in namespace {ns}")
-        })),
+        Err(e) => Err(Error::api(e, action)),
     }
 }
 
-/// What this replica last wrote to a consumer: from which version, and what.
-pub struct Written {
-    before: String,
-    fingerprint: u64,
+/// What the operator reads of the API server's answer to an apply.
+#[derive(serde::Deserialize)]
+struct Answered {
+    metadata: AnsweredMeta,
 }
 
-fn fingerprint(body: &Value) -> u64 {
+#[derive(serde::Deserialize)]
+struct AnsweredMeta {
+    #[serde(rename = "resourceVersion")]
+    resource_version: Option<String>,
+}
+
+fn fingerprint(body: &[u8]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    body.to_string().hash(&mut h);
+    body.hash(&mut h);
     h.finish()
 }
 
@@ -149,10 +157,7 @@ async fn report(
     res: Result<Applied, Error>,
 ) -> Result<(), Error> {
     let named = declaration::named_relation(&cm.metadata);
-    ctx.notify(named.clone());
-    if bound_to(cm) != named {
-        ctx.notify(bound_to(cm));
-    }
+    ctx.notify_consumer(cm);
     match res {
         Ok(Applied::Gone) => Ok(()),
         Ok(_) => {

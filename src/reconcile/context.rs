@@ -21,6 +21,7 @@ use crate::core::declaration::{self, Declaration, DeclarationError, RelationKey}
 use crate::core::document::Endpoint;
 use crate::core::ownership::Ownership;
 use crate::core::reason::Reason;
+use crate::reconcile::echo::Echoes;
 use crate::runtime::cache::Caches;
 use crate::runtime::events::{EventType, KubeEvent, Recorder};
 use crate::runtime::metrics::Metrics;
@@ -54,14 +55,16 @@ pub struct Ctx {
     pub backoff: Backoff,
     /// Relations whose consumers changed; their status is recomputed at the next flush.
     pub dirty: Mutex<HashSet<RelationKey>>,
+    /// When each relation's last status pass ended and how long it took.
+    pub status_passes: Mutex<HashMap<RelationKey, (Instant, Duration)>>,
     /// Last state reported (Event) per consumer uid in this term.
     pub reported: Mutex<HashMap<String, String>>,
     /// Failed writes per consumer uid.
     pub write_failures: Mutex<HashMap<String, WriteFailure>>,
     /// Failed cleanup tries per (relation uid, consumer uid).
     pub cleanup_tries: Mutex<HashMap<(String, String), u32>>,
-    /// The last write per consumer uid (see `consumer::write`).
-    pub written: Mutex<HashMap<String, crate::reconcile::consumer::Written>>,
+    /// The last write per consumer uid and why it was queued since (see [`crate::reconcile::echo`]).
+    pub echoes: Echoes,
     /// Consumers that left their relation, for the term's cleanup worker.
     pub departed: mpsc::UnboundedSender<Arc<ConfigMap>>,
 }
@@ -98,10 +101,11 @@ impl Ctx {
             parts,
             backoff: Backoff::default(),
             dirty: Mutex::default(),
+            status_passes: Mutex::default(),
             reported: Mutex::default(),
             write_failures: Mutex::default(),
             cleanup_tries: Mutex::default(),
-            written: Mutex::default(),
+            echoes: Echoes::default(),
             departed,
         }
     }
@@ -217,6 +221,37 @@ impl Ctx {
         }
     }
 
+    /// Records a status pass of relation `key` that began at `began`.
+    pub fn status_pass(&self, key: &RelationKey, began: Instant) {
+        if let Ok(mut m) = self.status_passes.lock() {
+            m.insert(key.clone(), (Instant::now(), began.elapsed()));
+        }
+    }
+
+    /// Whether relation `key`'s status may be recomputed now: a pass decides
+    /// every consumer of the relation, so passes are spaced to take at most
+    /// 1/[`STATUS_SHARE`] of the time (during a fan-out of many consumers they
+    /// would otherwise cost more than the writes).
+    pub fn status_due(&self, key: &RelationKey) -> bool {
+        let m = match self.status_passes.lock() {
+            Ok(m) => m,
+            Err(_) => return true,
+        };
+        m.get(key)
+            .is_none_or(|(ended, took)| spaced(*ended, *took, Instant::now()))
+    }
+
+    /// Marks the relations `cm` concerns (the one it names, the one whose
+    /// document it holds): what it holds counts in their status.
+    pub fn notify_consumer(&self, cm: &ConfigMap) {
+        let named = declaration::named_relation(&cm.metadata);
+        let bound = bound_to(cm);
+        if bound != named {
+            self.notify(bound);
+        }
+        self.notify(named);
+    }
+
     /// Publishes an Event about `obj`; a failure to publish is logged, a
     /// throttled one only at debug level.
     pub async fn event<K: Resource<DynamicType = ()>>(
@@ -243,6 +278,15 @@ impl Ctx {
             }
         }
     }
+}
+
+/// A relation's status passes take at most one part in this many of the time.
+pub const STATUS_SHARE: u32 = 20;
+
+/// Whether a status pass that ended at `ended` after `took` is far enough
+/// behind at `now`.
+fn spaced(ended: Instant, took: Duration, now: Instant) -> bool {
+    now.saturating_duration_since(ended) >= took * STATUS_SHARE
 }
 
 /// The relation whose document `cm` holds (the operator's bound-to annotation).
@@ -332,6 +376,19 @@ mod tests {
         assert_eq!(b.failures("k"), 2);
         b.succeeded("k");
         assert_eq!(b.gate("k", Some("1")), None);
+    }
+
+    /// A relation's status passes are spaced to take at most 1/STATUS_SHARE of
+    /// the time: a short pass is due again at once, a long one only after
+    /// STATUS_SHARE times its length.
+    #[test]
+    fn status_passes_are_spaced_by_their_cost() {
+        let t0 = Instant::now();
+        let took = Duration::from_millis(100);
+        let later = |ms: u64| t0 + Duration::from_millis(ms);
+        assert!(spaced(t0, Duration::ZERO, t0));
+        assert!(!spaced(t0, took, later(100 * u64::from(STATUS_SHARE) - 1)));
+        assert!(spaced(t0, took, later(100 * u64::from(STATUS_SHARE))));
     }
 
     /// The wait never exceeds the cap, however many failures.

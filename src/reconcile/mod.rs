@@ -8,6 +8,7 @@
 
 pub mod consumer;
 pub mod context;
+pub mod echo;
 pub mod relation;
 pub mod router;
 #[cfg(test)]

@@ -170,7 +170,9 @@ fn holds(cm: &ConfigMap, d: &Decision) -> bool {
 }
 
 async fn apply(rel: &TracingRelation, ctx: &Ctx) -> Result<Action, Error> {
+    let began = Instant::now();
     let status = build_status(ctx, rel);
+    ctx.status_pass(&relation_key(rel), began);
     if rel.status.as_ref() == Some(&status) {
         return Ok(Action::await_change());
     }

@@ -11,7 +11,7 @@
 //! - a consumer left (its label removed, or gone from a re-list): the cleanup
 //!   worker removes the operator's keys from it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,8 +93,16 @@ struct Router<'a> {
 impl Router<'_> {
     fn all_consumers(&self) {
         for cm in self.ctx.caches().consumers.store.state() {
-            let _ = self.consumers.send(ObjectRef::from_obj(&*cm));
+            self.send(&cm);
         }
+    }
+
+    /// Queues `cm` for another cause than its own change: never taken for an echo.
+    fn send(&self, cm: &ConfigMap) {
+        if let Some(uid) = cm.uid() {
+            self.ctx.echoes.other(&uid);
+        }
+        let _ = self.consumers.send(ObjectRef::from_obj(cm));
     }
 
     fn all_relations(&self) {
@@ -105,14 +113,19 @@ impl Router<'_> {
 
     fn consumers_of(&self, k: &RelationKey) {
         for cm in self.ctx.consumers_of(k) {
-            let _ = self.consumers.send(ObjectRef::from_obj(&*cm));
+            self.send(&cm);
         }
     }
 
     async fn consumer(&self, change: Change<ConfigMap>) {
         match change {
             Change::Applied(r) => {
-                let _ = self.consumers.send(r);
+                if !is_echo(self.ctx, &r) {
+                    let _ = self.consumers.send(r);
+                } else if let Some(cm) = self.ctx.caches().consumers.store.get(&r) {
+                    // Its relation's status counts what it holds, now in the cache.
+                    self.ctx.notify_consumer(&cm);
+                }
             }
             Change::Deleted(cm) => {
                 if let (Some(uid), Ok(mut m)) = (cm.uid(), self.ctx.reported.lock()) {
@@ -121,8 +134,8 @@ impl Router<'_> {
                 if let (Some(uid), Ok(mut m)) = (cm.uid(), self.ctx.write_failures.lock()) {
                     m.remove(&uid);
                 }
-                if let (Some(uid), Ok(mut m)) = (cm.uid(), self.ctx.written.lock()) {
-                    m.remove(&uid);
+                if let Some(uid) = cm.uid() {
+                    self.ctx.echoes.forget(&uid);
                 }
                 self.ctx.notify(named_relation(&cm.metadata));
                 self.ctx.notify(bound_to(&cm));
@@ -144,14 +157,22 @@ impl Router<'_> {
     ) {
         match change {
             Change::Applied(r) => {
-                let _ = self.relations.send(r.clone());
-                if let Some(rel) = self.ctx.caches().relations.store.get(&r) {
-                    let seen = (
+                let seen = self.ctx.caches().relations.store.get(&r).map(|rel| {
+                    (
                         rel.metadata.generation,
                         rel.metadata.deletion_timestamp.is_some(),
-                    );
-                    if generations.insert(r.clone(), seen) != Some(seen) {
+                    )
+                });
+                match seen {
+                    Some(seen) if generations.insert(r.clone(), seen) != Some(seen) => {
+                        let _ = self.relations.send(r.clone());
                         self.consumers_of(&key(&r));
+                    }
+                    // Not its spec nor its deletion (its status, say): at the next
+                    // flush, with the status passes spaced out.
+                    Some(_) => self.ctx.notify(Some(key(&r))),
+                    None => {
+                        let _ = self.relations.send(r);
                     }
                 }
             }
@@ -189,9 +210,24 @@ impl Router<'_> {
     fn namespace(&self, ns: &str) {
         let store = &self.ctx.caches().consumers.store;
         for cm in store.state_filter(|cm| cm.namespace().as_deref() == Some(ns)) {
-            let _ = self.consumers.send(ObjectRef::from_obj(&*cm));
+            self.send(&cm);
         }
     }
+}
+
+/// Whether a change of a consumer is the echo of this term's last apply to it
+/// (counted, and not reconciled): the version of the watch event itself (its
+/// reference carries it, not the store's, which may be newer) is the one the
+/// apply answered with.
+pub(super) fn is_echo(ctx: &Ctx, r: &ObjectRef<ConfigMap>) -> bool {
+    let echo = match (&r.extra.uid, &r.extra.resource_version) {
+        (Some(uid), Some(version)) => ctx.echoes.event(uid, version),
+        _ => false,
+    };
+    if echo {
+        ctx.metrics().echoes_skipped.inc();
+    }
+    echo
 }
 
 fn key(r: &ObjectRef<TracingRelation>) -> RelationKey {
@@ -200,18 +236,24 @@ fn key(r: &ObjectRef<TracingRelation>) -> RelationKey {
 
 /// Sends the relations marked by [`Ctx::notify`] to the relation controller every
 /// 300 ms: at most a few status writes per second per relation, and no stream
-/// of consumer changes can postpone one. A relation in backoff waits it out
-/// (its reconcile checks the backoff first).
+/// of consumer changes can postpone one. A relation whose last status pass was
+/// long (many consumers) waits until [`Ctx::status_due`]; one in backoff waits
+/// it out (its reconcile checks the backoff first).
 pub async fn flush(ctx: Arc<Ctx>, relations: RelationTx) {
     let mut tick = tokio::time::interval(Duration::from_millis(300));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let dirty = match ctx.dirty.lock() {
-            Ok(mut d) => std::mem::take(&mut *d),
+        let due: HashSet<RelationKey> = match ctx.dirty.lock() {
+            Ok(mut d) => {
+                let all = std::mem::take(&mut *d);
+                let (due, later) = all.into_iter().partition(|k| ctx.status_due(k));
+                *d = later;
+                due
+            }
             Err(_) => continue,
         };
-        for k in dirty {
+        for k in due {
             let _ = relations.send(rel_ref(&k));
         }
     }

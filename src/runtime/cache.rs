@@ -21,7 +21,7 @@ use kube::{Client, Resource};
 use tokio::sync::broadcast;
 
 use crate::api::TracingRelation;
-use crate::core::contract::{FIELD_MANAGER, RELATION_LABEL};
+use crate::core::contract::RELATION_LABEL;
 
 /// A watcher stream and the namespace it watches (`None`: the whole cluster).
 pub type ScopedStream<K> = (
@@ -31,7 +31,8 @@ pub type ScopedStream<K> = (
 
 /// What happened to an object of a cache.
 pub enum Change<K: Resource<DynamicType = ()>> {
-    /// Added or modified; the store holds the new version.
+    /// Added or modified; the store holds the new version. The reference
+    /// carries the uid and resourceVersion of this very event.
     Applied(ObjectRef<K>),
     /// Gone from the watch (deleted, or its label no longer matches): the last version.
     Deleted(Arc<K>),
@@ -286,7 +287,9 @@ where
 
 impl Caches {
     /// Starts all watches; `namespaces` empty means cluster-wide. Consumers are
-    /// watched by their label only, so memory follows the number of consumers.
+    /// watched by their label only, so memory follows the number of consumers,
+    /// and kept as [`crate::core::slim::consumer`] reduces them: what the
+    /// decisions read, not what the consumers hold.
     pub fn spawn(client: &Client, namespaces: &[String]) -> Self {
         let consumers_cfg = watcher::Config::default().labels(RELATION_LABEL);
         let relations = Cache::spawn(
@@ -300,7 +303,12 @@ impl Caches {
         );
         let consumers = Cache::spawn(
             "ConfigMap",
-            per_ns(client, namespaces, consumers_cfg, keep_own_managed_fields),
+            per_ns(
+                client,
+                namespaces,
+                consumers_cfg,
+                crate::core::slim::consumer,
+            ),
         );
         let services = Cache::spawn(
             "Service",
@@ -365,14 +373,6 @@ impl Caches {
             services: Cache::from_objects(services),
             namespaces: None,
         }
-    }
-}
-
-/// Consumers keep only the operator's own managedFields entries: they are how
-/// the operator knows which keys it wrote there.
-fn keep_own_managed_fields(cm: &mut ConfigMap) {
-    if let Some(m) = cm.metadata.managed_fields.as_mut() {
-        m.retain(|e| e.manager.as_deref() == Some(FIELD_MANAGER));
     }
 }
 

@@ -58,6 +58,7 @@ pub struct Metrics {
     pub relations: Gauge,
     pub writes_sent: Counter,
     pub writes_skipped: Counter,
+    pub echoes_skipped: Counter,
     pub rejections: Family<ReasonLabel, Counter>,
     pub write_failures: Family<ReasonLabel, Counter>,
     pub cleanups_abandoned: Counter,
@@ -120,6 +121,12 @@ impl Default for Metrics {
             "Consumer reconciles that sent no write because nothing would change",
             writes_skipped.clone(),
         );
+        let echoes_skipped = Counter::default();
+        registry.register(
+            "consumer_echoes_skipped",
+            "Changes of consumers recognised as the echo of the operator's own apply (same resourceVersion), not reconciled",
+            echoes_skipped.clone(),
+        );
         let rejections = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "consumer_rejections",
@@ -168,6 +175,7 @@ impl Default for Metrics {
             relations,
             writes_sent,
             writes_skipped,
+            echoes_skipped,
             rejections,
             write_failures,
             cleanups_abandoned,

@@ -10,6 +10,7 @@
 
 mod api;
 mod checks;
+mod echo;
 mod fixtures;
 mod term;
 

@@ -1,0 +1,286 @@
+//! The slim consumer decides as the whole ConfigMap does.
+use super::*;
+use crate::api::{Backend, EndpointBackend, TracingRelation, TracingRelationSpec};
+use crate::core::backend::BackendError;
+use crate::core::checks::{self, Facts};
+use crate::core::declaration;
+use crate::core::document::Endpoint;
+use crate::core::patch;
+use serde_json::json;
+
+/// A ConfigMap as the API server sends it, with `extra` merged over a
+/// consumer of `shop/tempo` that holds keys, annotations and labels of its own,
+/// kubectl's last-applied annotation and the creator's managedFields entry.
+fn stored(extra: Value) -> ConfigMap {
+    let mut v = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {
+            "name": "cart", "namespace": "shop", "uid": "u-1", "resourceVersion": "42",
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+            "labels": {"tracing.relations.dev/relation": "tempo", "app": "cart"},
+            "annotations": {
+                "tracing.relations.dev/receivers": "otlp_grpc,otlp_http",
+                "team": "shop",
+                "kubectl.kubernetes.io/last-applied-configuration": "x".repeat(4096),
+            },
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "cart", "uid": "d-1"}],
+            "managedFields": [{
+                "manager": "kubectl-client-side-apply", "operation": "Update", "apiVersion": "v1",
+                "time": "2026-01-01T00:00:00Z", "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:data": {".": {}, "f:app.conf": {}}, "f:metadata": {"f:labels": {".": {}, "f:app": {}}}},
+            }],
+        },
+        "data": {"app.conf": "y".repeat(8192)},
+        "binaryData": {"blob": "AAEC"},
+    });
+    merge(&mut v, extra);
+    serde_json::from_value(v).unwrap()
+}
+
+fn merge(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => a.extend(b),
+        (slot, v) => *slot = v,
+    }
+}
+
+/// The operator's Apply entry with `fields`, as the API server records it.
+fn operator_entry(fields: Value) -> Value {
+    json!({"metadata": {"managedFields": [{
+        "manager": FIELD_MANAGER, "operation": "Apply", "apiVersion": "v1",
+        "time": "2026-01-02T00:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": fields,
+    }]}})
+}
+
+/// Adds `fields` to what the operator's entry of `v` (its first) claims.
+fn claim(v: &mut Value, fields: Value) {
+    merge(&mut v["metadata"]["managedFields"][0]["fieldsV1"], fields);
+}
+
+/// The document of a bound consumer and the operator's entry that owns it.
+fn bound(owned_data: &[&str]) -> Value {
+    let doc = crate::core::document::build(&endpoint(), None);
+    let mut data = Map::new();
+    for k in owned_data {
+        data.insert(format!("f:{k}"), json!({}));
+    }
+    let mut v = operator_entry(json!({
+        "f:data": Value::Object(data),
+        "f:metadata": {"f:annotations": {".": {},
+            "f:tracing.relations.dev/state": {}, "f:tracing.relations.dev/document-hash": {},
+            "f:tracing.relations.dev/bound-to": {}, "f:tracing.relations.dev/keys": {}},
+          "f:labels": {"f:tracing.relations.dev/managed": {}}},
+    }));
+    merge(
+        &mut v,
+        json!({
+            "data": doc.data,
+            "metadata": {
+                "labels": {"tracing.relations.dev/managed": "true"},
+                "annotations": {
+                    "tracing.relations.dev/state": "Bound",
+                    "tracing.relations.dev/document-hash": doc.hash(),
+                    "tracing.relations.dev/bound-to": "shop/tempo",
+                    "tracing.relations.dev/keys": doc.keys(),
+                },
+            },
+        }),
+    );
+    v
+}
+
+fn endpoint() -> Endpoint {
+    Endpoint {
+        hostname: "tempo.shop.svc.cluster.local".into(),
+        tempo_port: Some(3200),
+        otlp_grpc_port: Some(4317),
+        otlp_http_port: Some(4318),
+        zipkin_port: Some(9411),
+        ..Default::default()
+    }
+}
+
+fn relation() -> TracingRelation {
+    let mut r = TracingRelation::new(
+        "tempo",
+        TracingRelationSpec {
+            interface: "tracing".into(),
+            role: "provides".into(),
+            backend: Backend {
+                endpoint: Some(EndpointBackend {
+                    hostname: "tempo.shop.svc.cluster.local".into(),
+                    tempo_port: 3200,
+                    otlp_grpc_port: 4317,
+                    otlp_http_port: 4318,
+                    zipkin_port: 9411,
+                    jaeger_thrift_http_port: None,
+                    jaeger_grpc_port: None,
+                }),
+                ..Default::default()
+            },
+            consumers: None,
+        },
+    );
+    r.metadata.namespace = Some("shop".into());
+    r
+}
+
+/// The consumers of the check: fresh, bound, hand-edited, in conflict, forged
+/// (echoable and not), immutable, claimed by an Update entry under the
+/// operator's name, and one that left its relation.
+fn cases() -> Vec<(&'static str, ConfigMap)> {
+    let doc = crate::core::document::build(&endpoint(), None);
+    let all: Vec<&str> = doc.data.keys().map(String::as_str).collect();
+    let mut edited = bound(&all[1..]);
+    merge(&mut edited, json!({"data": {all[0]: "edited by hand"}}));
+    let mut forged = bound(&all);
+    claim(
+        &mut forged,
+        json!({
+            "f:data": {"f:app.conf": {}}, "f:binaryData": {"f:blob": {}},
+            "f:metadata": {"f:annotations": {"f:team": {}}, "f:labels": {"f:app": {}}},
+        }),
+    );
+    let mut immutable = bound(&all);
+    merge(&mut immutable, json!({"immutable": true}));
+    let mut update = bound(&all);
+    if let Some(e) = update["metadata"]["managedFields"].get_mut(0) {
+        e["operation"] = json!("Update");
+    }
+    let mut left = stored(bound(&all));
+    if let Some(l) = left.metadata.labels.as_mut() {
+        l.remove(crate::core::contract::RELATION_LABEL);
+    }
+    vec![
+        ("fresh", stored(json!({}))),
+        ("bound", stored(bound(&all))),
+        ("hand-edited", stored(edited)),
+        (
+            "conflict",
+            stored(json!({"data": {all[0]: "mine"}, "binaryData": {"receivers": "AA=="}})),
+        ),
+        ("forged", stored(forged)),
+        (
+            "forged, unechoable",
+            stored(operator_entry(json!({"f:metadata": {"f:finalizers": {}}}))),
+        ),
+        ("immutable", stored(immutable)),
+        ("update entry", stored(update)),
+        ("left", left),
+    ]
+}
+
+/// A relation (or none) and its backend.
+type World<'a> = (
+    &'a str,
+    Option<&'a TracingRelation>,
+    Option<&'a Result<Endpoint, BackendError>>,
+);
+
+/// Every decision about the slim consumer is the one about the whole
+/// ConfigMap: declaration, ownership, `decide` (bound, pending, relation gone),
+/// the apply body (`patch`) and the unbind body, byte for byte.
+#[test]
+fn slim_consumer_decides_the_same() {
+    let rel = relation();
+    let ns_labels = BTreeMap::from([(
+        "kubernetes.io/metadata.name".to_string(),
+        "shop".to_string(),
+    )]);
+    let ok: Result<Endpoint, BackendError> = Ok(endpoint());
+    let gone: Result<Endpoint, BackendError> = Err(BackendError::Ambiguous);
+    let worlds: [World<'_>; 3] = [
+        ("backend ok", Some(&rel), Some(&ok)),
+        ("backend gone", Some(&rel), Some(&gone)),
+        ("no relation", None, None),
+    ];
+    let mut forged = 0;
+    for (case, full) in cases() {
+        let mut slim = full.clone();
+        consumer(&mut slim);
+        let (own_full, own_slim) = (Ownership::of(&full.metadata), Ownership::of(&slim.metadata));
+        assert_eq!(own_full, own_slim, "{case}: ownership");
+        forged += usize::from(!own_full.foreign.is_empty());
+        let (decl_full, decl_slim) = (
+            declaration::of(&full.metadata),
+            declaration::of(&slim.metadata),
+        );
+        assert_eq!(decl_full, decl_slim, "{case}: declaration");
+        assert_eq!(
+            declaration::named_relation(&full.metadata),
+            declaration::named_relation(&slim.metadata),
+            "{case}"
+        );
+        for (world, relation, backend) in worlds {
+            let facts = |cm, declaration, ownership| Facts {
+                consumer: cm,
+                declaration,
+                ownership,
+                relation,
+                namespace_labels: &ns_labels,
+                backend,
+            };
+            let d_full = checks::decide(&facts(&full, &decl_full, &own_full));
+            let d_slim = checks::decide(&facts(&slim, &decl_slim, &own_slim));
+            assert_eq!(d_full, d_slim, "{case}, {world}: decision");
+            assert_eq!(
+                patch::patch(&full, &own_full, &d_full),
+                patch::patch(&slim, &own_slim, &d_slim),
+                "{case}, {world}: apply body"
+            );
+        }
+        assert_eq!(
+            patch::unbind(&full, &own_full),
+            patch::unbind(&slim, &own_slim),
+            "{case}: unbind body"
+        );
+    }
+    assert_eq!(
+        forged, 2,
+        "the forged cases claim fields beyond the operator's"
+    );
+}
+
+/// The slim consumer holds none of the consumer's own data, no other labels
+/// or annotations than the contract's, and only the operator's Apply entry,
+/// without its timestamp and `.` markers; what a forged entry claims stays.
+#[test]
+fn slim_consumer_keeps_only_what_decisions_read() {
+    let mut cm = stored(bound(&["receivers"]));
+    consumer(&mut cm);
+    let data = cm.data.as_ref().unwrap();
+    assert!(!data.contains_key("app.conf"));
+    assert!(data.contains_key("receivers"));
+    assert_eq!(cm.binary_data, None);
+    let ann = cm.metadata.annotations.as_ref().unwrap();
+    assert!(
+        ann.keys().all(|k| k.starts_with(CONTRACT_PREFIX)),
+        "{ann:?}"
+    );
+    assert!(!cm.metadata.labels.as_ref().unwrap().contains_key("app"));
+    let [entry] = cm.metadata.managed_fields.as_deref().unwrap() else {
+        panic!("{:?}", cm.metadata.managed_fields)
+    };
+    assert_eq!(entry.time, None);
+    assert!(
+        !entry
+            .fields_v1
+            .as_ref()
+            .unwrap()
+            .0
+            .to_string()
+            .contains("\".\"")
+    );
+    assert!(cm.metadata.owner_references.is_none() && cm.metadata.creation_timestamp.is_none());
+
+    let mut forged = bound(&["receivers"]);
+    claim(&mut forged, json!({"f:data": {"f:app.conf": {}}}));
+    let mut cm = stored(forged);
+    consumer(&mut cm);
+    assert_eq!(cm.data.as_ref().unwrap()["app.conf"], "y".repeat(8192));
+}
