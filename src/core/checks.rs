@@ -282,42 +282,24 @@ fn check_keys(cm: &ConfigMap, own: &Ownership) -> Result<(), Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Backend, ConsumerPolicy, EndpointBackend, TracingRelationSpec};
+    use crate::api::ConsumerPolicy;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
     /// A selector the operator cannot read (the CRD refuses it, but an object may
     /// predate that rule) admits nobody: consent is never assumed.
     #[test]
     fn unreadable_selector_admits_nobody() {
-        let mut rel = TracingRelation::new(
-            "tempo",
-            TracingRelationSpec {
-                interface: "tracing".into(),
-                role: "provides".into(),
-                backend: Backend {
-                    endpoint: Some(EndpointBackend {
-                        hostname: "t".into(),
-                        tempo_port: 3200,
-                        otlp_grpc_port: 4317,
-                        otlp_http_port: 4318,
-                        zipkin_port: 9411,
-                        jaeger_thrift_http_port: None,
-                        jaeger_grpc_port: None,
-                    }),
-                    ..Default::default()
-                },
-                consumers: Some(ConsumerPolicy {
-                    namespace_selector: Some(LabelSelector {
-                        match_expressions: Some(vec![LabelSelectorRequirement {
-                            key: "kubernetes.io/metadata.name".into(),
-                            operator: "Matches".into(),
-                            values: Some(vec!["obs".into()]),
-                        }]),
-                        ..Default::default()
-                    }),
-                }),
-            },
-        );
+        let mut rel = crate::core::fixtures::endpoint_relation("obs", "t");
+        rel.spec.consumers = Some(ConsumerPolicy {
+            namespace_selector: Some(LabelSelector {
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: "kubernetes.io/metadata.name".into(),
+                    operator: "Matches".into(),
+                    values: Some(vec!["obs".into()]),
+                }]),
+                ..Default::default()
+            }),
+        });
         rel.metadata.namespace = Some("obs".into());
         let mut cm = ConfigMap::default();
         cm.metadata.namespace = Some("obs".into());

@@ -424,18 +424,7 @@ fn sdk_variables(
 pub(crate) mod tests {
     use super::*;
 
-    /// An endpoint with the seed's five ports on `host` (shared by the reading
-    /// side's tests).
-    pub(crate) fn seed_endpoint(host: &str) -> Endpoint {
-        Endpoint {
-            hostname: host.into(),
-            tempo_port: Some(3200),
-            otlp_grpc_port: Some(4317),
-            otlp_http_port: Some(4318),
-            zipkin_port: Some(9411),
-            ..Default::default()
-        }
-    }
+    pub(crate) use crate::core::fixtures::seed_endpoint;
 
     /// The v0 document is the seed's `yaml.safe_dump` output: sorted keys, trailing newline.
     #[test]

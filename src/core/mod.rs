@@ -11,6 +11,8 @@ pub mod checks;
 pub mod contract;
 pub mod declaration;
 pub mod document;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod ownership;
 pub mod patch;
 pub mod pyyaml;

@@ -198,14 +198,7 @@ mod tests {
     };
 
     fn endpoint() -> Endpoint {
-        Endpoint {
-            hostname: "tempo.obs.svc.cluster.local".into(),
-            tempo_port: Some(3200),
-            otlp_grpc_port: Some(4317),
-            otlp_http_port: Some(4318),
-            zipkin_port: Some(9411),
-            ..Default::default()
-        }
+        crate::core::fixtures::seed_endpoint("tempo.obs.svc.cluster.local")
     }
 
     fn bind() -> Decision {

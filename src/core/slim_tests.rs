@@ -1,6 +1,6 @@
 //! The slim consumer decides as the whole ConfigMap does.
 use super::*;
-use crate::api::{Backend, EndpointBackend, TracingRelation, TracingRelationSpec};
+use crate::api::TracingRelation;
 use crate::core::backend::BackendError;
 use crate::core::checks::{self, Facts};
 use crate::core::declaration;
@@ -95,39 +95,11 @@ fn bound(owned_data: &[&str]) -> Value {
 }
 
 fn endpoint() -> Endpoint {
-    Endpoint {
-        hostname: "tempo.shop.svc.cluster.local".into(),
-        tempo_port: Some(3200),
-        otlp_grpc_port: Some(4317),
-        otlp_http_port: Some(4318),
-        zipkin_port: Some(9411),
-        ..Default::default()
-    }
+    crate::core::fixtures::seed_endpoint("tempo.shop.svc.cluster.local")
 }
 
 fn relation() -> TracingRelation {
-    let mut r = TracingRelation::new(
-        "tempo",
-        TracingRelationSpec {
-            interface: "tracing".into(),
-            role: "provides".into(),
-            backend: Backend {
-                endpoint: Some(EndpointBackend {
-                    hostname: "tempo.shop.svc.cluster.local".into(),
-                    tempo_port: 3200,
-                    otlp_grpc_port: 4317,
-                    otlp_http_port: 4318,
-                    zipkin_port: 9411,
-                    jaeger_thrift_http_port: None,
-                    jaeger_grpc_port: None,
-                }),
-                ..Default::default()
-            },
-            consumers: None,
-        },
-    );
-    r.metadata.namespace = Some("shop".into());
-    r
+    crate::core::fixtures::endpoint_relation("shop", "tempo.shop.svc.cluster.local")
 }
 
 /// The consumers of the check: fresh, bound, hand-edited, in conflict, forged

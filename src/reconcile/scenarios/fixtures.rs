@@ -8,10 +8,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, ObjectMeta};
 use serde_json::{Value, json};
 
-use crate::api::{
-    Backend, EndpointBackend, INTERFACE_TRACING, ROLE_PROVIDES, TracingRelation,
-    TracingRelationSpec,
-};
+use crate::api::TracingRelation;
 use crate::core::contract::{FIELD_MANAGER, RELATION_LABEL};
 use crate::core::declaration::RelationKey;
 
@@ -24,27 +21,7 @@ pub(super) const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/shop/eve
 
 /// Relation `shop/tempo` with an explicit endpoint backend (no Service to resolve).
 pub(super) fn relation() -> TracingRelation {
-    let mut rel = TracingRelation::new(
-        "tempo",
-        TracingRelationSpec {
-            interface: INTERFACE_TRACING.into(),
-            role: ROLE_PROVIDES.into(),
-            backend: Backend {
-                endpoint: Some(EndpointBackend {
-                    hostname: HOST.into(),
-                    tempo_port: 3200,
-                    otlp_grpc_port: 4317,
-                    otlp_http_port: 4318,
-                    zipkin_port: 9411,
-                    jaeger_thrift_http_port: None,
-                    jaeger_grpc_port: None,
-                }),
-                ..Default::default()
-            },
-            consumers: None,
-        },
-    );
-    rel.metadata.namespace = Some(NS.into());
+    let mut rel = crate::core::fixtures::endpoint_relation(NS, HOST);
     rel.metadata.uid = Some("0c1d2e3f-aaaa-4bbb-8ccc-000000000001".into());
     rel
 }
