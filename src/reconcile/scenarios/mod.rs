@@ -47,6 +47,19 @@ async fn run(
     serve(api, reconcile(Arc::new(cm.clone()), ctx.clone()), answer).await
 }
 
+/// Reconciles a fresh consumer while the API server answers with `answer`;
+/// checks that its apply was the one request (no Event, no retry).
+async fn one_apply(case: &str, answer: Answer) -> (Arc<Ctx>, ConfigMap, Result<Action, Error>) {
+    let cm = fresh_consumer();
+    let (ctx, mut api) = term(vec![cm.clone()]);
+    let (res, sent) = run(&ctx, &mut api, &cm, with_events(|_| answer())).await;
+    let [apply] = sent.as_slice() else {
+        panic!("{case}: {sent:#?}")
+    };
+    assert_apply(apply);
+    (ctx, cm, res)
+}
+
 /// A failed reconcile's error, and the requeue the error policy chooses for it.
 fn policy(ctx: &Arc<Ctx>, cm: &ConfigMap, res: Result<Action, Error>) -> (Error, Duration) {
     let err = res.expect_err("the reconcile fails");
@@ -143,13 +156,7 @@ async fn consumer_gone_before_the_write_is_nothing_to_do() {
         ("422 metadata.uid immutable", uid_replaced),
     ];
     for (case, answer) in cases {
-        let cm = fresh_consumer();
-        let (ctx, mut api) = term(vec![cm.clone()]);
-        let (res, sent) = run(&ctx, &mut api, &cm, with_events(|_| answer())).await;
-        let [apply] = sent.as_slice() else {
-            panic!("{case}: {sent:#?}")
-        };
-        assert_apply(apply);
+        let (ctx, cm, res) = one_apply(case, answer).await;
         assert_eq!(res.unwrap(), Action::await_change(), "{case}");
         assert_eq!(counts(&ctx), Counts::default(), "{case}");
         assert_eq!(recorded_failure(&ctx), None, "{case}");
@@ -199,13 +206,7 @@ async fn throttled_write_is_retried_soon_without_a_warning() {
         ("Status", throttled_status),
     ];
     for (case, answer) in cases {
-        let cm = fresh_consumer();
-        let (ctx, mut api) = term(vec![cm.clone()]);
-        let (res, sent) = run(&ctx, &mut api, &cm, with_events(|_| answer())).await;
-        let [apply] = sent.as_slice() else {
-            panic!("{case}: {sent:#?}")
-        };
-        assert_apply(apply);
+        let (ctx, cm, res) = one_apply(case, answer).await;
         let (err, wait) = policy(&ctx, &cm, res);
         assert_eq!(err.reason(), Reason::Throttled, "{case}");
         let soon = Duration::from_millis(500)..=Duration::from_millis(2500);
