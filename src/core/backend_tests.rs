@@ -45,6 +45,11 @@ fn with_query(name: &str, query: QueryService) -> Backend {
     b
 }
 
+/// The query Service of a backend made by `with_query`, to change one field.
+fn query_of(b: &mut Backend) -> &mut QueryService {
+    b.service.as_mut().unwrap().query.as_mut().unwrap()
+}
+
 fn query(name: &str) -> QueryService {
     QueryService {
         name: name.into(),
@@ -228,13 +233,7 @@ fn query_port_name_precedence() {
         resolve(&b, "o", pair(&d, &q), "c").unwrap().tempo_port,
         Some(8080)
     );
-    b.service
-        .as_mut()
-        .unwrap()
-        .query
-        .as_mut()
-        .unwrap()
-        .port_name = None;
+    query_of(&mut b).port_name = None;
     assert_eq!(
         resolve(&b, "o", pair(&d, &q), "c").unwrap().tempo_port,
         Some(9000)
@@ -252,13 +251,7 @@ fn query_namespace_defaults() {
     b.service.as_mut().unwrap().namespace = Some("tempo".into());
     let t = targets(&b, "rel-ns").unwrap();
     assert_eq!(t.query.unwrap().key(), ("tempo".into(), "q".into()));
-    b.service
-        .as_mut()
-        .unwrap()
-        .query
-        .as_mut()
-        .unwrap()
-        .namespace = Some("other".into());
+    query_of(&mut b).namespace = Some("other".into());
     let t = targets(&b, "rel-ns").unwrap();
     assert_eq!(t.query.unwrap().key(), ("other".into(), "q".into()));
 }

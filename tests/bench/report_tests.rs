@@ -127,29 +127,23 @@ fn table_and_verdicts() {
 /// row says so (N marked with *).
 #[test]
 fn all_disturbed_is_marked() {
-    let r = row(
-        100,
-        20,
-        Writes::default(),
+    // A disturbed fan-out and a quiet floor.
+    let runs = || {
         vec![
             run(Kind::FanOut, 300, 30, 0.8, 100),
             run(Kind::Floor, 250, 20, 0.1, 0),
-        ],
-    );
+        ]
+    };
+    let r = row(100, 20, Writes::default(), runs());
     assert!(r.disturbed());
     assert_eq!(r.fanout(), Duration::from_millis(300));
     // The quiet floor's kind keeps all its runs too: no ratio of quiet to disturbed.
-    let mixed = row(
-        100,
-        20,
-        Writes::default(),
-        vec![
-            run(Kind::FanOut, 300, 30, 0.8, 100),
-            run(Kind::Floor, 250, 20, 0.1, 0),
-            run(Kind::Floor, 900, 20, 0.9, 0),
-            run(Kind::Floor, 1000, 20, 0.9, 0),
-        ],
-    );
+    let mut mixed_runs = runs();
+    mixed_runs.extend([
+        run(Kind::Floor, 900, 20, 0.9, 0),
+        run(Kind::Floor, 1000, 20, 0.9, 0),
+    ]);
+    let mixed = row(100, 20, Writes::default(), mixed_runs);
     assert_eq!(mixed.floor(), Duration::from_millis(900));
     assert!(table(std::slice::from_ref(&r)).contains("| 100* |"));
     let v = verdicts(&[r]).join("\n");
