@@ -93,6 +93,52 @@ pub struct TracingRelationSpec {
     /// this relation's own namespace may bind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumers: Option<ConsumerPolicy>,
+    /// Set when the receivers serve TLS: consumers then get `https://` URLs and,
+    /// with `caConfigMap`, the CA bundle that verifies the receivers. When absent,
+    /// the receivers are plain text (`http://`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+}
+
+/// A ConfigMap key (what the API server accepts as a key of `data`).
+const CONFIGMAP_KEY_RULE: &str =
+    "self.size() <= 253 && self.matches('^[-._a-zA-Z0-9]+$') && self != '.' && self != '..'";
+/// A ConfigMap name (a DNS-1123 subdomain).
+const CONFIGMAP_NAME_RULE: &str = "self.size() <= 253 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";
+
+/// TLS of the receivers. The operator never reads Secrets: the CA comes from a
+/// ConfigMap, such as a trust-manager `Bundle` target.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// The ConfigMap, in this relation's namespace, holding the PEM bundle of the
+    /// CA that signed the receivers' certificates. The operator copies its
+    /// certificates into every bound consumer under the key `ca.crt` and points
+    /// `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE` at it; a change of the bundle
+    /// rewrites every consumer. When absent, consumers verify the receivers
+    /// against the trust store of their own image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_config_map: Option<CaConfigMapRef>,
+}
+
+/// A key of a ConfigMap in the relation's namespace.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CaConfigMapRef {
+    /// The name of the ConfigMap.
+    #[x_kube(validation = kube::core::Rule::new(CONFIGMAP_NAME_RULE).message("spec.tls.caConfigMap.name must be a ConfigMap name (a DNS-1123 subdomain)"))]
+    pub name: String,
+    /// The key of the PEM bundle in the ConfigMap's data. Defaults to `ca.crt`.
+    #[serde(default = "default_ca_key")]
+    #[x_kube(validation = kube::core::Rule::new(CONFIGMAP_KEY_RULE).message("spec.tls.caConfigMap.key must be a ConfigMap key (letters, digits, '-', '_' and '.')"))]
+    pub key: String,
+}
+
+/// The default key of the CA bundle, in the CA ConfigMap and in consumers.
+pub const DEFAULT_CA_KEY: &str = "ca.crt";
+
+fn default_ca_key() -> String {
+    DEFAULT_CA_KEY.to_string()
 }
 
 /// A label selector the operator can evaluate (as `kubectl` would).

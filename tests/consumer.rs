@@ -164,7 +164,11 @@ fn check_round_trip(ep: &Endpoint, requested: Option<&[Protocol]>, e: &Endpoints
     assert_eq!(e.receivers, written);
     for p in &doc.receivers {
         let port = p.port(ep).unwrap();
-        assert_eq!(e.endpoint_for(*p), Some(p.url(&ep.hostname, port)), "{p}");
+        assert_eq!(
+            e.endpoint_for(*p),
+            Some(p.url(ep.scheme(), &ep.hostname, port)),
+            "{p}"
+        );
         assert_eq!(e.port_for(*p), Some(port), "{p}");
     }
     for p in Protocol::ALL {

@@ -532,6 +532,7 @@ proptest! {
                 role: ROLE_PROVIDES.into(),
                 backend: Backend::default(),
                 consumers: None,
+                tls: None,
             },
         );
         rel.metadata.namespace = Some("obs".into());

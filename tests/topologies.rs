@@ -216,6 +216,7 @@ fn endpoint(host: &str, ports: [Option<u16>; 6]) -> Endpoint {
         zipkin_port: zipkin,
         jaeger_thrift_http_port: thrift_http,
         jaeger_grpc_port: jaeger_grpc,
+        tls: None,
     }
 }
 

@@ -50,7 +50,9 @@ pub struct EndpointArgs {
     pub dir: PathBuf,
     /// Receiver protocol to print [default: otlp_grpc]. otlp_grpc prints the
     /// seed's http://host:port; grpc protocols otherwise print host:port, http
-    /// ones http://host:port. With --format env it is only checked to be offered.
+    /// ones http://host:port (https:// when the receivers serve TLS; the JSON
+    /// format also gives the scheme and the CA file). With --format env it is
+    /// only checked to be offered.
     #[arg(long, value_name = "NAME", value_parser = protocol_parser())]
     pub protocol: Option<Protocol>,
     /// Output format.
@@ -156,6 +158,8 @@ pub fn render(
             let url = endpoints.require(p)?;
             let value = serde_json::json!({
                 "protocol": p.name(),
+                "scheme": endpoints.scheme().as_str(),
+                "ca_file": endpoints.ca_file,
                 "url": url,
                 "hostname": endpoints.hostname(),
                 "port": endpoints.port_for(p),

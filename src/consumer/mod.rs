@@ -50,10 +50,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::core::document::{
-    DATA_KEYS, KEY_OTEL_ENDPOINT, KEY_OTEL_PROTOCOL, KEY_OTEL_TRACES_ENDPOINT,
-    KEY_OTEL_TRACES_EXPORTER, KEY_OTEL_TRACES_PROTOCOL, KEY_OTEL_ZIPKIN_ENDPOINT,
-    KEY_OTLP_GRPC_ENDPOINT, KEY_OTLP_HTTP_ENDPOINT, KEY_RECEIVERS, KEY_TEMPO_ENDPOINT, Protocol,
-    Receiver,
+    DATA_KEYS, KEY_CA, KEY_OTEL_CERTIFICATE, KEY_OTEL_ENDPOINT, KEY_OTEL_PROTOCOL,
+    KEY_OTEL_TRACES_CERTIFICATE, KEY_OTEL_TRACES_ENDPOINT, KEY_OTEL_TRACES_EXPORTER,
+    KEY_OTEL_TRACES_PROTOCOL, KEY_OTEL_ZIPKIN_ENDPOINT, KEY_OTLP_GRPC_ENDPOINT,
+    KEY_OTLP_HTTP_ENDPOINT, KEY_RECEIVERS, KEY_TEMPO_ENDPOINT, Protocol, Receiver, Scheme,
 };
 
 pub mod cli;
@@ -212,6 +212,21 @@ pub struct Endpoints {
     /// `OTEL_EXPORTER_OTLP_PROTOCOL`, as written (only on the consumer's request).
     #[serde(rename = "OTEL_EXPORTER_OTLP_PROTOCOL")]
     pub otel_exporter_otlp_protocol: Option<String>,
+    /// `ca.crt`, as written: the CA bundle (PEM) that verifies TLS receivers.
+    #[serde(rename = "ca.crt")]
+    pub ca_crt: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE`, as written: where the operator
+    /// was told the pods mount `ca.crt`.
+    #[serde(rename = "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE")]
+    pub otel_exporter_otlp_traces_certificate: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_CERTIFICATE`, as written (only on the consumer's
+    /// request for all signals).
+    #[serde(rename = "OTEL_EXPORTER_OTLP_CERTIFICATE")]
+    pub otel_exporter_otlp_certificate: Option<String>,
+    /// The CA file in this pod: `ca.crt` in the directory [`read_dir`] read;
+    /// from [`Endpoints::from_data`], the written certificate variable.
+    #[serde(skip)]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Endpoints {
@@ -220,6 +235,21 @@ impl Endpoints {
     /// the relation is [`Error::NotBound`].
     pub fn from_data(data: &BTreeMap<String, String>) -> Result<Self, Error> {
         from_data_at(data, "the ConfigMap data")
+    }
+
+    /// `https` when the receivers serve TLS (a URL written with `https://`).
+    pub fn scheme(&self) -> Scheme {
+        let urls = [
+            &self.otlp_grpc_endpoint,
+            &self.otlp_http_endpoint,
+            &self.otel_exporter_otlp_traces_endpoint,
+            &self.otel_exporter_zipkin_endpoint,
+        ];
+        let https = urls.into_iter().flatten().map(String::as_str);
+        let https = https
+            .chain(self.receivers.iter().map(|r| r.url.as_str()))
+            .any(|u| u.starts_with("https://"));
+        if https { Scheme::Https } else { Scheme::Http }
     }
 
     /// The hostname of the backend.
@@ -255,20 +285,27 @@ impl Endpoints {
             return None;
         }
         if let Some(t) = &self.tempo_endpoint {
-            return Some(t.otlp_grpc_endpoint());
+            // The v0 document has no scheme: the seed's `http`, unless the
+            // receivers serve TLS.
+            return Some(format!(
+                "{}://{}:{}",
+                self.scheme(),
+                t.hostname,
+                t.otlp_grpc_port
+            ));
         }
         if let Some(u) = &self.otlp_grpc_endpoint {
             return Some(u.clone());
         }
         self.receiver(Protocol::OtlpGrpc)
-            .map(|r| with_scheme(&r.url))
+            .map(|r| self.with_scheme(&r.url))
     }
 
     /// `http://host:port` of OTLP HTTP (from the receivers list, the
     /// `otlp_http_endpoint` key, else the v0 document).
     pub fn otlp_http_endpoint(&self) -> Option<String> {
         self.endpoint_for(Protocol::OtlpHttp)
-            .map(|u| with_scheme(&u))
+            .map(|u| self.with_scheme(&u))
     }
 
     /// The receiver URL of `protocol` in the v2 form — bare `host:port` for
@@ -286,7 +323,7 @@ impl Endpoints {
         if let Some(t) = &self.tempo_endpoint
             && let Some(port) = t.port(protocol)
         {
-            return Some(protocol.url(&t.hostname, port));
+            return Some(protocol.url(self.scheme(), &t.hostname, port));
         }
         let key = match protocol {
             Protocol::OtlpGrpc => self.otlp_grpc_endpoint.as_deref(),
@@ -294,7 +331,7 @@ impl Endpoints {
             _ => None,
         }?;
         let (host, port) = parse::split_url(key)?;
-        Some(protocol.url(host, port))
+        Some(protocol.url(self.scheme(), host, port))
     }
 
     /// The URL the `endpoint` subcommand prints: the seed's `http://host:port`
@@ -353,7 +390,31 @@ impl Endpoints {
         ]
         .into_iter()
         .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+        .chain(self.certificate_vars())
         .collect()
+    }
+
+    /// The SDK's certificate variables, pointing at the CA file in this pod.
+    fn certificate_vars(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        let file = self.ca_file.as_deref().and_then(Path::to_str);
+        [
+            (
+                KEY_OTEL_TRACES_CERTIFICATE,
+                &self.otel_exporter_otlp_traces_certificate,
+            ),
+            (KEY_OTEL_CERTIFICATE, &self.otel_exporter_otlp_certificate),
+        ]
+        .into_iter()
+        .filter_map(move |(k, v)| v.as_deref().map(|v| (k, file.unwrap_or(v))))
+    }
+
+    /// Adds the receivers' scheme to a bare `host:port`.
+    fn with_scheme(&self, url: &str) -> String {
+        if url.contains("://") {
+            url.to_string()
+        } else {
+            format!("{}://{url}", self.scheme())
+        }
     }
 
     fn known_receivers(&self) -> impl Iterator<Item = (Protocol, &Receiver)> {
@@ -366,15 +427,6 @@ impl Endpoints {
         self.known_receivers()
             .find(|(p, _)| *p == protocol)
             .map(|(_, r)| r)
-    }
-}
-
-/// Adds `http://` to a bare `host:port`.
-fn with_scheme(url: &str) -> String {
-    if url.contains("://") {
-        url.to_string()
-    } else {
-        format!("http://{url}")
     }
 }
 
@@ -409,6 +461,12 @@ fn from_data_at(data: &BTreeMap<String, String>, location: &str) -> Result<Endpo
         otel_exporter_zipkin_endpoint: text(KEY_OTEL_ZIPKIN_ENDPOINT),
         otel_exporter_otlp_endpoint: text(KEY_OTEL_ENDPOINT),
         otel_exporter_otlp_protocol: text(KEY_OTEL_PROTOCOL),
+        ca_crt: get(KEY_CA).map(str::to_string),
+        otel_exporter_otlp_traces_certificate: text(KEY_OTEL_TRACES_CERTIFICATE),
+        otel_exporter_otlp_certificate: text(KEY_OTEL_CERTIFICATE),
+        ca_file: get(KEY_CA)
+            .and(text(KEY_OTEL_TRACES_CERTIFICATE).or(text(KEY_OTEL_CERTIFICATE)))
+            .map(PathBuf::from),
     })
 }
 
@@ -482,7 +540,13 @@ fn endpoints_from(dir: &Path, data: Option<BTreeMap<String, String>>) -> Result<
         None => Err(Error::NotBound {
             detail: format!("directory {} does not exist", dir.display()),
         }),
-        Some(data) => from_data_at(&data, &dir.display().to_string()),
+        Some(data) => {
+            let mut e = from_data_at(&data, &dir.display().to_string())?;
+            if e.ca_crt.is_some() {
+                e.ca_file = Some(dir.join(KEY_CA));
+            }
+            Ok(e)
+        }
     }
 }
 

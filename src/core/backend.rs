@@ -93,6 +93,9 @@ pub enum BackendError {
     },
     #[error("spec.backend.endpoint: {0}")]
     InvalidEndpoint(String),
+    /// The receivers serve TLS and their CA bundle cannot be had.
+    #[error(transparent)]
+    Ca(#[from] crate::core::tls::CaError),
 }
 
 impl BackendError {
@@ -102,6 +105,7 @@ impl BackendError {
             BackendError::Ambiguous | BackendError::InvalidEndpoint(_) => Reason::InvalidBackend,
             BackendError::ServiceNotFound { .. } => Reason::ServiceNotFound,
             BackendError::NoPorts { .. } => Reason::ServicePortsNotFound,
+            BackendError::Ca(_) => Reason::CaBundleUnavailable,
         }
     }
 }
@@ -317,6 +321,7 @@ pub fn resolve(
             zipkin_port: Some(port(e.zipkin_port)?),
             jaeger_thrift_http_port: opt(e.jaeger_thrift_http_port)?,
             jaeger_grpc_port: opt(e.jaeger_grpc_port)?,
+            tls: None,
         });
     }
     let Some(t) = targets(backend, relation_namespace) else {
@@ -347,6 +352,7 @@ pub fn resolve(
         zipkin_port: find(PortKind::Proto(Protocol::Zipkin)),
         jaeger_thrift_http_port: find(PortKind::Proto(Protocol::JaegerThriftHttp)),
         jaeger_grpc_port: find(PortKind::Proto(Protocol::JaegerGrpc)),
+        tls: None,
     };
     if ep.offered().next().is_none() {
         let looked_for = Protocol::ALL

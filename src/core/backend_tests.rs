@@ -85,6 +85,7 @@ fn relation(ns: &str, backend: Backend) -> TracingRelation {
             role: "provides".into(),
             backend,
             consumers: None,
+            tls: None,
         },
     );
     r.metadata.namespace = Some(ns.into());

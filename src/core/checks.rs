@@ -170,10 +170,14 @@ pub fn decide(facts: &Facts<'_>) -> Decision {
     let ep = match facts.backend {
         Some(Ok(ep)) => ep,
         Some(Err(e)) => {
+            let reason = match e {
+                BackendError::Ca(_) => Reason::CaBundleUnavailable,
+                _ => Reason::BackendUnavailable,
+            };
             return Decision::Pending {
                 relation: rel_key.clone(),
                 why: Rejection {
-                    reason: Reason::BackendUnavailable,
+                    reason,
                     message: format!(
                         "the backend of TracingRelation {rel_key} is not available ({e}); the last document written is kept"
                     ),
@@ -192,7 +196,12 @@ pub fn decide(facts: &Facts<'_>) -> Decision {
             };
         }
     };
-    let doc = document::build_shared(ep, decl.receivers.as_deref(), decl.sdk_signals);
+    let wants = document::Wants {
+        receivers: decl.receivers.as_deref(),
+        signals: decl.sdk_signals,
+        mount_path: &decl.mount_path,
+    };
+    let doc = document::build_shared(ep, wants);
     if doc.receivers.is_empty() {
         let offered: Vec<&str> = ep.offered().map(|p| p.name()).collect();
         return reject(

@@ -20,6 +20,11 @@ pub const RECEIVERS_ANNOTATION: &str = "tracing.relations.dev/receivers";
 /// Tempo too, where they are refused).
 pub const SDK_SIGNALS_ANNOTATION: &str = "tracing.relations.dev/sdk-signals";
 
+/// Consumer annotation: the directory where its pods mount the ConfigMap
+/// (default `/etc/tracing`), for a relation with a CA bundle: the SDK's
+/// certificate variable points at `ca.crt` there.
+pub const MOUNT_PATH_ANNOTATION: &str = "tracing.relations.dev/mount-path";
+
 /// Operator annotation: `Bound`, `Pending` or `Rejected`.
 pub const STATE_ANNOTATION: &str = "tracing.relations.dev/state";
 /// Operator annotation: the reason of a rejection or of a pending state.

@@ -8,10 +8,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::api::{INTERFACE_TRACING, ROLE_REQUIRES};
 use crate::core::contract::{
-    INTERFACE_ANNOTATION, MAX_VALUE_LEN, RECEIVERS_ANNOTATION, RELATION_LABEL,
-    RELATION_NAMESPACE_ANNOTATION, ROLE_ANNOTATION, SDK_SIGNALS_ANNOTATION, truncate,
+    INTERFACE_ANNOTATION, MAX_VALUE_LEN, MOUNT_PATH_ANNOTATION, RECEIVERS_ANNOTATION,
+    RELATION_LABEL, RELATION_NAMESPACE_ANNOTATION, ROLE_ANNOTATION, SDK_SIGNALS_ANNOTATION,
+    truncate,
 };
-use crate::core::document::{Protocol, SdkSignals};
+use crate::core::document::{DEFAULT_MOUNT_PATH, Protocol, SdkSignals};
 
 /// A consumer's parsed declaration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +29,8 @@ pub struct Declaration {
     pub receivers: Option<Vec<Protocol>>,
     /// Which SDK variables it gets (traces-only unless it asked for all signals).
     pub sdk_signals: SdkSignals,
+    /// Where its pods mount the ConfigMap (an absolute path, without a trailing `/`).
+    pub mount_path: String,
 }
 
 impl Declaration {
@@ -106,6 +109,10 @@ pub enum DeclarationError {
     BadReceivers(String),
     #[error("annotation {SDK_SIGNALS_ANNOTATION}={0:?} must be 'traces' or 'all'")]
     BadSdkSignals(String),
+    #[error(
+        "annotation {MOUNT_PATH_ANNOTATION}={0:?} must be an absolute path of at most {MAX_MOUNT_PATH_LEN} bytes, without '..' or control characters"
+    )]
+    BadMountPath(String),
     #[error("annotation {0} is longer than {MAX_VALUE_LEN} bytes")]
     TooLong(&'static str),
 }
@@ -124,6 +131,27 @@ pub fn is_dns_label(s: &str) -> bool {
 /// DNS-1123 subdomain: dot-separated labels, at most 253 bytes.
 pub fn is_dns_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// Longest mount path accepted (Linux's PATH_MAX is 4096; a pod's is far shorter).
+pub const MAX_MOUNT_PATH_LEN: usize = 256;
+
+/// Reads the mount-path annotation: an absolute path of printable characters,
+/// no `..` or `.` component, no `:` (it would be read as a list elsewhere);
+/// repeated and trailing slashes are folded.
+pub fn parse_mount_path(value: &str) -> Result<String, DeclarationError> {
+    let bad = || DeclarationError::BadMountPath(truncate(value));
+    if !value.starts_with('/')
+        || value.len() > MAX_MOUNT_PATH_LEN
+        || value.chars().any(|c| c.is_control() || c == ':')
+    {
+        return Err(bad());
+    }
+    let parts: Vec<&str> = value.split('/').filter(|p| !p.is_empty()).collect();
+    if parts.iter().any(|p| *p == ".." || *p == ".") {
+        return Err(bad());
+    }
+    Ok(format!("/{}", parts.join("/")))
 }
 
 /// Parses the comma-separated receivers annotation. Blanks around names are
@@ -186,6 +214,10 @@ pub fn parse(
         Some("all") => SdkSignals::All,
         Some(other) => return Err(DeclarationError::BadSdkSignals(truncate(other))),
     };
+    let mount_path = match get(MOUNT_PATH_ANNOTATION)? {
+        None | Some("") => DEFAULT_MOUNT_PATH.to_string(),
+        Some(p) => parse_mount_path(p)?,
+    };
     Ok(Declaration {
         relation_namespace,
         relation_name: name.clone(),
@@ -193,6 +225,7 @@ pub fn parse(
         role,
         receivers,
         sdk_signals,
+        mount_path,
     })
 }
 
@@ -227,6 +260,33 @@ mod tests {
         );
         assert!(parse_receivers("otlp_grpc,carrier_pigeon").is_err());
         assert!(parse_receivers(" , ").is_err());
+    }
+
+    /// The mount path defaults to the examples' `/etc/tracing`; a relative
+    /// path, `..`, a control character or a `:` is refused; slashes fold.
+    #[test]
+    fn mount_path_is_an_absolute_clean_path() {
+        let l = map(&[(RELATION_LABEL, "tempo")]);
+        let with = |p: &str| parse("shop", &l, &map(&[(MOUNT_PATH_ANNOTATION, p)]));
+        assert_eq!(
+            parse("shop", &l, &map(&[])).unwrap().mount_path,
+            "/etc/tracing"
+        );
+        assert_eq!(with("/var/run//otel/").unwrap().mount_path, "/var/run/otel");
+        assert_eq!(with("/").unwrap().mount_path, "/");
+        for bad in [
+            "etc/tracing",
+            "/etc/../root",
+            "/a/./b",
+            "/a\nb",
+            "/a:b",
+            &"/x".repeat(200),
+        ] {
+            assert!(
+                matches!(with(bad), Err(DeclarationError::BadMountPath(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     /// A malformed relation namespace or name is an error, never a panic.

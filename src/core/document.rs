@@ -36,10 +36,24 @@ pub const KEY_OTEL_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 /// Data key for `envFrom`, only on the consumer's request: the all-signal protocol.
 pub const KEY_OTEL_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
 
+/// Data key, for a relation whose receivers serve TLS with a CA of its own: the
+/// CA bundle (PEM) that verifies them.
+pub const KEY_CA: &str = "ca.crt";
+/// Data key for `envFrom`, with [`KEY_CA`]: the file the SDK trusts for its
+/// trace exporter, where the consumer's pods mount [`KEY_CA`].
+pub const KEY_OTEL_TRACES_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE";
+/// Data key for `envFrom`, with [`KEY_CA`] and only on the consumer's request
+/// for all signals: the all-signal form of [`KEY_OTEL_TRACES_CERTIFICATE`].
+pub const KEY_OTEL_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
+
+/// Where a consumer's pods mount its ConfigMap unless it says otherwise (the
+/// examples' `mountPath`, and the default of the `endpoint` subcommand's `--dir`).
+pub const DEFAULT_MOUNT_PATH: &str = "/etc/tracing";
+
 /// Every data key the operator may write; nothing else in a consumer is touched.
 /// (The all-signal keys stay in the set also for consumers bound before the
 /// traces-only keys: the operator removes them from those.)
-pub const DATA_KEYS: [&str; 10] = [
+pub const DATA_KEYS: [&str; 13] = [
     KEY_TEMPO_ENDPOINT,
     KEY_RECEIVERS,
     KEY_OTLP_GRPC_ENDPOINT,
@@ -50,10 +64,16 @@ pub const DATA_KEYS: [&str; 10] = [
     KEY_OTEL_ZIPKIN_ENDPOINT,
     KEY_OTEL_ENDPOINT,
     KEY_OTEL_PROTOCOL,
+    KEY_CA,
+    KEY_OTEL_TRACES_CERTIFICATE,
+    KEY_OTEL_CERTIFICATE,
 ];
 
 /// The all-signal keys, written only on the consumer's request.
-pub const ALL_SIGNAL_KEYS: [&str; 2] = [KEY_OTEL_ENDPOINT, KEY_OTEL_PROTOCOL];
+pub const ALL_SIGNAL_KEYS: [&str; 3] = [KEY_OTEL_ENDPOINT, KEY_OTEL_PROTOCOL, KEY_OTEL_CERTIFICATE];
+
+/// The keys written only for a relation with a CA bundle (`spec.tls.caConfigMap`).
+pub const CA_KEYS: [&str; 3] = [KEY_CA, KEY_OTEL_TRACES_CERTIFICATE, KEY_OTEL_CERTIFICATE];
 
 /// Which SDK variables a consumer gets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -115,12 +135,36 @@ impl Protocol {
         }
     }
 
-    /// The receiver URL: bare `host:port` for grpc, `http://host:port` for http.
-    pub fn url(self, hostname: &str, port: u16) -> String {
+    /// The receiver URL: bare `host:port` for grpc, `scheme://host:port` for http.
+    pub fn url(self, scheme: Scheme, hostname: &str, port: u16) -> String {
         match self.transport() {
             "grpc" => format!("{hostname}:{port}"),
-            _ => format!("http://{hostname}:{port}"),
+            _ => format!("{scheme}://{hostname}:{port}"),
         }
+    }
+}
+
+/// How the receivers are dialled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    #[default]
+    Http,
+    /// The receivers serve TLS.
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -157,9 +201,34 @@ pub struct Endpoint {
     pub zipkin_port: Option<u16>,
     pub jaeger_thrift_http_port: Option<u16>,
     pub jaeger_grpc_port: Option<u16>,
+    /// Set when the receivers serve TLS.
+    pub tls: Option<Tls>,
+}
+
+/// TLS of a relation's receivers, as consumers need it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Tls {
+    /// The CA bundle that verifies the receivers (canonical PEM, see
+    /// [`crate::core::pem`]), when the relation names one; shared by every
+    /// document built from it.
+    pub ca: Option<Arc<str>>,
 }
 
 impl Endpoint {
+    /// `https` when the receivers serve TLS.
+    pub fn scheme(&self) -> Scheme {
+        if self.tls.is_some() {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        }
+    }
+
+    /// The CA bundle consumers get, if any.
+    pub fn ca(&self) -> Option<&Arc<str>> {
+        self.tls.as_ref()?.ca.as_ref()
+    }
+
     /// Protocols with a port, sorted by name.
     pub fn offered(&self) -> impl Iterator<Item = Protocol> + '_ {
         Protocol::ALL.into_iter().filter(|p| p.port(self).is_some())
@@ -214,7 +283,7 @@ pub fn receivers(ep: &Endpoint, requested: Option<&[Protocol]>) -> Vec<(Protocol
                         name: p.name().to_string(),
                         type_: p.transport().to_string(),
                     },
-                    url: p.url(&ep.hostname, port),
+                    url: p.url(ep.scheme(), &ep.hostname, port),
                 },
             ))
         })
@@ -302,8 +371,28 @@ pub fn build(ep: &Endpoint, requested: Option<&[Protocol]>) -> Document {
     build_with(ep, requested, SdkSignals::Traces)
 }
 
+/// What a consumer asks of its document beyond the endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wants<'a> {
+    /// The receivers asked for (`None`: all offered).
+    pub receivers: Option<&'a [Protocol]>,
+    pub signals: SdkSignals,
+    /// Where its pods mount the ConfigMap (the CA file's directory).
+    pub mount_path: &'a str,
+}
+
+impl Default for Wants<'_> {
+    fn default() -> Self {
+        Wants {
+            receivers: None,
+            signals: SdkSignals::Traces,
+            mount_path: DEFAULT_MOUNT_PATH,
+        }
+    }
+}
+
 /// What a document is built from.
-type Inputs = (Endpoint, Option<Vec<Protocol>>, SdkSignals);
+type Inputs = (Endpoint, Option<Vec<Protocol>>, SdkSignals, String);
 
 thread_local! {
     /// The last document built on this thread: during a fan-out every consumer
@@ -313,18 +402,23 @@ thread_local! {
 
 /// Builds the document with the SDK variables of `signals`.
 pub fn build_with(ep: &Endpoint, requested: Option<&[Protocol]>, signals: SdkSignals) -> Document {
-    (*build_shared(ep, requested, signals)).clone()
+    let wants = Wants {
+        receivers: requested,
+        signals,
+        ..Wants::default()
+    };
+    (*build_shared(ep, wants)).clone()
 }
 
-/// The document of [`build_with`], shared: the same inputs on the same thread
-/// give the same document, not a copy of it (decisions about many consumers
-/// hold one document between them).
-pub fn build_shared(
-    ep: &Endpoint,
-    requested: Option<&[Protocol]>,
-    signals: SdkSignals,
-) -> Arc<Document> {
-    let same = |(e, r, s): &Inputs| e == ep && r.as_deref() == requested && *s == signals;
+/// The document of `ep` for a consumer that `wants`, shared: the same inputs
+/// on the same thread give the same document, not a copy of it (decisions
+/// about many consumers hold one document between them).
+pub fn build_shared(ep: &Endpoint, wants: Wants<'_>) -> Arc<Document> {
+    let same = |(e, r, s, m): &Inputs| {
+        // (`Arc<str>`'s equality looks at the address first: during a fan-out
+        // the CA bundle is the same one for every consumer.)
+        e == ep && r.as_deref() == wants.receivers && *s == wants.signals && m == wants.mount_path
+    };
     let hit = LAST.with_borrow(|last| {
         last.as_ref()
             .filter(|(inputs, _)| same(inputs))
@@ -333,13 +427,19 @@ pub fn build_shared(
     if let Some(doc) = hit {
         return doc;
     }
-    let doc = Arc::new(build_fresh(ep, requested, signals));
-    let inputs = (ep.clone(), requested.map(<[Protocol]>::to_vec), signals);
+    let doc = Arc::new(build_fresh(ep, wants));
+    let inputs = (
+        ep.clone(),
+        wants.receivers.map(<[Protocol]>::to_vec),
+        wants.signals,
+        wants.mount_path.to_string(),
+    );
     LAST.with_borrow_mut(|last| *last = Some((inputs, doc.clone())));
     doc
 }
 
-fn build_fresh(ep: &Endpoint, requested: Option<&[Protocol]>, signals: SdkSignals) -> Document {
+fn build_fresh(ep: &Endpoint, wants: Wants<'_>) -> Document {
+    let (requested, signals) = (wants.receivers, wants.signals);
     let mut data = BTreeMap::new();
     let mut missing_seed_ports = Vec::new();
     match ep.seed_ports() {
@@ -362,7 +462,7 @@ fn build_fresh(ep: &Endpoint, requested: Option<&[Protocol]>, signals: SdkSignal
             .any(|(q, _)| *q == p)
             .then(|| {
                 p.port(ep)
-                    .map(|port| format!("http://{}:{port}", ep.hostname))
+                    .map(|port| format!("{}://{}:{port}", ep.scheme(), ep.hostname))
             })
             .flatten()
     };
@@ -377,12 +477,28 @@ fn build_fresh(ep: &Endpoint, requested: Option<&[Protocol]>, signals: SdkSignal
     if let Some(h) = &http {
         data.insert(KEY_OTLP_HTTP_ENDPOINT.to_string(), h.clone());
     }
+    let otlp = http.is_some() || grpc.is_some();
     sdk_variables(&mut data, http, grpc, zipkin, signals);
+    if let Some(ca) = ep.ca() {
+        data.insert(KEY_CA.to_string(), ca.to_string());
+        if otlp {
+            let file = ca_file(wants.mount_path);
+            if signals == SdkSignals::All {
+                data.insert(KEY_OTEL_CERTIFICATE.to_string(), file.clone());
+            }
+            data.insert(KEY_OTEL_TRACES_CERTIFICATE.to_string(), file);
+        }
+    }
     Document::new(
         data,
         missing_seed_ports,
         recv.into_iter().map(|(p, _)| p).collect(),
     )
+}
+
+/// The path of the CA file in a pod that mounts the ConfigMap at `mount_path`.
+pub fn ca_file(mount_path: &str) -> String {
+    format!("{}/{KEY_CA}", mount_path.trim_end_matches('/'))
 }
 
 /// The OpenTelemetry SDK's variables: OTLP/HTTP when offered and requested,
@@ -525,15 +641,20 @@ pub(crate) mod tests {
             let a = build_with(&ep, requested, signals);
             let b = build_with(&ep, requested, signals);
             assert_eq!(a, b);
-            let shared = build_shared(&ep, requested, signals);
-            assert!(Arc::ptr_eq(&shared, &build_shared(&ep, requested, signals)));
+            let wants = Wants {
+                receivers: requested,
+                signals,
+                ..Wants::default()
+            };
+            let shared = build_shared(&ep, wants);
+            assert!(Arc::ptr_eq(&shared, &build_shared(&ep, wants)));
             assert_eq!(*shared, a);
-            assert_eq!(a, build_fresh(&ep, requested, signals));
+            assert_eq!(a, build_fresh(&ep, wants));
         }
         let other = build(&seed_endpoint("other"), None);
         assert_eq!(
             other,
-            build_fresh(&seed_endpoint("other"), None, SdkSignals::Traces)
+            build_fresh(&seed_endpoint("other"), Wants::default())
         );
     }
 

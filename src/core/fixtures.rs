@@ -25,6 +25,7 @@ pub(crate) fn endpoint_relation(ns: &str, host: &str) -> TracingRelation {
                 ..Default::default()
             },
             consumers: None,
+            tls: None,
         },
     );
     rel.metadata.namespace = Some(ns.into());

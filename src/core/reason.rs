@@ -59,6 +59,11 @@ reasons! {
     /// The relation's backend cannot be resolved right now; the consumer keeps its
     /// last good document, marked `Pending`.
     BackendUnavailable,
+    /// The relation's receivers serve TLS and its CA bundle ConfigMap is
+    /// missing, lacks the key, or does not hold PEM certificates; the consumer
+    /// keeps its last good document, marked `Pending` (also the relation's
+    /// Ready reason).
+    CaBundleUnavailable,
     // ---- a write to a consumer failed ----
     /// The API server refused or failed the write.
     WriteFailed,
@@ -114,6 +119,9 @@ impl Reason {
         Reason::KeyConflict,
         Reason::ReceiverNotOffered,
     ];
+
+    /// The reasons a consumer waits for (state `Pending`).
+    pub const WAITS: [Reason; 2] = [Reason::BackendUnavailable, Reason::CaBundleUnavailable];
 
     /// The reasons a write to a consumer can fail for.
     pub const WRITE_FAILURES: [Reason; 4] = [

@@ -169,6 +169,7 @@ mod tests {
                 role: "provides".into(),
                 backend: Backend::default(),
                 consumers: None,
+                tls: None,
             },
         )
     }

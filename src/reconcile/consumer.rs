@@ -18,12 +18,14 @@ use kube::{Resource, ResourceExt};
 use serde_json::Value;
 use tracing::{debug, info, instrument};
 
+use crate::core::backend::BackendError;
 use crate::core::checks::Decision;
 use crate::core::contract::{FIELD_MANAGER, STATE_ANNOTATION, truncate};
 use crate::core::declaration::{self, RelationKey};
 use crate::core::document::Protocol;
 use crate::core::patch;
 use crate::core::reason::Reason;
+use crate::core::tls::CaError;
 use crate::error::{Error, is_gone};
 use crate::reconcile::context::{Ctx, WriteFailure, bound_to};
 use crate::runtime::events::EventType;
@@ -38,6 +40,10 @@ pub enum Applied {
     /// The consumer was deleted before the write.
     Gone,
 }
+
+/// How soon a consumer whose relation's CA bundle is still being listed is
+/// tried again (its listing queues it at once anyway).
+const CA_LOADING_RETRY: Duration = Duration::from_secs(1);
 
 /// The backoff key of a consumer.
 pub fn key(cm: &ConfigMap) -> String {
@@ -72,6 +78,11 @@ pub async fn reconcile(cm: Arc<ConfigMap>, ctx: Arc<Ctx>) -> Result<Action, Erro
     // owns the consumer: writing here too would only race it.
     if found.relation_deleting {
         return Ok(Action::await_change());
+    }
+    // The relation's CA bundle is being listed (a relation that just named
+    // it): its arrival queues the consumer again, so nothing is written now.
+    if let Some(Err(BackendError::Ca(CaError::Loading { .. }))) = &found.backend {
+        return Ok(Action::requeue(CA_LOADING_RETRY));
     }
     let res = write(&ctx, &cm, patch::patch(&cm, &found.ownership, &decision)).await;
     let res = report(&ctx, &cm, &decision, res).await;

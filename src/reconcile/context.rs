@@ -21,7 +21,9 @@ use crate::core::declaration::{self, Declaration, DeclarationError, RelationKey}
 use crate::core::document::Endpoint;
 use crate::core::ownership::Ownership;
 use crate::core::reason::Reason;
+use crate::core::tls::{self, CaLookup};
 use crate::reconcile::echo::Echoes;
+use crate::runtime::ca::ca_ref;
 use crate::runtime::cache::Caches;
 use crate::runtime::events::{EventType, KubeEvent, Recorder};
 use crate::runtime::metrics::Metrics;
@@ -163,7 +165,16 @@ impl Ctx {
             receivers: receivers.as_deref(),
             query: query.as_deref(),
         };
-        backend::resolve(&rel.spec.backend, ns, found, &self.parts.cluster_domain)
+        let mut ep = backend::resolve(&rel.spec.backend, ns, found, &self.parts.cluster_domain)?;
+        let spec = rel.spec.tls.as_ref();
+        ep.tls = match ca_ref(rel) {
+            Some(r) => self
+                .caches()
+                .ca
+                .lookup(&r, |ca| tls::resolve(spec, ns, ca))?,
+            None => tls::resolve(spec, ns, CaLookup::NotFound)?,
+        };
+        Ok(ep)
     }
 
     /// The dereference step: everything the decision about `cm` looks at, with

@@ -8,6 +8,8 @@
 //!   `backend::services_of`: receivers, query-frontend, a Tempo Operator
 //!   instance's Services) and their consumers;
 //! - a namespace's labels changed: its consumers (consent may have changed);
+//! - a CA bundle ConfigMap changed: the relations that name it and their
+//!   consumers;
 //! - a consumer left (its label removed, or gone from a re-list): the cleanup
 //!   worker removes the operator's keys from it.
 
@@ -34,6 +36,7 @@ use crate::core::ownership::Ownership;
 use crate::core::patch;
 use crate::reconcile::consumer::{self, Applied};
 use crate::reconcile::context::{Ctx, bound_to};
+use crate::runtime::ca::{CaRef, ca_ref};
 use crate::runtime::cache::Change;
 use crate::runtime::events::EventType;
 
@@ -45,6 +48,7 @@ enum In {
     Rel(Change<TracingRelation>),
     Svc(Change<Service>),
     Ns(Change<PartialObjectMeta<Namespace>>),
+    Ca(CaRef),
 }
 
 fn rel_ref(k: &RelationKey) -> ObjectRef<TracingRelation> {
@@ -58,6 +62,7 @@ pub async fn route(ctx: Arc<Ctx>, consumers: ConsumerTx, relations: RelationTx) 
         caches.consumers.changes().map(In::Cm).boxed(),
         caches.relations.changes().map(In::Rel).boxed(),
         caches.services.changes().map(In::Svc).boxed(),
+        caches.ca.changes().map(In::Ca).boxed(),
     ];
     if let Some(n) = &caches.namespaces {
         inputs.push(n.changes().map(In::Ns).boxed());
@@ -80,6 +85,7 @@ pub async fn route(ctx: Arc<Ctx>, consumers: ConsumerTx, relations: RelationTx) 
             In::Svc(change) => r.service(change),
             In::Ns(Change::Applied(n)) => r.namespace(&n.name),
             In::Ns(_) => {}
+            In::Ca(ca) => r.ca_bundle(&ca),
         }
     }
 }
@@ -200,6 +206,18 @@ impl Router<'_> {
         };
         for rel in self.ctx.caches().relations.store.state() {
             if backend::services_of(&rel).contains(&changed) {
+                let r = ObjectRef::from_obj(&*rel);
+                let _ = self.relations.send(r.clone());
+                self.consumers_of(&key(&r));
+            }
+        }
+    }
+
+    /// A CA bundle ConfigMap changed: the relations that name it, and their
+    /// consumers (each is rewritten once: its document holds the bundle).
+    fn ca_bundle(&self, changed: &CaRef) {
+        for rel in self.ctx.caches().relations.store.state() {
+            if ca_ref(&rel).as_ref() == Some(changed) {
                 let r = ObjectRef::from_obj(&*rel);
                 let _ = self.relations.send(r.clone());
                 self.consumers_of(&key(&r));

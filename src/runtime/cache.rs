@@ -22,6 +22,7 @@ use tokio::sync::broadcast;
 
 use crate::api::TracingRelation;
 use crate::core::contract::RELATION_LABEL;
+use crate::runtime::ca::CaCache;
 
 /// A watcher stream and the namespace it watches (`None`: the whole cluster).
 pub type ScopedStream<K> = (
@@ -249,7 +250,12 @@ pub struct Caches {
     pub services: Cache<Service>,
     /// Absent when scoped to namespaces (no cluster-wide namespace read).
     pub namespaces: Option<Cache<PartialObjectMeta<Namespace>>>,
+    /// The CA bundle ConfigMaps that TLS relations name.
+    pub ca: Arc<CaCache>,
 }
+
+/// How long start-up waits for the CA ConfigMaps of TLS relations to list.
+pub const CA_LIST_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One watcher per watched namespace, or one for the whole cluster.
 fn per_ns<K>(
@@ -330,17 +336,26 @@ impl Caches {
                 .boxed();
             Cache::spawn("Namespace", vec![(None, s)])
         });
+        let ca = CaCache::new(Some(client.clone()));
+        tokio::spawn(
+            ca.clone()
+                .follow_store(relations.store.clone(), relations.changes()),
+        );
         Caches {
             relations,
             consumers,
             services,
             namespaces,
+            ca,
         }
     }
 
-    /// Waits until every cache has listed once.
+    /// Waits until every cache has listed once (the CA ConfigMaps of the
+    /// relations listed then, for at most [`CA_LIST_LIMIT`]).
     pub async fn wait_ready(&self) {
         let _ = self.relations.store.wait_until_ready().await;
+        self.ca.follow(&self.relations.store.state());
+        self.ca.wait_listed(CA_LIST_LIMIT).await;
         let _ = self.consumers.store.wait_until_ready().await;
         let _ = self.services.store.wait_until_ready().await;
         if let Some(n) = &self.namespaces {
@@ -372,6 +387,7 @@ impl Caches {
             consumers: Cache::from_objects(consumers),
             services: Cache::from_objects(services),
             namespaces: None,
+            ca: CaCache::for_tests(Vec::new()),
         }
     }
 }

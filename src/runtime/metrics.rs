@@ -230,13 +230,15 @@ pub fn update_gauges(metrics: &Metrics, caches: &Caches) {
             0,
         );
     }
-    counts.insert(
-        ConsumerLabels {
-            state: STATE_PENDING,
-            reason: Reason::BackendUnavailable.as_str(),
-        },
-        0,
-    );
+    for r in Reason::WAITS {
+        counts.insert(
+            ConsumerLabels {
+                state: STATE_PENDING,
+                reason: r.as_str(),
+            },
+            0,
+        );
+    }
     for cm in caches.consumers.store.state() {
         let Some(a) = cm.metadata.annotations.as_ref() else {
             continue;

@@ -1,6 +1,7 @@
 //! What runs around the reconcilers in every replica, leader or not: the warm
 //! caches, leader election, Events, metrics, the HTTP endpoints and logging.
 
+pub mod ca;
 pub mod cache;
 pub mod events;
 pub mod http;

@@ -20,6 +20,7 @@ pub fn endpoint_at(hostname: impl Strategy<Value = String>) -> impl Strategy<Val
             zipkin_port: z,
             jaeger_thrift_http_port: jt,
             jaeger_grpc_port: jg,
+            tls: None,
         },
     )
 }
