@@ -404,3 +404,50 @@ fn url_splitting() {
     assert_eq!(split_url(":4317"), None);
     assert_eq!(split_url("h:70000"), None);
 }
+
+/// A document of TLS receivers reads as `https` everywhere, the seed's
+/// `otlp_grpc_endpoint` included (the v0 document has no scheme); the CA file
+/// is the mounted `ca.crt` when read from a directory, and the env output
+/// points the SDK's certificate variable at it.
+#[test]
+fn tls_document_reports_scheme_and_ca_file() {
+    use crate::core::document::{KEY_CA, Tls};
+    let ep = crate::core::document::Endpoint {
+        tls: Some(Tls {
+            ca: Some(Arc::from("PEM\n")),
+        }),
+        ..seed_endpoint("tempo.obs")
+    };
+    let written = build(&ep, None).data;
+    let e = Endpoints::from_data(&written).unwrap();
+    assert_eq!(e.scheme(), Scheme::Https);
+    assert_eq!(e.otlp_grpc_endpoint().as_deref(), Some("https://tempo.obs:4317"));
+    assert_eq!(e.otlp_http_endpoint().as_deref(), Some("https://tempo.obs:4318"));
+    assert_eq!(e.ca_crt.as_deref(), Some("PEM\n"));
+    assert_eq!(e.ca_file, Some(PathBuf::from("/etc/tracing/ca.crt")));
+
+    let dir = tempfile::tempdir().unwrap();
+    for (k, v) in &written {
+        std::fs::write(dir.path().join(k), v).unwrap();
+    }
+    let read = read_dir(dir.path()).unwrap();
+    let mounted = dir.path().join(KEY_CA);
+    assert_eq!(read.ca_file.as_deref(), Some(mounted.as_path()));
+    let env = cli::render(&read, None, cli::Format::Env).unwrap();
+    assert!(
+        env.contains(&format!(
+            "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE='{}'",
+            mounted.display()
+        )),
+        "{env}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&cli::render(&read, None, cli::Format::Json).unwrap()).unwrap();
+    assert_eq!(json["scheme"], "https");
+    assert_eq!(json["url"], "https://tempo.obs:4317");
+    assert_eq!(json["ca_file"], mounted.display().to_string());
+
+    let plain = Endpoints::from_data(&build(&seed_endpoint("t"), None).data).unwrap();
+    assert_eq!(plain.scheme(), Scheme::Http);
+    assert_eq!(plain.ca_file, None);
+}

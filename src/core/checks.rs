@@ -294,6 +294,41 @@ mod tests {
     use crate::api::ConsumerPolicy;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
+    /// A relation whose CA bundle cannot be had keeps its consumers waiting
+    /// with its own reason (not BackendUnavailable), and never binds them
+    /// without the CA.
+    #[test]
+    fn unusable_ca_bundle_is_pending_with_its_reason() {
+        let rel = crate::core::fixtures::endpoint_relation("shop", "t");
+        let mut cm = ConfigMap::default();
+        cm.metadata.namespace = Some("shop".into());
+        cm.metadata.labels = Some(BTreeMap::from([(
+            crate::core::contract::RELATION_LABEL.to_string(),
+            "tempo".to_string(),
+        )]));
+        let declaration = crate::core::declaration::of(&cm.metadata);
+        let backend = Err(BackendError::Ca(crate::core::tls::CaError::NotFound {
+            namespace: "shop".into(),
+            name: "tempo-ca".into(),
+        }));
+        let facts = Facts {
+            consumer: &cm,
+            declaration: &declaration,
+            ownership: &Ownership::default(),
+            relation: Some(&rel),
+            namespace_labels: &BTreeMap::new(),
+            backend: Some(&backend),
+        };
+        match decide(&facts) {
+            Decision::Pending { why, .. } => {
+                assert_eq!(why.reason, Reason::CaBundleUnavailable);
+                assert!(why.message.contains("shop/tempo-ca does not exist"), "{}", why.message);
+            }
+            other => panic!("expected Pending, got {other:?}"),
+        }
+        assert_eq!(backend.unwrap_err().reason(), Reason::CaBundleUnavailable);
+    }
+
     /// A selector the operator cannot read (the CRD refuses it, but an object may
     /// predate that rule) admits nobody: consent is never assumed.
     #[test]

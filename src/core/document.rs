@@ -658,6 +658,100 @@ pub(crate) mod tests {
         );
     }
 
+    fn tls_endpoint(ca: Option<&str>) -> Endpoint {
+        Endpoint {
+            tls: Some(Tls { ca: ca.map(Arc::from) }),
+            ..seed_endpoint("t")
+        }
+    }
+
+    /// TLS receivers: every URL is `https://` (grpc receivers stay bare
+    /// `host:port`, as the v2 interface writes them); the v0 document is the
+    /// seed's, unchanged; the CA bundle and the SDK's certificate variable,
+    /// pointing into the consumer's mount path, come with a CA.
+    #[test]
+    fn tls_receivers_get_https_and_the_ca() {
+        let ca = "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n";
+        let ep = tls_endpoint(Some(ca));
+        let wants = Wants {
+            mount_path: "/var/run/tracing",
+            ..Wants::default()
+        };
+        let doc = build_fresh(&ep, wants);
+        assert_eq!(
+            doc.data[KEY_RECEIVERS],
+            r#"[{"protocol":{"name":"otlp_grpc","type":"grpc"},"url":"t:4317"},{"protocol":{"name":"otlp_http","type":"http"},"url":"https://t:4318"},{"protocol":{"name":"zipkin","type":"http"},"url":"https://t:9411"}]"#
+        );
+        assert_eq!(doc.data[KEY_OTLP_GRPC_ENDPOINT], "https://t:4317");
+        assert_eq!(doc.data[KEY_OTLP_HTTP_ENDPOINT], "https://t:4318");
+        assert_eq!(doc.data[KEY_OTEL_TRACES_ENDPOINT], "https://t:4318/v1/traces");
+        assert_eq!(doc.data[KEY_OTEL_ZIPKIN_ENDPOINT], "https://t:9411/api/v2/spans");
+        assert_eq!(doc.data[KEY_CA], ca);
+        assert_eq!(doc.data[KEY_OTEL_TRACES_CERTIFICATE], "/var/run/tracing/ca.crt");
+        assert!(!doc.data.contains_key(KEY_OTEL_CERTIFICATE));
+        assert_eq!(
+            doc.data[KEY_TEMPO_ENDPOINT],
+            build(&seed_endpoint("t"), None).data[KEY_TEMPO_ENDPOINT]
+        );
+        let grpc = build_fresh(
+            &ep,
+            Wants {
+                receivers: Some(&[Protocol::OtlpGrpc]),
+                ..wants
+            },
+        );
+        assert_eq!(grpc.data[KEY_OTEL_TRACES_ENDPOINT], "https://t:4317");
+        assert_eq!(grpc.data[KEY_OTEL_TRACES_PROTOCOL], "grpc");
+    }
+
+    /// Without a CA (the consumers' own trust store) no CA key and no
+    /// certificate variable; the all-signal form carries the certificate too;
+    /// a zipkin-only consumer gets the CA but no OTLP certificate variable.
+    #[test]
+    fn ca_keys_follow_the_ca_and_the_exporter() {
+        let no_ca = build_fresh(&tls_endpoint(None), Wants::default());
+        assert_eq!(no_ca.data[KEY_OTLP_HTTP_ENDPOINT], "https://t:4318");
+        for k in CA_KEYS {
+            assert!(!no_ca.data.contains_key(k), "{k}");
+        }
+        let ep = tls_endpoint(Some("PEM"));
+        let all = build_fresh(
+            &ep,
+            Wants {
+                signals: SdkSignals::All,
+                ..Wants::default()
+            },
+        );
+        assert_eq!(all.data[KEY_OTEL_CERTIFICATE], "/etc/tracing/ca.crt");
+        assert_eq!(all.data[KEY_OTEL_ENDPOINT], "https://t:4318");
+        let zipkin = build_fresh(
+            &ep,
+            Wants {
+                receivers: Some(&[Protocol::Zipkin]),
+                ..Wants::default()
+            },
+        );
+        assert_eq!(zipkin.data[KEY_CA], "PEM");
+        assert!(!zipkin.data.contains_key(KEY_OTEL_TRACES_CERTIFICATE));
+        assert_eq!(ca_file("/"), "/ca.crt");
+    }
+
+    /// A new CA bundle is a new document (its hash changes, so every consumer
+    /// is rewritten once), and so is a new mount path; the memo never serves
+    /// the document of another CA or mount path.
+    #[test]
+    fn ca_and_mount_path_are_inputs_of_the_document() {
+        let (a, b) = (tls_endpoint(Some("A")), tls_endpoint(Some("B")));
+        let w = Wants::default();
+        assert_ne!(build_shared(&a, w).hash(), build_shared(&b, w).hash());
+        let elsewhere = Wants {
+            mount_path: "/elsewhere",
+            ..w
+        };
+        assert_ne!(build_shared(&a, w).hash(), build_shared(&a, elsewhere).hash());
+        assert_eq!(*build_shared(&a, elsewhere), build_fresh(&a, elsewhere));
+    }
+
     /// The hash changes with the document and only with it.
     #[test]
     fn hash_tracks_content() {

@@ -214,3 +214,58 @@ async fn watch(client: Client, r: CaRef, cache: std::sync::Weak<CaCache>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::fixtures::endpoint_relation;
+
+    fn tls_relation(ns: &str, ca: &str) -> Arc<TracingRelation> {
+        let mut rel = endpoint_relation(ns, "t");
+        rel.spec.tls = Some(crate::api::TlsSpec {
+            ca_config_map: Some(crate::api::CaConfigMapRef {
+                name: ca.into(),
+                key: "ca.crt".into(),
+            }),
+        });
+        Arc::new(rel)
+    }
+
+    fn r(ns: &str, name: &str) -> CaRef {
+        (ns.to_string(), name.to_string())
+    }
+
+    /// Only the CA ConfigMaps that relations name are followed, each once; a
+    /// followed one is `Loading` until listed; readers are told of a change of
+    /// what is known, and only of a change.
+    #[tokio::test]
+    async fn follows_named_ca_config_maps_and_tells_changes() {
+        let cache = CaCache::new(None);
+        let plain = Arc::new(endpoint_relation("obs", "t"));
+        cache.follow(&[tls_relation("obs", "ca"), tls_relation("obs", "ca"), plain]);
+        assert_eq!(cache.entries.lock().unwrap().len(), 1);
+        assert!(cache.loading());
+        assert!(cache.lookup(&r("obs", "ca"), |l| matches!(l, CaLookup::Loading)));
+
+        let mut changes = Box::pin(cache.changes());
+        cache.set(&r("obs", "ca"), Known::NotFound);
+        cache.set(&r("obs", "ca"), Known::NotFound);
+        let data = std::collections::BTreeMap::from([("ca.crt".to_string(), "x".to_string())]);
+        cache.set(&r("obs", "ca"), Known::Found(Arc::new(tls::bundles(&data))));
+        // An entry no relation names is not kept, so setting it tells nobody.
+        cache.set(&r("obs", "other"), Known::NotFound);
+        assert_eq!(changes.next().await, Some(r("obs", "ca")));
+        assert_eq!(changes.next().await, Some(r("obs", "ca")));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), changes.next())
+                .await
+                .is_err(),
+            "an unchanged state is not a change"
+        );
+        assert!(!cache.loading());
+        assert!(cache.lookup(&r("obs", "ca"), |l| matches!(l, CaLookup::Found(b) if b.contains_key("ca.crt"))));
+
+        cache.follow(&[]);
+        assert!(cache.entries.lock().unwrap().is_empty());
+    }
+}

@@ -10,7 +10,9 @@
 //!   and logs with HTTP 404 / gRPC `UNIMPLEMENTED`); and an **agent**, an OTLP
 //!   receiver that takes all three signals, like a node-local collector of the
 //!   application's own. Each part writes what it receives as OTLP JSON lines to
-//!   a file of its own.
+//!   a file of its own. [`Collector::start_tls`] makes Tempo's OTLP receivers
+//!   serve TLS with a given certificate, re-read from its files every
+//!   [`TLS_RELOAD_INTERVAL`] (so a test can rotate it in place).
 //! * [`send_span`] runs `hack/e2e/send_span.py` with an environment made only
 //!   of what it is given (as `envFrom` gives a container its variables).
 
@@ -101,10 +103,28 @@ pub struct Collector {
 }
 
 impl Collector {
-    /// Starts the collector and waits until it logs that everything is ready
-    /// (every receiver listening). Retries on new ports when one was taken
-    /// meanwhile; panics with the log tail otherwise.
+    /// Starts the collector (every receiver plain text) and waits until it
+    /// logs that everything is ready (every receiver listening). Retries on
+    /// new ports when one was taken meanwhile; panics with the log tail
+    /// otherwise.
     pub fn start() -> Collector {
+        Collector::launch(None)
+    }
+
+    /// [`Collector::start`], with Tempo's OTLP receivers (gRPC and HTTP)
+    /// serving TLS with the certificate `cert` and its key `key` (PEM files;
+    /// no client certificate asked for). The collector reads both files again
+    /// at the first handshake after [`TLS_RELOAD_INTERVAL`] has passed since
+    /// the last read, so overwriting them rotates the serving certificate
+    /// without a restart. The Zipkin and agent receivers stay plain text.
+    pub fn start_tls(cert: &Path, key: &Path) -> Collector {
+        Collector::launch(Some(ServingTls {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+        }))
+    }
+
+    fn launch(tls: Option<ServingTls>) -> Collector {
         let bin = otelcol_bin();
         let dir = tempfile::Builder::new()
             .prefix("otelcol-")
@@ -122,8 +142,11 @@ impl Collector {
                 agent_http: super::free_port(),
             };
             let config = dir.join(format!("config-{attempt}.json"));
-            std::fs::write(&config, collector_config(&dir, ports).to_string())
-                .unwrap_or_else(|e| panic!("cannot write {}: {e}", config.display()));
+            std::fs::write(
+                &config,
+                collector_config(&dir, ports, tls.as_ref()).to_string(),
+            )
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", config.display()));
             let log = dir.join(format!("otelcol-{attempt}.log"));
             let mut cmd = Command::new(&bin);
             cmd.arg(format!("--config=file:{}", config.display()));
@@ -131,10 +154,11 @@ impl Collector {
             match wait_ready(&mut child, &log, Duration::from_secs(30)) {
                 Ok(took) => {
                     eprintln!(
-                        "otelcol ready in {took:.1?}: tempo otlp grpc {} http {} zipkin {}, agent \
-                         otlp grpc {} http {} (files in {})",
+                        "otelcol ready in {took:.1?}: tempo otlp grpc {} http {} ({}) zipkin {}, \
+                         agent otlp grpc {} http {} (files in {})",
                         ports.otlp_grpc,
                         ports.otlp_http,
+                        if tls.is_some() { "TLS" } else { "plain text" },
                         ports.zipkin,
                         ports.agent_grpc,
                         ports.agent_http,
@@ -240,15 +264,38 @@ impl Drop for Collector {
     }
 }
 
+/// How often, at most, a TLS receiver reads its certificate files again
+/// (`reload_interval` of the collector's server TLS settings: the first
+/// handshake after it has passed reads them).
+pub const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The serving certificate of Tempo's OTLP receivers.
+struct ServingTls {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
 /// The collector's configuration (JSON is YAML): Tempo's receivers feed only a
-/// traces pipeline; the agent's receiver feeds all three signals.
-fn collector_config(dir: &Path, p: CollectorPorts) -> Value {
+/// traces pipeline; the agent's receiver feeds all three signals. With `tls`,
+/// Tempo's OTLP receivers serve TLS.
+fn collector_config(dir: &Path, p: CollectorPorts, tls: Option<&ServingTls>) -> Value {
     let addr = |port: u16| format!("127.0.0.1:{port}");
+    let tempo_receiver = |port: u16| {
+        let mut protocol = serde_json::json!({"endpoint": addr(port)});
+        if let Some(t) = tls {
+            protocol["tls"] = serde_json::json!({
+                "cert_file": t.cert,
+                "key_file": t.key,
+                "reload_interval": format!("{}ms", TLS_RELOAD_INTERVAL.as_millis()),
+            });
+        }
+        protocol
+    };
     serde_json::json!({
         "receivers": {
             "otlp/tempo": {"protocols": {
-                "grpc": {"endpoint": addr(p.otlp_grpc)},
-                "http": {"endpoint": addr(p.otlp_http)},
+                "grpc": tempo_receiver(p.otlp_grpc),
+                "http": tempo_receiver(p.otlp_http),
             }},
             "zipkin/tempo": {"endpoint": addr(p.zipkin)},
             "otlp/agent": {"protocols": {
