@@ -307,10 +307,12 @@ mod tests {
             "tempo".to_string(),
         )]));
         let declaration = crate::core::declaration::of(&cm.metadata);
-        let backend = Err(BackendError::Ca(crate::core::tls::CaError::NotFound {
+        let error = BackendError::Ca(crate::core::tls::CaError::NotFound {
             namespace: "shop".into(),
             name: "tempo-ca".into(),
-        }));
+        });
+        assert_eq!(error.reason(), Reason::CaBundleUnavailable);
+        let backend = Err(error);
         let facts = Facts {
             consumer: &cm,
             declaration: &declaration,
@@ -322,11 +324,14 @@ mod tests {
         match decide(&facts) {
             Decision::Pending { why, .. } => {
                 assert_eq!(why.reason, Reason::CaBundleUnavailable);
-                assert!(why.message.contains("shop/tempo-ca does not exist"), "{}", why.message);
+                assert!(
+                    why.message.contains("shop/tempo-ca does not exist"),
+                    "{}",
+                    why.message
+                );
             }
             other => panic!("expected Pending, got {other:?}"),
         }
-        assert_eq!(backend.unwrap_err().reason(), Reason::CaBundleUnavailable);
     }
 
     /// A selector the operator cannot read (the CRD refuses it, but an object may

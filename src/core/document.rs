@@ -660,7 +660,9 @@ pub(crate) mod tests {
 
     fn tls_endpoint(ca: Option<&str>) -> Endpoint {
         Endpoint {
-            tls: Some(Tls { ca: ca.map(Arc::from) }),
+            tls: Some(Tls {
+                ca: ca.map(Arc::from),
+            }),
             ..seed_endpoint("t")
         }
     }
@@ -684,10 +686,19 @@ pub(crate) mod tests {
         );
         assert_eq!(doc.data[KEY_OTLP_GRPC_ENDPOINT], "https://t:4317");
         assert_eq!(doc.data[KEY_OTLP_HTTP_ENDPOINT], "https://t:4318");
-        assert_eq!(doc.data[KEY_OTEL_TRACES_ENDPOINT], "https://t:4318/v1/traces");
-        assert_eq!(doc.data[KEY_OTEL_ZIPKIN_ENDPOINT], "https://t:9411/api/v2/spans");
+        assert_eq!(
+            doc.data[KEY_OTEL_TRACES_ENDPOINT],
+            "https://t:4318/v1/traces"
+        );
+        assert_eq!(
+            doc.data[KEY_OTEL_ZIPKIN_ENDPOINT],
+            "https://t:9411/api/v2/spans"
+        );
         assert_eq!(doc.data[KEY_CA], ca);
-        assert_eq!(doc.data[KEY_OTEL_TRACES_CERTIFICATE], "/var/run/tracing/ca.crt");
+        assert_eq!(
+            doc.data[KEY_OTEL_TRACES_CERTIFICATE],
+            "/var/run/tracing/ca.crt"
+        );
         assert!(!doc.data.contains_key(KEY_OTEL_CERTIFICATE));
         assert_eq!(
             doc.data[KEY_TEMPO_ENDPOINT],
@@ -748,7 +759,10 @@ pub(crate) mod tests {
             mount_path: "/elsewhere",
             ..w
         };
-        assert_ne!(build_shared(&a, w).hash(), build_shared(&a, elsewhere).hash());
+        assert_ne!(
+            build_shared(&a, w).hash(),
+            build_shared(&a, elsewhere).hash()
+        );
         assert_eq!(*build_shared(&a, elsewhere), build_fresh(&a, elsewhere));
     }
 

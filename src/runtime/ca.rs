@@ -263,7 +263,10 @@ mod tests {
             "an unchanged state is not a change"
         );
         assert!(!cache.loading());
-        assert!(cache.lookup(&r("obs", "ca"), |l| matches!(l, CaLookup::Found(b) if b.contains_key("ca.crt"))));
+        assert!(cache.lookup(
+            &r("obs", "ca"),
+            |l| matches!(l, CaLookup::Found(b) if b.contains_key("ca.crt"))
+        ));
 
         cache.follow(&[]);
         assert!(cache.entries.lock().unwrap().is_empty());

@@ -13,6 +13,7 @@ mod checks;
 mod echo;
 mod fixtures;
 mod term;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
