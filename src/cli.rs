@@ -87,4 +87,17 @@ pub struct RunArgs {
     /// Longest time SIGTERM waits for in-flight writes before exiting.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Roll opted-in workloads (Deployments, StatefulSets and DaemonSets
+    /// labelled tracing.relations.dev/rollout=true) when the tracing document of
+    /// a consumer ConfigMap they use changes. Needs get/list/watch/patch on
+    /// those kinds (the chart's `rollouts.enabled`).
+    #[arg(long, env = "ROLLOUTS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub rollouts: bool,
+
+    /// How long a workload's rollout waits for a burst of document changes to
+    /// end (each further change within it restarts the wait): a burst is one
+    /// rollout.
+    #[arg(long, env = "ROLLOUT_DEBOUNCE", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub rollout_debounce: Duration,
 }

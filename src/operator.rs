@@ -143,7 +143,8 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
-    let caches = Arc::new(Caches::spawn(&client, &args.watch_namespaces));
+    let rollouts = args.rollouts.then_some(args.rollout_debounce);
+    let caches = Arc::new(Caches::spawn(&client, &args.watch_namespaces, rollouts));
     let http = crate::runtime::http::serve(
         args.metrics_addr,
         metrics.clone(),

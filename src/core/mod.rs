@@ -18,6 +18,7 @@ pub mod patch;
 pub mod pem;
 pub mod pyyaml;
 pub mod reason;
+pub mod rollout;
 pub mod slim;
 pub mod status;
 pub mod tls;

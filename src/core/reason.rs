@@ -94,6 +94,9 @@ reasons! {
     Unbound,
     /// The resolved endpoint changed; bound consumers are rewritten.
     EndpointChanged,
+    /// An opted-in workload's pod-template hash annotation was changed: it
+    /// rolls its pods onto the new document.
+    RolloutTriggered,
     // ---- failed reconciles (logs and metrics) ----
     /// The API server asked the operator to slow down (429).
     Throttled,

@@ -10,6 +10,7 @@ pub mod consumer;
 pub mod context;
 pub mod echo;
 pub mod relation;
+pub mod rollout;
 pub mod router;
 #[cfg(test)]
 mod scenarios;
@@ -17,7 +18,7 @@ mod scenarios;
 use std::future::Future;
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt, stream};
+use futures::{FutureExt, Stream, StreamExt, stream};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::controller::{self, Config as ControllerConfig, Controller};
 use kube::runtime::watcher;
@@ -85,10 +86,15 @@ pub async fn run_term(
     let (departed_tx, departed_rx) = mpsc::unbounded_channel();
     let concurrency = parts.max_concurrent_writes;
     let ctx = Arc::new(Ctx::new(parts, departed_tx));
+    let (rollout_queues, rollouts) = match rollout::controllers(&ctx, stop.clone()) {
+        Some((queues, run)) => (Some(queues), run),
+        None => (None, futures::future::ready(()).boxed()),
+    };
     let _router = AbortOnDrop(tokio::spawn(router::route(
         ctx.clone(),
         consumer_tx,
         relation_tx.clone(),
+        rollout_queues,
     )));
     let _flusher = AbortOnDrop(tokio::spawn(router::flush(ctx.clone(), relation_tx)));
     let _cleaner = AbortOnDrop(tokio::spawn(router::cleanup_worker(
@@ -113,7 +119,7 @@ pub async fn run_term(
     .graceful_shutdown_on(stop)
     .run(relation::reconcile, relation::error_policy, ctx.clone())
     .for_each(|res| async move { report(RELATION, res) });
-    futures::join!(consumers, relations);
+    futures::join!(consumers, relations, rollouts);
 }
 
 /// `namespace/name` of an object: how spans and logs name consumers and

@@ -36,6 +36,7 @@ use crate::core::ownership::Ownership;
 use crate::core::patch;
 use crate::reconcile::consumer::{self, Applied};
 use crate::reconcile::context::{Ctx, bound_to};
+use crate::reconcile::rollout;
 use crate::runtime::ca::{CaRef, ca_ref};
 use crate::runtime::cache::Change;
 use crate::runtime::events::EventType;
@@ -56,7 +57,12 @@ fn rel_ref(k: &RelationKey) -> ObjectRef<TracingRelation> {
 }
 
 /// Routes until the caches close (or the term's task is aborted).
-pub async fn route(ctx: Arc<Ctx>, consumers: ConsumerTx, relations: RelationTx) {
+pub async fn route(
+    ctx: Arc<Ctx>,
+    consumers: ConsumerTx,
+    relations: RelationTx,
+    rollouts: Option<rollout::Queues>,
+) {
     let caches = ctx.parts.caches.clone();
     let mut inputs: Vec<Pin<Box<dyn Stream<Item = In> + Send>>> = vec![
         caches.consumers.changes().map(In::Cm).boxed(),
@@ -72,6 +78,7 @@ pub async fn route(ctx: Arc<Ctx>, consumers: ConsumerTx, relations: RelationTx) 
         ctx: &ctx,
         consumers,
         relations,
+        rollouts,
     };
     r.all_consumers();
     r.all_relations();
@@ -94,6 +101,8 @@ struct Router<'a> {
     ctx: &'a Ctx,
     consumers: ConsumerTx,
     relations: RelationTx,
+    /// The rollout controllers' queues, when the feature is on.
+    rollouts: Option<rollout::Queues>,
 }
 
 impl Router<'_> {
@@ -123,7 +132,20 @@ impl Router<'_> {
         }
     }
 
+    /// Workloads that use the consumer `ns/name` roll when its document
+    /// changed: the operator's own apply (its echo) is that change.
+    fn rollouts(&self, ns: Option<&str>, name: &str) {
+        if let (Some(q), Some(ns)) = (&self.rollouts, ns) {
+            q.consumer_changed(self.ctx, ns, name);
+        }
+    }
+
     async fn consumer(&self, change: Change<ConfigMap>) {
+        match &change {
+            Change::Applied(r) => self.rollouts(r.namespace.as_deref(), &r.name),
+            Change::Deleted(cm) => self.rollouts(cm.namespace().as_deref(), &cm.name_any()),
+            Change::Resync => {}
+        }
         match change {
             Change::Applied(r) => {
                 if !is_echo(self.ctx, &r) {

@@ -23,6 +23,7 @@ use tokio::sync::broadcast;
 use crate::api::TracingRelation;
 use crate::core::contract::RELATION_LABEL;
 use crate::runtime::ca::CaCache;
+use crate::runtime::workloads::Workloads;
 
 /// A watcher stream and the namespace it watches (`None`: the whole cluster).
 pub type ScopedStream<K> = (
@@ -252,13 +253,15 @@ pub struct Caches {
     pub namespaces: Option<Cache<PartialObjectMeta<Namespace>>>,
     /// The CA bundle ConfigMaps that TLS relations name.
     pub ca: Arc<CaCache>,
+    /// The workloads that opted in to roll on changes (only with `--rollouts`).
+    pub workloads: Option<Workloads>,
 }
 
 /// How long start-up waits for the CA ConfigMaps of TLS relations to list.
 pub const CA_LIST_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One watcher per watched namespace, or one for the whole cluster.
-fn per_ns<K>(
+pub(crate) fn per_ns<K>(
     client: &Client,
     namespaces: &[String],
     cfg: watcher::Config,
@@ -296,7 +299,11 @@ impl Caches {
     /// watched by their label only, so memory follows the number of consumers,
     /// and kept as [`crate::core::slim::consumer`] reduces them: what the
     /// decisions read, not what the consumers hold.
-    pub fn spawn(client: &Client, namespaces: &[String]) -> Self {
+    pub fn spawn(
+        client: &Client,
+        namespaces: &[String],
+        rollouts: Option<std::time::Duration>,
+    ) -> Self {
         let consumers_cfg = watcher::Config::default().labels(RELATION_LABEL);
         let relations = Cache::spawn(
             "TracingRelation",
@@ -325,6 +332,7 @@ impl Caches {
                 strip_service,
             ),
         );
+        let workloads = rollouts.map(|debounce| Workloads::spawn(client, namespaces, debounce));
         let namespaces = namespaces.is_empty().then(|| {
             let api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
             let s = watcher(api, watcher::Config::default())
@@ -347,6 +355,7 @@ impl Caches {
             services,
             namespaces,
             ca,
+            workloads,
         }
     }
 
@@ -361,6 +370,9 @@ impl Caches {
         if let Some(n) = &self.namespaces {
             let _ = n.store.wait_until_ready().await;
         }
+        if let Some(w) = &self.workloads {
+            w.wait_ready().await;
+        }
     }
 
     /// Whether every watch is working (it lists and watches without errors).
@@ -369,6 +381,7 @@ impl Caches {
             && self.consumers.healthy()
             && self.services.healthy()
             && self.namespaces.as_ref().is_none_or(|n| n.healthy())
+            && self.workloads.as_ref().is_none_or(Workloads::healthy)
     }
 }
 
@@ -388,6 +401,7 @@ impl Caches {
             services: Cache::from_objects(services),
             namespaces: None,
             ca: CaCache::for_tests(Vec::new()),
+            workloads: None,
         }
     }
 }

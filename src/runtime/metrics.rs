@@ -43,9 +43,19 @@ pub struct ReasonLabel {
     pub reason: Reason,
 }
 
+/// A workload kind (Deployment, StatefulSet, DaemonSet).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
 /// The controllers, as metric labels.
 pub const CONSUMER: &str = "consumer";
 pub const RELATION: &str = "relation";
+pub const ROLLOUT: &str = "rollout";
+
+/// The workload kinds that can be rolled.
+pub const WORKLOAD_KINDS: [&str; 3] = ["Deployment", "StatefulSet", "DaemonSet"];
 
 /// Every metric of the operator.
 pub struct Metrics {
@@ -62,6 +72,7 @@ pub struct Metrics {
     pub rejections: Family<ReasonLabel, Counter>,
     pub write_failures: Family<ReasonLabel, Counter>,
     pub cleanups_abandoned: Counter,
+    pub rollouts: Family<KindLabel, Counter>,
     pub leader: Gauge<i64, AtomicI64Compat>,
 }
 
@@ -145,6 +156,15 @@ impl Default for Metrics {
             "Consumers a relation's finalizer gave up on after its tries",
             cleanups_abandoned.clone(),
         );
+        let rollouts = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "rollouts_triggered",
+            "Pod-template hash annotations the operator changed on opted-in workloads (each rolls the workload once), by kind",
+            rollouts.clone(),
+        );
+        for kind in WORKLOAD_KINDS {
+            let _ = rollouts.get_or_create(&KindLabel { kind });
+        }
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -153,7 +173,7 @@ impl Default for Metrics {
         );
         // Every known label set is there from the start, with zero samples, so
         // alerts can be written before the first failure.
-        for controller in [CONSUMER, RELATION] {
+        for controller in [CONSUMER, RELATION, ROLLOUT] {
             let _ = reconciles.get_or_create(&ControllerLabel { controller });
             for reason in Reason::ERRORS {
                 let _ = reconcile_failures.get_or_create(&FailureLabels { controller, reason });
@@ -179,6 +199,7 @@ impl Default for Metrics {
             rejections,
             write_failures,
             cleanups_abandoned,
+            rollouts,
             leader,
         }
     }

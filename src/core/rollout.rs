@@ -1,0 +1,189 @@
+//! Rolling a workload's pods when the endpoint document it uses changes
+//! (opt-in): which consumer ConfigMaps a pod template uses, the one hash of
+//! their documents, and the apply that keeps it on the pod template. Pure.
+//!
+//! A Deployment, StatefulSet or DaemonSet opts in with the label
+//! [`ROLLOUT_LABEL`]`: "true"`. Its pod template then carries the annotation
+//! [`TEMPLATE_HASH_ANNOTATION`]: the document hash of the bound consumer it
+//! uses, or one hash of the hashes of several. Only the operator's document
+//! counts: the hash is the consumer's operator-owned hash annotation, so a
+//! change of the consumer's own keys changes nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use k8s_openapi::api::core::v1::{Container, PodTemplateSpec};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// Workload label that opts in (value `"true"`).
+pub const ROLLOUT_LABEL: &str = "tracing.relations.dev/rollout";
+/// The label selector of opted-in workloads.
+pub const ROLLOUT_SELECTOR: &str = "tracing.relations.dev/rollout=true";
+/// Pod-template annotation the operator keeps equal to the document hash of
+/// the consumers the template uses.
+pub const TEMPLATE_HASH_ANNOTATION: &str = "tracing.relations.dev/document-hash";
+
+/// The ConfigMaps (in the workload's namespace) that `template` uses: through
+/// `envFrom`, `env[].valueFrom.configMapKeyRef`, `volumes[].configMap` and
+/// `volumes[].projected.sources[].configMap`, of containers and init containers.
+pub fn referenced_config_maps(template: &PodTemplateSpec) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let Some(spec) = &template.spec else {
+        return names;
+    };
+    let init = spec.init_containers.iter().flatten();
+    for c in spec.containers.iter().chain(init) {
+        container_refs(c, &mut names);
+    }
+    for v in spec.volumes.iter().flatten() {
+        if let Some(cm) = &v.config_map {
+            names.insert(cm.name.clone());
+        }
+        let projected = v.projected.iter().flat_map(|p| p.sources.iter().flatten());
+        names.extend(projected.filter_map(|s| Some(s.config_map.as_ref()?.name.clone())));
+    }
+    names.retain(|n| !n.is_empty());
+    names
+}
+
+fn container_refs(c: &Container, names: &mut BTreeSet<String>) {
+    for e in c.env_from.iter().flatten() {
+        if let Some(r) = &e.config_map_ref {
+            names.insert(r.name.clone());
+        }
+    }
+    for e in c.env.iter().flatten() {
+        if let Some(r) = e
+            .value_from
+            .as_ref()
+            .and_then(|v| v.config_map_key_ref.as_ref())
+        {
+            names.insert(r.name.clone());
+        }
+    }
+}
+
+/// The one hash of the documents of the consumers a template uses (name →
+/// document hash): that consumer's hash when there is one, else a hash of the
+/// names and hashes; `None` when it uses none.
+pub fn combined_hash(consumers: &BTreeMap<String, String>) -> Option<String> {
+    match consumers.len() {
+        0 => None,
+        1 => consumers.values().next().cloned(),
+        _ => {
+            let mut h = Sha256::new();
+            for (name, hash) in consumers {
+                h.update(name.as_bytes());
+                h.update([0]);
+                h.update(hash.as_bytes());
+                h.update([0]);
+            }
+            let mut out = String::from("sha256:");
+            for b in &h.finalize()[..16] {
+                let _ = write!(out, "{b:02x}");
+            }
+            Some(out)
+        }
+    }
+}
+
+/// The server-side-apply body that sets the template annotation of workload
+/// `kind` (`apps/v1`) `namespace/name` to `hash`, or `None` when it holds it
+/// already. A workload that uses no bound consumer (any more) is left as it
+/// is: removing the annotation would itself roll it.
+pub fn patch(
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    current: Option<&str>,
+    hash: Option<&str>,
+) -> Option<Value> {
+    let hash = hash?;
+    if current == Some(hash) {
+        return None;
+    }
+    Some(json!({
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"template": {"metadata": {"annotations": {TEMPLATE_HASH_ANNOTATION: hash}}}},
+    }))
+}
+
+/// The template annotation a workload holds now.
+pub fn current_hash(template: &PodTemplateSpec) -> Option<&str> {
+    template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get(TEMPLATE_HASH_ANNOTATION)
+        .map(String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(json: Value) -> PodTemplateSpec {
+        serde_json::from_value(json).unwrap()
+    }
+
+    /// Every way a pod uses a ConfigMap is found, in containers and init
+    /// containers; Secrets and other volumes are not ConfigMaps.
+    #[test]
+    fn every_reference_kind_is_found() {
+        let t = template(json!({"spec": {
+            "containers": [{"name": "app",
+                "envFrom": [{"configMapRef": {"name": "a"}}, {"secretRef": {"name": "s"}}],
+                "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "b", "key": "k"}}},
+                        {"name": "Y", "value": "plain"}]}],
+            "initContainers": [{"name": "init", "envFrom": [{"configMapRef": {"name": "c"}}]}],
+            "volumes": [{"name": "v1", "configMap": {"name": "d"}},
+                        {"name": "v2", "projected": {"sources": [{"configMap": {"name": "e"}}, {"secret": {"name": "s2"}}]}},
+                        {"name": "v3", "emptyDir": {}}]
+        }}));
+        let names: Vec<_> = referenced_config_maps(&t).into_iter().collect();
+        assert_eq!(names, ["a", "b", "c", "d", "e"]);
+        assert!(referenced_config_maps(&PodTemplateSpec::default()).is_empty());
+    }
+
+    /// One consumer: its own hash (what `kubectl get cm` shows); several: one
+    /// hash that changes when any of them changes and not with their order.
+    #[test]
+    fn combined_hash_follows_each_consumer() {
+        let one = BTreeMap::from([("a".to_string(), "sha256:1".to_string())]);
+        assert_eq!(combined_hash(&one).as_deref(), Some("sha256:1"));
+        let two = |b: &str| {
+            BTreeMap::from([
+                ("a".to_string(), "sha256:1".to_string()),
+                ("b".to_string(), b.to_string()),
+            ])
+        };
+        let h = combined_hash(&two("sha256:2")).unwrap();
+        assert!(h.starts_with("sha256:") && h.len() == 39, "{h}");
+        assert_ne!(Some(h.clone()), combined_hash(&two("sha256:3")));
+        assert_eq!(Some(h), combined_hash(&two("sha256:2")));
+        assert_eq!(combined_hash(&BTreeMap::new()), None);
+    }
+
+    /// The apply sets only the template annotation, and only when it differs;
+    /// a workload without a bound consumer is not written (no rollout).
+    #[test]
+    fn patch_only_when_the_hash_differs() {
+        let body = patch("Deployment", "shop", "cart", Some("old"), Some("new")).unwrap();
+        assert_eq!(
+            body,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                   "metadata": {"name": "cart", "namespace": "shop"},
+                   "spec": {"template": {"metadata": {"annotations": {TEMPLATE_HASH_ANNOTATION: "new"}}}}})
+        );
+        assert_eq!(
+            patch("Deployment", "shop", "cart", Some("new"), Some("new")),
+            None
+        );
+        assert_eq!(patch("StatefulSet", "shop", "db", Some("old"), None), None);
+        assert!(patch("DaemonSet", "shop", "agent", None, Some("h")).is_some());
+    }
+}
