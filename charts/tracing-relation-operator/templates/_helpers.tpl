@@ -138,4 +138,11 @@ never reads Secrets and never creates, updates or deletes ConfigMaps.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create"]
+{{- if .Values.rollouts.enabled }}
+# rollouts.enabled: workloads labelled tracing.relations.dev/rollout=true are
+# watched (by that label) and their pod-template hash annotation is applied.
+- apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets", "daemonsets"]
+  verbs: ["get", "list", "watch", "patch"]
+{{- end }}
 {{- end }}
