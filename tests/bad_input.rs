@@ -30,8 +30,8 @@ use std::time::Duration;
 
 use common::env::{POLICY_BINDING as BINDING, shared_operator};
 use common::fixtures::{
-    annotation, configmap, configmaps_by_name, data, data_of, dry_run_create, endpoint_relation,
-    map, set_hostname,
+    OWN_KEY, annotation, configmap, configmaps_by_name, data, data_of, dry_run_create,
+    endpoint_relation, map, set_hostname,
 };
 use common::operator::strip_ansi;
 use common::{ControlPlane, OperatorEnv, wait_for_some_named, wait_object};
@@ -61,7 +61,6 @@ use tracing_relation_operator::core::reason::Reason;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 const PROBE_LABEL: &str = "tracing-test/vap";
-const OWN_KEY: &str = "app.conf";
 const OWN_VALUE: &str =
     "# the consumer's own configuration\nsampler: parentbased_traceidratio\nratio: 0.1\n";
 

@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use common::env::shared_operator;
 use common::fixtures::{
-    annotation, assert_forbidden, configmap, configmaps_by_name, data, data_of, endpoint_relation,
-    map, match_labels,
+    OWN_KEY, annotation, assert_forbidden, configmap, configmaps_by_name, data, data_of,
+    endpoint_relation, map, match_labels,
 };
 use common::rbac::{grant_role, rule};
 use common::{OperatorEnv, TestNamespace, wait_for_some_named, wait_object};
@@ -44,7 +44,6 @@ use tracing_relation_operator::core::document::{ALL_SIGNAL_KEYS, DATA_KEYS, KEY_
 use tracing_relation_operator::core::reason::Reason;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-const OWN_KEY: &str = "app.conf";
 const OWN_VALUE: &str = "exporter = otlp\n";
 
 // ---------------------------------------------------------------------------

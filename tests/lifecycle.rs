@@ -23,7 +23,7 @@ use common::fixtures::{
     set_hostname, tail,
 };
 use common::metrics::{apiserver_text, metric_sum};
-use common::{ControlPlane, ControlPlaneOptions, Operator};
+use common::{CRD_NAME, ControlPlane, ControlPlaneOptions, Operator};
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -585,10 +585,7 @@ async fn the_printer_columns_show_it(env: &Env, ex: &Examples, host: &str) {
     let obs = &ex.obs;
     // The printer columns, as declared in the CRD read back from the API server...
     let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
-    let crd = crds
-        .get("tracingrelations.tracing.relations.dev")
-        .await
-        .expect("CRD");
+    let crd = crds.get(CRD_NAME).await.expect("CRD");
     let version = crd
         .spec
         .versions

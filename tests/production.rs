@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::fixtures::{
-    self, configmap, endpoint_backend, relation_manifest, relation_spec, seed_document,
-    service_backend, tail,
+    self, OWN_KEY, apply_relation_spec, configmap, endpoint_backend, relation_manifest,
+    relation_spec, seed_document, service_backend, tail,
 };
 use common::metrics::{PREFIX as P, Scrape, operator_metric_name, scrape, try_scrape};
 use common::rbac;
@@ -54,8 +54,6 @@ use tracing_relation_operator::core::document::{
 
 /// Field manager of this test's own writes.
 const TEST_MANAGER: &str = "production-tests";
-/// A consumer's own data key, which the operator must never touch.
-const OWN_KEY: &str = "app.conf";
 const OWN_VALUE: &str = "log_level=debug";
 
 // ---------------------------------------------------------------------------
@@ -84,16 +82,8 @@ async fn apply_relation(
     all_namespaces: bool,
 ) {
     let consumers = all_namespaces.then(|| json!({"namespaceSelector": {}}));
-    let mut body = relation_manifest(name, relation_spec(endpoint_backend(hostname), consumers));
-    body["metadata"]["namespace"] = json!(ns);
-    Api::<TracingRelation>::namespaced(client.clone(), ns)
-        .patch(
-            name,
-            &PatchParams::apply(TEST_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("cannot apply TracingRelation {ns}/{name}: {e}"));
+    let spec = relation_spec(endpoint_backend(hostname), consumers);
+    apply_relation_spec(client, ns, name, spec, TEST_MANAGER).await;
 }
 
 /// Changes the hostname of a relation's explicit endpoint.

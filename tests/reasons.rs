@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::env::{shared_operator, unbind_consumer_policy};
-use common::fixtures::{annotation, configmap, data_of, endpoint_relation};
+use common::fixtures::{OWN_KEY, annotation, configmap, data_of, endpoint_relation};
 use common::metrics::{Scrape, operator_metric_name, operator_text};
 use common::{Operator, OperatorEnv, wait_for_some_named, wait_object};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -45,7 +45,6 @@ use tracing_relation_operator::core::document::{
 use tracing_relation_operator::core::reason::Reason;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-const OWN_KEY: &str = "app.conf";
 const OWN_VALUE: &str = "sampling = 0.25\n# the consumer's own key\n";
 
 // ---------------------------------------------------------------------------
