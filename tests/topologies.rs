@@ -281,6 +281,12 @@ async fn single_binary_chart() {
     wait_ready(&rels, "True", "Resolved").await;
 }
 
+/// A query-frontend Service `name`: Tempo's HTTP API on 3200 (port `http_name`)
+/// and gRPC on 9095.
+fn query_frontend(name: &str, http_name: &str) -> Service {
+    service(name, &[(http_name, 3200, "TCP"), ("grpc", 9095, "TCP")])
+}
+
 /// The distributor Service of the `tempo-distributed` chart with every receiver
 /// enabled (release `tempo`: `tempo-distributor`; templates/distributor/
 /// service-distributor.yaml, chart 1.53's ports).
@@ -301,10 +307,7 @@ async fn tempo_distributed_chart() {
     create(&svcs, &distributor(3200)).await;
     create(
         &svcs,
-        &service(
-            "tempo-query-frontend",
-            &[("http-metrics", 3200, "TCP"), ("grpc", 9095, "TCP")],
-        ),
+        &query_frontend("tempo-query-frontend", "http-metrics"),
     )
     .await;
     relate(
@@ -402,10 +405,7 @@ async fn tempo_operator_tempostack() {
     // headless discovery Service (not followed).
     create(
         &svcs,
-        &service(
-            "tempo-simplest-query-frontend",
-            &[("http", 3200, "TCP"), ("grpc", 9095, "TCP")],
-        ),
+        &query_frontend("tempo-simplest-query-frontend", "http"),
     )
     .await;
     let mut discovery = service(
