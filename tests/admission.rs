@@ -36,6 +36,17 @@ use tracing_relation_operator::core::document::DATA_KEYS;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Creates `obj` through `api`; panics, saying that `what` must be admitted, if
+/// the API server refuses it.
+async fn admit<K>(api: &Api<K>, obj: &K, what: impl std::fmt::Display) -> K
+where
+    K: Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    api.create(&PostParams::default(), obj)
+        .await
+        .unwrap_or_else(|e| panic!("{what} must be admitted: {e}"))
+}
+
 // ---------------------------------------------------------------------------
 // Environments.
 
@@ -287,12 +298,12 @@ async fn crd_refuses_ports_outside_1_to_65535() {
     let mut ep = valid_endpoint();
     ep["tempoPort"] = json!(1);
     ep["zipkinPort"] = json!(65535);
-    api.create(
-        &PostParams::default(),
+    admit(
+        &api,
         &relation_object("edges", endpoint_spec(ep)),
+        "ports 1 and 65535",
     )
-    .await
-    .expect("ports 1 and 65535 are admitted");
+    .await;
 }
 
 /// A hostname that is not a DNS name is refused with the rule's message.
@@ -332,12 +343,12 @@ async fn crd_refuses_a_hostname_that_is_not_a_dns_name() {
         .enumerate()
     {
         let ep = json!({ "hostname": host });
-        api.create(
-            &PostParams::default(),
+        admit(
+            &api,
             &relation_object(&format!("ok-{i}"), endpoint_spec(ep)),
+            format!("hostname {host:?}"),
         )
-        .await
-        .unwrap_or_else(|e| panic!("hostname {host:?} must be admitted: {e}"));
+        .await;
     }
 }
 
@@ -371,9 +382,8 @@ async fn crd_refuses_bad_service_names() {
     }
     let spec = json!({"interface": "tracing", "role": "provides",
         "backend": {"service": {"name": "tempo", "namespace": "observability"}}});
-    api.create(&PostParams::default(), &relation_object("tempo", spec))
-        .await
-        .expect("a valid Service backend is admitted");
+    let tempo = relation_object("tempo", spec);
+    admit(&api, &tempo, "a valid Service backend").await;
 }
 
 /// Updates are held to the same rules as creates: a valid relation cannot be
@@ -381,45 +391,31 @@ async fn crd_refuses_bad_service_names() {
 #[tokio::test(flavor = "multi_thread")]
 async fn crd_rules_apply_to_updates() {
     let api = crd_api("adm-crd-update").await;
-    api.create(
-        &PostParams::default(),
-        &relation_object("tempo", endpoint_spec(valid_endpoint())),
-    )
-    .await
-    .expect("a valid relation is admitted");
-    let patch = |spec: Value| json!({ "spec": spec });
-    assert_refused(
-        "update interface",
-        api.patch(
-            "tempo",
-            &PatchParams::default(),
-            &Patch::Merge(patch(json!({"interface": "prometheus_scrape"}))),
-        )
-        .await,
-        &["spec.interface must be 'tracing'"],
-    );
-    assert_refused(
-        "update to both backends",
-        api.patch(
-            "tempo",
-            &PatchParams::default(),
-            &Patch::Merge(patch(json!({"backend": {"service": {"name": "tempo"}}}))),
-        )
-        .await,
-        &["spec.backend needs exactly one of 'service' or 'endpoint'"],
-    );
-    assert_refused(
-        "update hostname",
-        api.patch(
-            "tempo",
-            &PatchParams::default(),
-            &Patch::Merge(patch(
-                json!({"backend": {"endpoint": {"hostname": "Not A Host"}}}),
-            )),
-        )
-        .await,
-        &["spec.backend.endpoint.hostname must be a DNS name"],
-    );
+    let tempo = relation_object("tempo", endpoint_spec(valid_endpoint()));
+    admit(&api, &tempo, "a valid relation").await;
+    // (case, merge patch of the spec, what the refusal must say)
+    let updates = [
+        (
+            "update interface",
+            json!({"interface": "prometheus_scrape"}),
+            "spec.interface must be 'tracing'",
+        ),
+        (
+            "update to both backends",
+            json!({"backend": {"service": {"name": "tempo"}}}),
+            "spec.backend needs exactly one of 'service' or 'endpoint'",
+        ),
+        (
+            "update hostname",
+            json!({"backend": {"endpoint": {"hostname": "Not A Host"}}}),
+            "spec.backend.endpoint.hostname must be a DNS name",
+        ),
+    ];
+    for (case, spec, needle) in updates {
+        let patch = Patch::Merge(json!({ "spec": spec }));
+        let result = api.patch("tempo", &PatchParams::default(), &patch).await;
+        assert_refused(case, result, &[needle]);
+    }
 }
 
 /// A namespaceSelector that is not a valid label selector (an unknown operator,
@@ -573,13 +569,16 @@ async fn policy_admits_valid_consumers() {
         ),
     ];
     for (name, ann) in cases {
-        api.create(&PostParams::default(), &consumer(name, &ann))
-            .await
-            .unwrap_or_else(|e| panic!("valid consumer {name} must be admitted: {e}"));
+        admit(
+            &api,
+            &consumer(name, &ann),
+            format!("valid consumer {name}"),
+        )
+        .await;
     }
     // Unlabelled ConfigMaps are none of the policy's business, whatever they hold.
-    api.create(
-        &PostParams::default(),
+    admit(
+        &api,
         &configmap(
             "unlabelled",
             &[],
@@ -589,9 +588,9 @@ async fn policy_admits_valid_consumers() {
             ],
             &[],
         ),
+        "an unlabelled ConfigMap (not checked)",
     )
-    .await
-    .expect("an unlabelled ConfigMap is not checked");
+    .await;
 }
 
 /// Updates of a labelled consumer are checked too: changing the role to a wrong one
@@ -599,33 +598,28 @@ async fn policy_admits_valid_consumers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn policy_checks_updates_of_consumers() {
     let api = consumer_api("adm-vap-update").await;
-    api.create(
-        &PostParams::default(),
-        &consumer("c", &[(ROLE_ANNOTATION, "requires")]),
-    )
-    .await
-    .unwrap();
-    let set = |k: &str, v: &str| Patch::Merge(json!({"metadata": {"annotations": {k: v}}}));
-    assert_refused(
-        "role changed to provides",
-        api.patch(
-            "c",
-            &PatchParams::default(),
-            &set(ROLE_ANNOTATION, "provides"),
-        )
-        .await,
-        &["RelationRoleMismatch"],
-    );
-    assert_refused(
-        "interface added",
-        api.patch(
-            "c",
-            &PatchParams::default(),
-            &set(INTERFACE_ANNOTATION, "jaeger"),
-        )
-        .await,
-        &["RelationInterfaceMismatch"],
-    );
+    let c = consumer("c", &[(ROLE_ANNOTATION, "requires")]);
+    admit(&api, &c, "the consumer").await;
+    // (case, annotation set, value, the reason the refusal must name)
+    let updates = [
+        (
+            "role changed to provides",
+            ROLE_ANNOTATION,
+            "provides",
+            "RelationRoleMismatch",
+        ),
+        (
+            "interface added",
+            INTERFACE_ANNOTATION,
+            "jaeger",
+            "RelationInterfaceMismatch",
+        ),
+    ];
+    for (case, key, value, reason) in updates {
+        let set = Patch::Merge(json!({"metadata": {"annotations": {key: value}}}));
+        let result = api.patch("c", &PatchParams::default(), &set).await;
+        assert_refused(case, result, &[reason]);
+    }
     // What the operator writes: its own annotations and data keys.
     let body = json!({
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c",
@@ -710,12 +704,12 @@ async fn policy_checks_a_configmap_when_it_is_labelled() {
     ];
     let mut slipped = Vec::new();
     for (name, key, value, reason) in cases {
-        api.create(
-            &PostParams::default(),
+        admit(
+            &api,
             &configmap(name, &[], &[(key, value)], &[("own", "x")]),
+            "an unlabelled ConfigMap, whatever its annotations,",
         )
-        .await
-        .expect("an unlabelled ConfigMap is admitted whatever its annotations");
+        .await;
         let label = Patch::Merge(json!({"metadata": {"labels": {RELATION_LABEL: "tempo"}}}));
         match api.patch(name, &PatchParams::default(), &label).await {
             Err(kube::Error::Api(s)) if s.code == 422 && s.message.contains(reason) => {}
@@ -738,9 +732,7 @@ async fn policy_checks_a_configmap_when_it_is_labelled() {
 #[tokio::test(flavor = "multi_thread")]
 async fn policy_releases_a_configmap_whose_label_is_removed() {
     let api = consumer_api("adm-vap-unlabel").await;
-    api.create(&PostParams::default(), &consumer("c", &[]))
-        .await
-        .unwrap();
+    admit(&api, &consumer("c", &[]), "the consumer").await;
     let unlabel = Patch::Merge(json!({"metadata": {"labels": {RELATION_LABEL: null}}}));
     api.patch("c", &PatchParams::default(), &unlabel)
         .await
@@ -786,14 +778,12 @@ async fn both_sides(ns_shipped: &str, ns_bypassed: &str, cm: &ConfigMap) -> Outc
         }
     };
     let api: Api<ConfigMap> = Api::namespaced(b.cp.admin_client().await, ns_bypassed);
-    api.create(&PostParams::default(), cm)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "without the binding, {:?} must be admitted: {e}",
-                cm.metadata.name
-            )
-        });
+    admit(
+        &api,
+        cm,
+        format!("without the binding, {:?}", cm.metadata.name),
+    )
+    .await;
     let name = cm.metadata.name.as_deref().unwrap_or_default();
     let got = wait_decided(&api, name).await;
     Outcome {

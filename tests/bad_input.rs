@@ -30,8 +30,8 @@ use std::time::Duration;
 
 use common::env::{POLICY_BINDING as BINDING, shared_operator};
 use common::fixtures::{
-    annotation, configmap, configmaps_by_name, data, data_of, dry_run_create, endpoint_relation,
-    map, set_hostname,
+    OWN_KEY, annotation, configmap, configmaps_by_name, data, data_of, dry_run_create,
+    endpoint_relation, map, set_hostname,
 };
 use common::operator::strip_ansi;
 use common::{ControlPlane, OperatorEnv, wait_for_some_named, wait_object};
@@ -61,7 +61,6 @@ use tracing_relation_operator::core::reason::Reason;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 const PROBE_LABEL: &str = "tracing-test/vap";
-const OWN_KEY: &str = "app.conf";
 const OWN_VALUE: &str =
     "# the consumer's own configuration\nsampler: parentbased_traceidratio\nratio: 0.1\n";
 
@@ -1060,19 +1059,34 @@ async fn consumer_that_removes_its_label_keeps_only_its_own() {
     );
 }
 
+/// A namespace with relation `tempo` (at `t.example`) and its canary consumer,
+/// and consumer `forged` of the relation, not yet created, carrying a forged
+/// `tracing.relations.dev/state: Bound` annotation.
+async fn forged_bound(
+    prefix: &str,
+) -> (
+    &'static OperatorEnv,
+    Api<ConfigMap>,
+    Api<TracingRelation>,
+    ConfigMap,
+) {
+    let (env, _, _ns, api, rels) = setup(prefix).await;
+    create_relation(&rels, "tempo", "t.example").await;
+    api.create(&PostParams::default(), &consumer("canary", "tempo"))
+        .await
+        .unwrap();
+    let mut forged = consumer("forged", "tempo");
+    forged.metadata.annotations = Some(map(&[(STATE_ANNOTATION, STATE_BOUND)]));
+    (env, api, rels, forged)
+}
+
 /// A consumer whose own data holds `tempo_endpoint` and which carries a forged (or
 /// copied) `tracing.relations.dev/state: Bound` annotation: the operator never
 /// bound it, so its key must not be overwritten (KeyConflict, value untouched).
 /// The operator takes "bound" from that annotation alone.
 #[tokio::test(flavor = "multi_thread")]
 async fn forged_bound_annotation_does_not_unlock_own_keys() {
-    let (_, _, _ns, api, rels) = setup("bad-forged").await;
-    create_relation(&rels, "tempo", "t.example").await;
-    api.create(&PostParams::default(), &consumer("canary", "tempo"))
-        .await
-        .unwrap();
-    let mut cm = consumer("forged", "tempo");
-    cm.metadata.annotations = Some(map(&[(STATE_ANNOTATION, STATE_BOUND)]));
+    let (_, api, _rels, mut cm) = forged_bound("bad-forged").await;
     cm.data
         .as_mut()
         .unwrap()
@@ -1099,14 +1113,8 @@ async fn forged_bound_annotation_does_not_unlock_own_keys() {
 /// KeyConflict, no failing write loop, and the relation stays Ready.
 #[tokio::test(flavor = "multi_thread")]
 async fn forged_bound_annotation_with_binary_key() {
-    let (env, _, _ns, api, rels) = setup("bad-forged-bin").await;
-    create_relation(&rels, "tempo", "t.example").await;
-    api.create(&PostParams::default(), &consumer("canary", "tempo"))
-        .await
-        .unwrap();
+    let (env, api, rels, mut cm) = forged_bound("bad-forged-bin").await;
     wait_cm(&api, "canary", "bound", |cm| is_bound_to(cm, "t.example")).await;
-    let mut cm = consumer("forged", "tempo");
-    cm.metadata.annotations = Some(map(&[(STATE_ANNOTATION, STATE_BOUND)]));
     cm.binary_data = Some(BTreeMap::from([(
         KEY_RECEIVERS.to_string(),
         ByteString(b"[]".to_vec()),

@@ -51,7 +51,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::fixtures::{
-    self, configmap, endpoint_backend, relation_manifest, relation_spec, seed_document,
+    self, apply_relation_spec, configmap, endpoint_backend, relation_spec, seed_document,
 };
 use common::metrics::parse_labels;
 use common::{ControlPlane, ControlPlaneOptions, OPERATOR_BIN, OPERATOR_USER, Operator, free_port};
@@ -747,16 +747,8 @@ fn hostname(tag: &str) -> String {
 }
 
 async fn apply_relation(client: &Client, ns: &str, hostname: &str) {
-    let mut body = relation_manifest(RELATION, relation_spec(endpoint_backend(hostname), None));
-    body["metadata"]["namespace"] = json!(ns);
-    Api::<TracingRelation>::namespaced(client.clone(), ns)
-        .patch(
-            RELATION,
-            &PatchParams::apply(BENCH_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("cannot apply TracingRelation {ns}/{RELATION}: {e}"));
+    let spec = relation_spec(endpoint_backend(hostname), None);
+    apply_relation_spec(client, ns, RELATION, spec, BENCH_MANAGER).await;
 }
 
 async fn set_hostname(client: &Client, ns: &str, hostname: &str) {

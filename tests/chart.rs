@@ -21,9 +21,10 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::fixtures::{configmap, data_of, endpoint_relation, merge_patch};
+use common::fixtures::{OWN_KEY, configmap, data_of, endpoint_relation, merge_patch};
 use common::operator::strip_ansi;
-use common::{ControlPlane, ControlPlaneOptions, Operator};
+use common::process::run_ok;
+use common::{CRD_NAME, ControlPlane, ControlPlaneOptions, Operator};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
@@ -54,11 +55,7 @@ const RELEASE: &str = "tro";
 /// name, so it is `<release>-<chart>`. Also the ServiceAccount, ClusterRole,
 /// Role and default Lease name.
 const FULLNAME: &str = "tro-tracing-relation-operator";
-const CRD_NAME: &str = "tracingrelations.tracing.relations.dev";
 const VAP_NAME: &str = "tracing-relation-consumers.tracing.relations.dev";
-
-/// A data key of the consumer's own, which the operator must never touch.
-const OWN_KEY: &str = "app.conf";
 
 /// Generous: two cores, several control planes and builds of other engineers.
 const T: Duration = Duration::from_secs(120);
@@ -67,23 +64,6 @@ const T: Duration = Duration::from_secs(120);
 
 fn chart() -> String {
     common::repo_dir().join(CHART).display().to_string()
-}
-
-/// Runs `cmd`, asserts it succeeded, returns stdout.
-fn run_ok(mut cmd: Command, what: &str) -> String {
-    let started = Instant::now();
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
-        out.status
-    );
-    println!("{what}: ok in {:.1?}", started.elapsed());
-    stdout
 }
 
 /// `helm <args>` against `cp` (admin kubeconfig, private helm homes).

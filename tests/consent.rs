@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use common::env::shared_operator;
 use common::fixtures::{
-    annotation, assert_forbidden, configmap, configmaps_by_name, data, data_of, endpoint_relation,
-    map, match_labels,
+    OWN_KEY, annotation, assert_forbidden, configmap, configmaps_by_name, data, data_of,
+    endpoint_relation, map, match_labels,
 };
 use common::rbac::{grant_role, rule};
 use common::{OperatorEnv, TestNamespace, wait_for_some_named, wait_object};
@@ -44,7 +44,6 @@ use tracing_relation_operator::core::document::{ALL_SIGNAL_KEYS, DATA_KEYS, KEY_
 use tracing_relation_operator::core::reason::Reason;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-const OWN_KEY: &str = "app.conf";
 const OWN_VALUE: &str = "exporter = otlp\n";
 
 // ---------------------------------------------------------------------------
@@ -56,6 +55,21 @@ async fn env() -> &'static OperatorEnv {
 
 // ---------------------------------------------------------------------------
 // Helpers.
+
+/// The start of a consent test: the admin client, a marker (a label value no
+/// other test uses) and the relation's namespace `<prefix>-home`.
+async fn start(prefix: &str) -> (kube::Client, String, TestNamespace) {
+    let env = env().await;
+    let marker = format!("m{:08x}", rand::random::<u32>());
+    let home = env.cp.namespace(&format!("{prefix}-home")).await;
+    (env.cp.admin_client().await, marker, home)
+}
+
+/// A fresh namespace `<prefix>-…` labelled `key: value`.
+async fn labelled_namespace(prefix: &str, key: &str, value: &str) -> TestNamespace {
+    let cp = env().await.cp;
+    cp.namespace_with_labels(prefix, &[(key, value)]).await
+}
 
 /// A consumer of relation `rel_ns/tempo`, holding a key of its own.
 fn consumer(name: &str, rel_ns: &str) -> ConfigMap {
@@ -132,6 +146,25 @@ async fn wait_not_allowed(api: &Api<ConfigMap>, name: &str, ns: &str) -> ConfigM
     cm
 }
 
+/// Creates consumer `c` of relation `home/tempo` in namespaces `admitted` and
+/// `refused`; waits until the first is bound to `hostname` and the second is
+/// NamespaceNotAllowed. Returns their ConfigMap APIs.
+async fn admitted_and_refused(
+    client: &kube::Client,
+    home: &str,
+    admitted: &str,
+    refused: &str,
+    hostname: &str,
+) -> (Api<ConfigMap>, Api<ConfigMap>) {
+    let yes: Api<ConfigMap> = Api::namespaced(client.clone(), admitted);
+    let no: Api<ConfigMap> = Api::namespaced(client.clone(), refused);
+    create_cm(&yes, &consumer("c", home)).await;
+    create_cm(&no, &consumer("c", home)).await;
+    wait_bound_to(&yes, "c", hostname).await;
+    wait_not_allowed(&no, "c", refused).await;
+    (yes, no)
+}
+
 async fn set_namespace_labels(client: &kube::Client, ns: &str, labels: serde_json::Value) {
     Api::<Namespace>::all(client.clone())
         .patch(
@@ -161,35 +194,19 @@ fn others_entries(cm: &ConfigMap) -> Vec<ManagedFieldsEntry> {
 /// another namespace naming the same relation is NamespaceNotAllowed.
 #[tokio::test(flavor = "multi_thread")]
 async fn no_selector_admits_only_the_relations_namespace() {
-    let env = env().await;
-    let client = env.cp.admin_client().await;
-    let home = env.cp.namespace("consent-home").await;
-    let away = env.cp.namespace("consent-away").await;
+    let (client, _, home) = start("consent").await;
+    let away = env().await.cp.namespace("consent-away").await;
     create_relation(&client, &home, "home.example", None).await;
-    let home_api: Api<ConfigMap> = Api::namespaced(client.clone(), &home);
-    let away_api: Api<ConfigMap> = Api::namespaced(client.clone(), &away);
-    create_cm(&home_api, &consumer("c", &home)).await;
-    create_cm(&away_api, &consumer("c", &home)).await;
-    wait_bound_to(&home_api, "c", "home.example").await;
-    wait_not_allowed(&away_api, "c", &away).await;
+    admitted_and_refused(&client, &home, &home, &away, "home.example").await;
 }
 
 /// A matchLabels selector admits exactly the namespaces carrying the label; the
 /// relation's own unlabelled namespace is then not admitted either.
 #[tokio::test(flavor = "multi_thread")]
 async fn selector_admits_namespaces_by_label() {
-    let env = env().await;
-    let client = env.cp.admin_client().await;
-    let marker = format!("m{:08x}", rand::random::<u32>());
-    let home = env.cp.namespace("consent-sel-home").await;
-    let labelled = env
-        .cp
-        .namespace_with_labels("consent-sel-in", &[("consent-test", &marker)])
-        .await;
-    let other = env
-        .cp
-        .namespace_with_labels("consent-sel-out", &[("consent-test", "someone-else")])
-        .await;
+    let (client, marker, home) = start("consent-sel").await;
+    let labelled = labelled_namespace("consent-sel-in", "consent-test", &marker).await;
+    let other = labelled_namespace("consent-sel-out", "consent-test", "someone-else").await;
     let selector = match_labels(&[("consent-test", &marker)]);
     let rels = create_relation(&client, &home, "sel.example", Some(selector)).await;
     for ns in [&home, &labelled, &other] {
@@ -227,24 +244,9 @@ async fn selector_admits_namespaces_by_label() {
 /// matchExpressions and the empty selector `{}` (every namespace) work too.
 #[tokio::test(flavor = "multi_thread")]
 async fn match_expressions_and_the_empty_selector() {
-    let env = env().await;
-    let client = env.cp.admin_client().await;
-    let marker = format!("m{:08x}", rand::random::<u32>());
-    let home = env.cp.namespace("consent-expr-home").await;
-    let team_a = env
-        .cp
-        .namespace_with_labels(
-            "consent-expr-a",
-            &[("consent-expr", &format!("{marker}-a"))],
-        )
-        .await;
-    let team_b = env
-        .cp
-        .namespace_with_labels(
-            "consent-expr-b",
-            &[("consent-expr", &format!("{marker}-b"))],
-        )
-        .await;
+    let (client, marker, home) = start("consent-expr").await;
+    let team_a = labelled_namespace("consent-expr-a", "consent-expr", &format!("{marker}-a")).await;
+    let team_b = labelled_namespace("consent-expr-b", "consent-expr", &format!("{marker}-b")).await;
     let expr = LabelSelector {
         match_expressions: Some(vec![LabelSelectorRequirement {
             key: "consent-expr".into(),
@@ -254,12 +256,7 @@ async fn match_expressions_and_the_empty_selector() {
         ..LabelSelector::default()
     };
     let rels = create_relation(&client, &home, "expr.example", Some(expr)).await;
-    let a: Api<ConfigMap> = Api::namespaced(client.clone(), &team_a);
-    let b: Api<ConfigMap> = Api::namespaced(client.clone(), &team_b);
-    create_cm(&a, &consumer("c", &home)).await;
-    create_cm(&b, &consumer("c", &home)).await;
-    wait_bound_to(&a, "c", "expr.example").await;
-    wait_not_allowed(&b, "c", &team_b).await;
+    let (a, b) = admitted_and_refused(&client, &home, &team_a, &team_b, "expr.example").await;
     // Editing the selector to `{}` admits every namespace, with no change to the consumers.
     let patch = Patch::Merge(
         json!({"spec": {"consumers": {"namespaceSelector": {"matchExpressions": null}}}}),
@@ -282,11 +279,8 @@ async fn match_expressions_and_the_empty_selector() {
 /// but the namespace label changes: the consumer is written by the operator only.
 #[tokio::test(flavor = "multi_thread")]
 async fn relabelling_a_namespace_binds_and_unbinds_its_consumers() {
-    let env = env().await;
-    let client = env.cp.admin_client().await;
-    let marker = format!("m{:08x}", rand::random::<u32>());
-    let home = env.cp.namespace("consent-relabel-home").await;
-    let ns = env.cp.namespace("consent-relabel").await;
+    let (client, marker, home) = start("consent-relabel").await;
+    let ns = env().await.cp.namespace("consent-relabel").await;
     let selector = match_labels(&[("consent-relabel", &marker)]);
     create_relation(&client, &home, "relabel.example", Some(selector)).await;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
@@ -322,9 +316,8 @@ async fn relabelling_a_namespace_binds_and_unbinds_its_consumers() {
 /// namespace, and none in namespace X, cannot get the operator to write into X.
 #[tokio::test(flavor = "multi_thread")]
 async fn nobody_gets_the_operator_to_write_where_they_cannot_label() {
+    let (admin, _, victim) = start("consent-victim").await;
     let env = env().await;
-    let admin = env.cp.admin_client().await;
-    let victim = env.cp.namespace("consent-victim").await;
     let attacker_ns = env.cp.namespace("consent-intruder").await;
     let intruder = intruder_with_rights_in_its_namespace_only(env, &admin, &attacker_ns).await;
     let victim_cms = victim_namespace_with_its_own_consumer(&admin, &victim, &attacker_ns).await;

@@ -340,9 +340,7 @@ fn wait_until_bound_returns_once_published() {
 /// A kubelet swap to new content is reported by the watcher exactly once.
 #[test]
 fn swap_with_new_content_is_reported_once() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut vol = Volume::new(tmp.path());
-    vol.publish(&doc_data("old.obs"));
+    let (tmp, mut vol) = published_volume("old.obs");
     let mut w = Watcher::new(tmp.path()).with_interval(Duration::from_millis(10));
     assert_eq!(
         w.current().unwrap().otlp_grpc_endpoint().as_deref(),
@@ -367,9 +365,7 @@ fn swap_with_new_content_is_reported_once() {
 /// A kubelet swap to identical content is not reported as a change.
 #[test]
 fn swap_with_identical_content_is_not_reported() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut vol = Volume::new(tmp.path());
-    vol.publish(&doc_data("same.obs"));
+    let (tmp, mut vol) = published_volume("same.obs");
     let mut w = Watcher::new(tmp.path()).with_interval(Duration::from_millis(10));
     let before = fs::read_link(tmp.path().join("..data")).unwrap();
     vol.publish(&doc_data("same.obs"));
@@ -390,9 +386,7 @@ fn swap_with_identical_content_is_not_reported() {
 /// document (with the field), and binding again.
 #[test]
 fn unbinding_and_rebinding_are_reported() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut vol = Volume::new(tmp.path());
-    vol.publish(&doc_data("a.obs"));
+    let (tmp, mut vol) = published_volume("a.obs");
     let mut w = Watcher::new(tmp.path());
     // The operator removed its keys (relation deleted): every key symlink goes.
     vol.publish(&BTreeMap::new());
@@ -427,9 +421,7 @@ fn watcher_started_before_the_mount_reports_the_binding() {
 /// `Watcher::changed` ignores an identical swap and wakes on a new document.
 #[tokio::test]
 async fn async_changed_reports_the_swap() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut vol = Volume::new(tmp.path());
-    vol.publish(&doc_data("old.obs"));
+    let (tmp, mut vol) = published_volume("old.obs");
     let mut w = Watcher::new(tmp.path()).with_interval(Duration::from_millis(20));
 
     // Identical content: no report.
@@ -460,9 +452,7 @@ async fn async_changed_reports_the_swap() {
 /// The channel of a spawned watcher follows the document through a swap.
 #[tokio::test]
 async fn spawned_watch_channel_follows_the_document() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut vol = Volume::new(tmp.path());
-    vol.publish(&doc_data("old.obs"));
+    let (tmp, mut vol) = published_volume("old.obs");
     let mut rx = Watcher::new(tmp.path())
         .with_interval(Duration::from_millis(20))
         .spawn();
@@ -502,10 +492,17 @@ fn stderr(o: &Output) -> String {
     String::from_utf8(o.stderr.clone()).unwrap()
 }
 
-fn bound_dir(host: &str) -> tempfile::TempDir {
+/// A temporary directory holding the document for `host` as the kubelet
+/// publishes it, and the volume there (to publish the next one).
+fn published_volume(host: &str) -> (tempfile::TempDir, Volume) {
     let tmp = tempfile::tempdir().unwrap();
-    Volume::new(tmp.path()).publish(&doc_data(host));
-    tmp
+    let mut vol = Volume::new(tmp.path());
+    vol.publish(&doc_data(host));
+    (tmp, vol)
+}
+
+fn bound_dir(host: &str) -> tempfile::TempDir {
+    published_volume(host).0
 }
 
 /// `endpoint` prints the OTLP gRPC URL by default, another protocol's on
@@ -597,14 +594,8 @@ fn cli_help_documents_exit_codes() {
 #[test]
 fn cli_json_format() {
     let tmp = bound_dir("tempo.obs");
-    let o = run(&[
-        "--dir",
-        tmp.path().to_str().unwrap(),
-        "--format",
-        "json",
-        "--protocol",
-        "otlp_http",
-    ]);
+    let dir = tmp.path().to_str().unwrap();
+    let o = run(&["--dir", dir, "--format", "json", "--protocol", "otlp_http"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["protocol"], "otlp_http");
@@ -695,15 +686,9 @@ fn cli_wait_polls_until_bound() {
 #[test]
 fn cli_wait_expires_with_not_bound() {
     let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap();
     let start = Instant::now();
-    let o = run(&[
-        "--dir",
-        tmp.path().to_str().unwrap(),
-        "--wait",
-        "300ms",
-        "--interval",
-        "50ms",
-    ]);
+    let o = run(&["--dir", dir, "--wait", "300ms", "--interval", "50ms"]);
     assert!(start.elapsed() >= Duration::from_millis(300));
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("--wait expired"), "{}", stderr(&o));

@@ -7,7 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::fixtures::{self, assert_forbidden};
-use common::{ControlPlane, ControlPlaneOptions, wait_for, wait_for_named};
+use common::process::run_ok;
+use common::{CRD_NAME, ControlPlane, ControlPlaneOptions, wait_for, wait_for_named};
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, Pod, PodSpec, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -72,12 +73,7 @@ async fn admin_creates_and_reads_back_a_configmap() {
     assert!(ns.starts_with("admin-cm-"), "{ns}");
 
     let api = Api::<ConfigMap>::namespaced(cp.admin_client().await, &ns);
-    api.create(
-        &PostParams::default(),
-        &configmap("settings", &[("endpoint", "tempo:4317")]),
-    )
-    .await
-    .unwrap();
+    fixtures::create(&api, &configmap("settings", &[("endpoint", "tempo:4317")])).await;
     let read = api.get("settings").await.unwrap();
     assert_eq!(read.metadata.namespace.as_deref(), Some(ns.name()));
     assert_eq!(
@@ -230,17 +226,9 @@ async fn clients_and_kubeconfigs_carry_the_expected_identity() {
     );
 
     // A real subprocess (helm, a Go client) honours both files.
-    let out = cp
-        .helm_command()
-        .args(["list", "--all-namespaces", "--output", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "helm list as admin: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+    let mut admin_list = cp.helm_command();
+    admin_list.args(["list", "--all-namespaces", "--output", "json"]);
+    assert_eq!(run_ok(admin_list, "helm list as admin").trim(), "[]");
     let out = cp
         .helm_command()
         .env("KUBECONFIG", &sa_kubeconfig)
@@ -277,7 +265,7 @@ async fn crds_from_the_repository_are_applied_and_established() {
     let crd = Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(
         cp.admin_client().await,
     )
-    .get("tracingrelations.tracing.relations.dev")
+    .get(CRD_NAME)
     .await
     .unwrap();
     let managers: Vec<_> = crd
@@ -315,11 +303,8 @@ async fn crds_from_the_repository_are_applied_and_established() {
 #[tokio::test(flavor = "multi_thread")]
 async fn validating_admission_policies_are_enforced() {
     use k8s_openapi::api::admissionregistration::v1::{
-        MatchResources, NamedRuleWithOperations, ValidatingAdmissionPolicy,
-        ValidatingAdmissionPolicyBinding, ValidatingAdmissionPolicyBindingSpec,
-        ValidatingAdmissionPolicySpec, Validation,
+        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
     };
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
     let cp = ControlPlane::shared();
     let marker = format!("vap-{:08x}", rand::random::<u32>());
@@ -328,51 +313,36 @@ async fn validating_admission_policies_are_enforced() {
         .namespace_with_labels("vap", &[("harness-vap", &marker)])
         .await;
     let admin = cp.admin_client().await;
-    let policy = ValidatingAdmissionPolicy {
-        metadata: ObjectMeta {
-            name: Some(marker.clone()),
-            ..ObjectMeta::default()
+    // Deserialized into the typed objects, so a misspelt field fails here.
+    let policy: ValidatingAdmissionPolicy = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": marker},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "namespaceSelector": {"matchLabels": {"harness-vap": marker}},
+                "resourceRules": [{
+                    "apiGroups": [""],
+                    "apiVersions": ["v1"],
+                    "operations": ["CREATE"],
+                    "resources": ["configmaps"],
+                }],
+            },
+            "validations": [{
+                "expression": "!has(object.data) || !('forbidden' in object.data)",
+                "message": "key 'forbidden' is not allowed",
+            }],
         },
-        spec: Some(ValidatingAdmissionPolicySpec {
-            failure_policy: Some("Fail".into()),
-            match_constraints: Some(MatchResources {
-                namespace_selector: Some(LabelSelector {
-                    match_labels: Some(BTreeMap::from([("harness-vap".into(), marker.clone())])),
-                    ..LabelSelector::default()
-                }),
-                resource_rules: Some(vec![NamedRuleWithOperations {
-                    api_groups: Some(vec![String::new()]),
-                    api_versions: Some(vec!["v1".into()]),
-                    operations: Some(vec!["CREATE".into()]),
-                    resources: Some(vec!["configmaps".into()]),
-                    ..NamedRuleWithOperations::default()
-                }]),
-                ..MatchResources::default()
-            }),
-            validations: Some(vec![Validation {
-                expression: "!has(object.data) || !('forbidden' in object.data)".into(),
-                message: Some("key 'forbidden' is not allowed".into()),
-                ..Validation::default()
-            }]),
-            ..ValidatingAdmissionPolicySpec::default()
-        }),
-        ..ValidatingAdmissionPolicy::default()
-    };
+    }))
+    .expect("a ValidatingAdmissionPolicy");
     Api::<ValidatingAdmissionPolicy>::all(admin.clone())
         .create(&PostParams::default(), &policy)
         .await
         .unwrap();
-    let binding = ValidatingAdmissionPolicyBinding {
-        metadata: ObjectMeta {
-            name: Some(marker.clone()),
-            ..ObjectMeta::default()
-        },
-        spec: Some(ValidatingAdmissionPolicyBindingSpec {
-            policy_name: Some(marker.clone()),
-            validation_actions: Some(vec!["Deny".into()]),
-            ..ValidatingAdmissionPolicyBindingSpec::default()
-        }),
-    };
+    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": marker},
+        "spec": {"policyName": marker, "validationActions": ["Deny"]},
+    }))
+    .expect("a ValidatingAdmissionPolicyBinding");
     Api::<ValidatingAdmissionPolicyBinding>::all(admin.clone())
         .create(&PostParams::default(), &binding)
         .await
@@ -416,10 +386,7 @@ async fn controller_manager_collects_garbage_and_deletes_namespaces() {
     assert!(cp.controller_manager_pid().is_some());
     let ns = cp.namespace("gc").await;
     let api = Api::<ConfigMap>::namespaced(cp.admin_client().await, &ns);
-    let owner = api
-        .create(&PostParams::default(), &configmap("owner", &[]))
-        .await
-        .unwrap();
+    let owner = fixtures::create(&api, &configmap("owner", &[])).await;
     let mut child = configmap("child", &[]);
     child.metadata.owner_references = Some(vec![OwnerReference {
         api_version: "v1".into(),
@@ -428,11 +395,8 @@ async fn controller_manager_collects_garbage_and_deletes_namespaces() {
         uid: owner.metadata.uid.clone().unwrap(),
         ..OwnerReference::default()
     }]);
-    api.create(&PostParams::default(), &child).await.unwrap();
-    let unowned = api
-        .create(&PostParams::default(), &configmap("bystander", &[]))
-        .await
-        .unwrap();
+    fixtures::create(&api, &child).await;
+    let unowned = fixtures::create(&api, &configmap("bystander", &[])).await;
 
     api.delete("owner", &DeleteParams::default()).await.unwrap();
     wait_for_named(
@@ -508,12 +472,7 @@ async fn private_control_plane_takes_extra_flags_and_survives_restarts() {
     );
 
     let api = Api::<ConfigMap>::namespaced(cp.admin_client().await, &ns);
-    api.create(
-        &PostParams::default(),
-        &configmap("survivor", &[("k", "v")]),
-    )
-    .await
-    .unwrap();
+    fixtures::create(&api, &configmap("survivor", &[("k", "v")])).await;
 
     // Restart kube-apiserver: new process, same URL, same data.
     let before = cp.apiserver_pid().unwrap();
@@ -558,16 +517,9 @@ async fn private_control_plane_takes_extra_flags_and_survives_restarts() {
 #[test]
 fn binaries_are_kubernetes_1_33_and_helm_renders_for_1_33() {
     let version = |bin: &str, args: &[&str]| {
-        let out = Command::new(common::binary(bin))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{bin} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        let mut cmd = Command::new(common::binary(bin));
+        cmd.args(args);
+        run_ok(cmd, &format!("{bin} {args:?}")).trim().to_owned()
     };
     let apiserver = version("kube-apiserver", &["--version"]);
     assert!(apiserver.starts_with("Kubernetes v1.33."), "{apiserver}");
@@ -578,16 +530,9 @@ fn binaries_are_kubernetes_1_33_and_helm_renders_for_1_33() {
 
     let home = tempfile::tempdir().unwrap();
     let helm = |args: &[&str]| {
-        let out = common::helm_command_in(home.path())
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "helm {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let mut cmd = common::helm_command_in(home.path());
+        cmd.args(args);
+        run_ok(cmd, &format!("helm {args:?}"))
     };
     let helm_version = helm(&["version", "--template", "{{.Version}}"]);
     assert!(helm_version.starts_with("v3."), "{helm_version}");

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::fixtures::{
-    annotation, data, endpoint_backend, hostname_patch, label, merge_patch, operator_data,
+    OWN_KEY, annotation, data, endpoint_backend, hostname_patch, label, merge_patch, operator_data,
     relation, seed_document,
 };
 use common::metrics::{apiserver_text, metric_sum_where};
@@ -40,8 +40,6 @@ use tracing_relation_operator::core::document::{
 
 /// Name of the TracingRelation every test uses (in its own namespace).
 const REL: &str = "tempo";
-/// A data key of the consumer's own.
-const OWN_KEY: &str = "app.conf";
 /// A label of the consumer's own.
 const OWN_LABEL: &str = "example.com/team";
 /// An annotation of the consumer's own.

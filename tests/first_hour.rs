@@ -11,14 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{ControlPlane, ControlPlaneOptions, OPERATOR_BIN};
+use common::{CRD_NAME, ControlPlane, ControlPlaneOptions, OPERATOR_BIN};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::ResourceExt;
 use kube::api::Api;
 use serde_json::Value;
 use tracing_relation_operator::core::reason::Reason;
 
-const CRD_NAME: &str = "tracingrelations.tracing.relations.dev";
 /// What kube-rs logs for every connection it makes without verifying the
 /// server's certificate (`insecure-skip-tls-verify`).
 const TLS_BYPASS_WARNING: &str = "Server cert bypassed";

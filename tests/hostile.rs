@@ -16,8 +16,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::fixtures::{annotation, data};
-use common::{ControlPlane, ControlPlaneOptions, Operator, wait_for_some_named};
+use common::env::shared_operator;
+use common::fixtures::{OWN_KEY, annotation, data};
+use common::{
+    CRD_NAME, ControlPlane, ControlPlaneOptions, Operator, OperatorEnv, operator_ready,
+    wait_for_some_named,
+};
 use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::events::v1::Event;
@@ -34,7 +38,6 @@ use tracing_relation_operator::core::document::KEY_TEMPO_ENDPOINT;
 use tracing_relation_operator::core::reason::Reason;
 
 const T: Duration = Duration::from_secs(60);
-const OWN_KEY: &str = "app.conf";
 const OWN_VALUE: &str = "# the consumer's own\nsampler: always_on\n";
 /// A tenant of the test namespaces: may do anything with ConfigMaps there.
 const TENANT: &str = "tenant@example.com";
@@ -42,31 +45,9 @@ const TENANT_GROUP: &str = "tenants";
 
 // ---- environment -----------------------------------------------------------------
 
-struct Env {
-    cp: &'static ControlPlane,
-    _op: Operator,
-}
-
-static SHARED: OnceCell<Env> = OnceCell::const_new();
-
 /// The shared control plane with the shipped policy, and its operator.
-async fn enforced() -> &'static Env {
-    SHARED
-        .get_or_init(|| async {
-            let cp = ControlPlane::shared();
-            cp.apply_crds().await;
-            let op = cp.operator();
-            wait_ready(&op).await;
-            Env { cp, _op: op }
-        })
-        .await
-}
-
-async fn wait_ready(op: &Operator) {
-    wait_for_some_named("the operator's /readyz", T, || async {
-        matches!(op.http_get("/readyz").await, Ok((200, _))).then_some(())
-    })
-    .await;
+async fn enforced() -> &'static OperatorEnv {
+    shared_operator(T, |_| async {}).await
 }
 
 /// A namespace with a relation `tempo` (explicit endpoint `host`), a bound
@@ -583,7 +564,7 @@ async fn hostile_text_stays_out_of_status_and_metrics() {
     assert!(size < 64 * 1024, "status is {size} bytes");
     assert!(st.rejected.iter().all(|e| e.reason == "KeyConflict"));
     assert_eq!(st.conditions[0].status, "True");
-    let (_, metrics) = env._op.http_get("/metrics").await.unwrap();
+    let (_, metrics) = env.op.http_get("/metrics").await.unwrap();
     for line in metrics.lines().filter(|l| l.contains("reason=\"")) {
         let value = line
             .split("reason=\"")
@@ -624,10 +605,25 @@ async fn bypassed() -> &'static (ControlPlane, Operator) {
                     .unwrap();
             }
             let op = cp.operator();
-            wait_ready(&op).await;
+            operator_ready(&op, T).await;
             (cp, op)
         })
         .await
+}
+
+/// On the bypassed control plane, a scene `prefix` (relation at
+/// `<prefix>-1.example`) whose consumer `name` is bound and whose record the
+/// tenant then forges by applying `claim` through the operator's field manager;
+/// the relation is then moved to `<prefix>-2.example`, a change the operator
+/// would write to `name`.
+async fn forged_scene(prefix: &str, name: &str, claim: &serde_json::Value) -> Scene {
+    let (cp, _op) = bypassed().await;
+    let (before, after) = (format!("{prefix}-1.example"), format!("{prefix}-2.example"));
+    let s = scene(cp, prefix, &before).await;
+    s.bound_consumer(name, &before).await;
+    s.tenant_applies_as_operator(name, claim).await;
+    s.move_tempo(&after).await;
+    s
 }
 
 /// Protects: with admission bypassed, a record forged through the operator's
@@ -636,14 +632,10 @@ async fn bypassed() -> &'static (ControlPlane, Operator) {
 /// the consumer leaving deletes the consumer's key.
 #[tokio::test(flavor = "multi_thread")]
 async fn forged_apply_entry_costs_no_data() {
-    let (cp, _op) = bypassed().await;
-    let s = scene(cp, "forge", "forge-1.example").await;
-    s.bound_consumer("victim", "forge-1.example").await;
     // The tenant claims the operator's field manager for its own key.
     let claim = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "victim"}, "data": {OWN_KEY: OWN_VALUE}});
-    s.tenant_applies_as_operator("victim", &claim).await;
-    s.move_tempo("forge-2.example").await;
+    let s = forged_scene("forge", "victim", &claim).await;
     let rewritten = s
         .wait("victim", "rewritten", |cm| {
             bound_to_host(cm, "forge-2.example")
@@ -669,14 +661,11 @@ async fn forged_apply_entry_costs_no_data() {
 /// Warning on both objects.
 #[tokio::test(flavor = "multi_thread")]
 async fn unwritable_consumer_cannot_stall_a_relation() {
-    let (cp, _op) = bypassed().await;
-    let s = scene(cp, "stall", "stall.example").await;
-    s.bound_consumer("stuck", "stall.example").await;
     let claim = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "stuck", "finalizers": ["example.com/hold"]}});
-    s.tenant_applies_as_operator("stuck", &claim).await;
-    // A change it would need: the operator refuses to write through the record.
-    s.move_tempo("stall-2.example").await;
+    // After the move, a change it would need: the operator refuses to write
+    // through the record.
+    let s = forged_scene("stall", "stuck", &claim).await;
     s.wait_event("stuck", Reason::OwnershipForged).await;
     s.canary_served("stall-2.example").await;
     let started = std::time::Instant::now();
@@ -703,16 +692,17 @@ async fn readyz_fails_while_the_crd_is_missing() {
     let cp = ControlPlane::start(ControlPlaneOptions::default());
     cp.apply_crds().await;
     let op = cp.operator();
-    wait_ready(&op).await;
+    operator_ready(&op, T).await;
     let crds: Api<CustomResourceDefinition> = Api::all(cp.admin_client().await);
-    let name = "tracingrelations.tracing.relations.dev";
-    crds.delete(name, &DeleteParams::default()).await.unwrap();
+    crds.delete(CRD_NAME, &DeleteParams::default())
+        .await
+        .unwrap();
     wait_for_some_named("/readyz 503 without the CRD", T, || async {
         matches!(op.http_get("/readyz").await, Ok((503, _))).then_some(())
     })
     .await;
     cp.apply_crds().await;
-    wait_ready(&op).await;
+    operator_ready(&op, T).await;
 }
 
 /// Protects: the CRD refuses what the controller would refuse: a hostname

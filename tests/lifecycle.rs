@@ -23,7 +23,7 @@ use common::fixtures::{
     set_hostname, tail,
 };
 use common::metrics::{apiserver_text, metric_sum};
-use common::{ControlPlane, ControlPlaneOptions, Operator};
+use common::{CRD_NAME, ControlPlane, ControlPlaneOptions, Operator};
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -141,6 +141,14 @@ impl Env {
             cms: Api::namespaced(self.client.clone(), &ns),
             ns,
         }
+    }
+
+    /// [`Env::apis`], with relation `tempo` created there with an explicit
+    /// endpoint at `hostname`.
+    async fn with_relation(&self, prefix: &str, hostname: &str) -> Apis {
+        let apis = self.apis(prefix).await;
+        create_endpoint_relation(&apis.rels, "tempo", hostname).await;
+        apis
     }
 }
 
@@ -585,10 +593,7 @@ async fn the_printer_columns_show_it(env: &Env, ex: &Examples, host: &str) {
     let obs = &ex.obs;
     // The printer columns, as declared in the CRD read back from the API server...
     let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
-    let crd = crds
-        .get("tracingrelations.tracing.relations.dev")
-        .await
-        .expect("CRD");
+    let crd = crds.get(CRD_NAME).await.expect("CRD");
     let version = crd
         .spec
         .versions
@@ -715,8 +720,9 @@ fn assert_operator_owns_only_its_fields(cm: &ConfigMap) {
 #[tokio::test(flavor = "multi_thread")]
 async fn explicit_endpoint_writes_the_seed_document_with_default_ports() {
     let env = Env::get().await;
-    let Apis { ns, rels, cms, .. } = env.apis("explicit").await;
-    create_endpoint_relation(&rels, "tempo", "tempo.example.internal").await;
+    let Apis { ns, rels, cms, .. } = env
+        .with_relation("explicit", "tempo.example.internal")
+        .await;
     create_configmap(&cms, "app", &[(RELATION_LABEL, "tempo")], &[], &[]).await;
     let bound_to = format!("{ns}/tempo");
     let got = env
@@ -775,6 +781,12 @@ async fn explicit_endpoint_writes_the_seed_document_with_default_ports() {
 // =================================================================================
 // 3. A followed Service.
 
+/// Service ports named `names`, at `ports` (in the order of the seed's ports:
+/// tempo, OTLP gRPC, OTLP HTTP, Zipkin).
+fn named(names: [&'static str; 4], ports: [u16; 4]) -> Vec<(&'static str, i32)> {
+    names.into_iter().zip(ports.map(i32::from)).collect()
+}
+
 /// Port changes of the followed Service reach every bound consumer; when the
 /// Service goes, consumers keep their document and the relation says
 /// ServiceNotFound; a new Service with other ports is followed again.
@@ -787,13 +799,8 @@ async fn consumers_follow_the_service() {
         rels,
         cms,
     } = env.apis("follow").await;
-    let default_ports = [
-        ("http", 3200),
-        ("otlp-grpc", 4317),
-        ("otlp-http", 4318),
-        ("zipkin", 9411),
-    ];
-    create(&svcs, &service("tempo", &default_ports)).await;
+    let seed_names = ["http", "otlp-grpc", "otlp-http", "zipkin"];
+    create(&svcs, &service("tempo", &named(seed_names, SEED_PORTS))).await;
     create(
         &rels,
         &relation("tempo", json!({"service": {"name": "tempo"}}), None),
@@ -827,15 +834,10 @@ async fn consumers_follow_the_service() {
     all_hold(expected_document(&host, SEED_PORTS, None), "bound").await;
 
     // Change a port.
-    let changed = [
-        ("http", 3200),
-        ("otlp-grpc", 14317),
-        ("otlp-http", 4318),
-        ("zipkin", 9411),
-    ];
-    merge_patch(&svcs, "tempo", &json!({"spec": {"ports": changed.iter().map(|(n, p)| json!({"name": n, "port": p, "targetPort": p})).collect::<Vec<_>>()}})).await;
+    let changed = [3200, 14317, 4318, 9411];
+    merge_patch(&svcs, "tempo", &json!({"spec": {"ports": named(seed_names, changed).iter().map(|(n, p)| json!({"name": n, "port": p, "targetPort": p})).collect::<Vec<_>>()}})).await;
     let doc = all_hold(
-        expected_document(&host, [3200, 14317, 4318, 9411], None),
+        expected_document(&host, changed, None),
         "otlp-grpc port changed to 14317",
     )
     .await;
@@ -870,15 +872,16 @@ async fn consumers_follow_the_service() {
     }
 
     // Recreate it with other ports (the Grafana Tempo chart's names).
-    let chart_ports = [
-        ("tempo-prom-metrics", 13200),
-        ("grpc-tempo-otlp", 24317),
-        ("tempo-otlp-http", 24318),
-        ("tempo-zipkin", 29411),
+    let chart_names = [
+        "tempo-prom-metrics",
+        "grpc-tempo-otlp",
+        "tempo-otlp-http",
+        "tempo-zipkin",
     ];
-    create(&svcs, &service("tempo", &chart_ports)).await;
+    let chart_ports = [13200, 24317, 24318, 29411];
+    create(&svcs, &service("tempo", &named(chart_names, chart_ports))).await;
     all_hold(
-        expected_document(&host, [13200, 24317, 24318, 29411], None),
+        expected_document(&host, chart_ports, None),
         "Service recreated with other ports",
     )
     .await;
@@ -896,8 +899,7 @@ async fn consumers_follow_the_service() {
 #[tokio::test(flavor = "multi_thread")]
 async fn removing_the_label_removes_only_the_operators_fields() {
     let env = Env::get().await;
-    let Apis { rels, cms, .. } = env.apis("unlabel").await;
-    create_endpoint_relation(&rels, "tempo", "tempo.unlabel.test").await;
+    let Apis { cms, .. } = env.with_relation("unlabel", "tempo.unlabel.test").await;
     let cm = configmap(
         "app",
         &[
@@ -1048,8 +1050,7 @@ async fn deleting_the_relation_cleans_every_consumer_first() {
 #[tokio::test(flavor = "multi_thread")]
 async fn own_fields_survive_every_operator_write() {
     let env = Env::get().await;
-    let Apis { ns, rels, cms, .. } = env.apis("own").await;
-    create_endpoint_relation(&rels, "tempo", "tempo.own.test").await;
+    let Apis { ns, rels, cms, .. } = env.with_relation("own", "tempo.own.test").await;
     let cm = configmap(
         "app",
         &[
@@ -1162,8 +1163,7 @@ async fn own_fields_survive_every_operator_write() {
 async fn fan_out_rewrites_200_consumers() {
     const N: usize = 200;
     let env = Env::get().await;
-    let Apis { ns, rels, cms, .. } = env.apis("fanout").await;
-    create_endpoint_relation(&rels, "tempo", "tempo-a.fanout.test").await;
+    let Apis { ns, rels, cms, .. } = env.with_relation("fanout", "tempo-a.fanout.test").await;
     let started = Instant::now();
     let consumer = |i: usize| {
         let own = i.to_string();
@@ -1599,8 +1599,7 @@ async fn a_restarted_operator_sends_no_write(
 async fn consumers_deleted_mid_reconcile_are_not_an_error_storm() {
     const N: usize = 50;
     let env = Env::get().await;
-    let Apis { ns, rels, cms, .. } = env.apis("vanish").await;
-    create_endpoint_relation(&rels, "tempo", "tempo.vanish.test").await;
+    let Apis { ns, rels, cms, .. } = env.with_relation("vanish", "tempo.vanish.test").await;
     env.wait(&rels, "tempo", "Ready", |r| is_ready(r, "True", "Resolved"))
         .await;
     let log_start = env.logs().len();
@@ -1692,8 +1691,7 @@ async fn consumers_deleted_mid_reconcile_are_not_an_error_storm() {
 #[tokio::test(flavor = "multi_thread")]
 async fn deleted_bound_consumer_stays_deleted() {
     let env = Env::get().await;
-    let Apis { rels, cms, .. } = env.apis("deleted").await;
-    create_endpoint_relation(&rels, "tempo", "tempo.deleted.test").await;
+    let Apis { rels, cms, .. } = env.with_relation("deleted", "tempo.deleted.test").await;
     create_configmap(
         &cms,
         "app",
@@ -1733,12 +1731,9 @@ async fn events_are_recorded_for_bound_and_rejected_consumers() {
     use k8s_openapi::api::core::v1::Event as CoreEvent;
     use k8s_openapi::api::events::v1::Event;
     let env = Env::get().await;
-    let ns = env.cp.namespace("events").await;
+    let Apis { ns, rels, cms, .. } = env.with_relation("events", "tempo.events.test").await;
     let other = env.cp.namespace("events-other").await;
-    let rels: Api<TracingRelation> = Api::namespaced(env.client.clone(), &ns);
-    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &ns);
     let other_cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &other);
-    create_endpoint_relation(&rels, "tempo", "tempo.events.test").await;
     create_configmap(&cms, "good", &[(RELATION_LABEL, "tempo")], &[], &[]).await;
     create_configmap(&cms, "lost", &[(RELATION_LABEL, "no-such")], &[], &[]).await;
     create_configmap(

@@ -24,13 +24,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::fixtures::{
-    self, configmap, endpoint_backend, relation_manifest, relation_spec, seed_document,
-    service_backend, tail,
+    self, OWN_KEY, apply_relation_spec, configmap, endpoint_backend, merge_patch,
+    relation_manifest, relation_spec, seed_document, service_backend, tail,
 };
 use common::metrics::{PREFIX as P, Scrape, operator_metric_name, scrape, try_scrape};
 use common::rbac;
 use common::{
-    ControlPlane, ControlPlaneOptions, OPERATOR_BIN, Operator, wait_for_named, wait_for_some_named,
+    ControlPlane, ControlPlaneOptions, OPERATOR_BIN, Operator, TestNamespace, wait_for_named,
+    wait_for_some_named,
 };
 use futures::{StreamExt, stream};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -54,8 +55,6 @@ use tracing_relation_operator::core::document::{
 
 /// Field manager of this test's own writes.
 const TEST_MANAGER: &str = "production-tests";
-/// A consumer's own data key, which the operator must never touch.
-const OWN_KEY: &str = "app.conf";
 const OWN_VALUE: &str = "log_level=debug";
 
 // ---------------------------------------------------------------------------
@@ -74,6 +73,15 @@ async fn private_control_plane(crds: bool) -> (ControlPlane, Client) {
     (cp, client)
 }
 
+/// A private control plane with the CRDs, its admin client, and a namespace
+/// `<prefix>-…` holding relation `tempo` with an explicit endpoint at `hostname`.
+async fn with_relation(prefix: &str, hostname: &str) -> (ControlPlane, Client, TestNamespace) {
+    let (cp, client) = private_control_plane(true).await;
+    let ns = cp.namespace(prefix).await;
+    apply_relation(&client, &ns, "tempo", hostname, false).await;
+    (cp, client, ns)
+}
+
 /// Server-side applies a TracingRelation with an explicit endpoint. `all_namespaces`
 /// sets `spec.consumers.namespaceSelector: {}`.
 async fn apply_relation(
@@ -84,16 +92,8 @@ async fn apply_relation(
     all_namespaces: bool,
 ) {
     let consumers = all_namespaces.then(|| json!({"namespaceSelector": {}}));
-    let mut body = relation_manifest(name, relation_spec(endpoint_backend(hostname), consumers));
-    body["metadata"]["namespace"] = json!(ns);
-    Api::<TracingRelation>::namespaced(client.clone(), ns)
-        .patch(
-            name,
-            &PatchParams::apply(TEST_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("cannot apply TracingRelation {ns}/{name}: {e}"));
+    let spec = relation_spec(endpoint_backend(hostname), consumers);
+    apply_relation_spec(client, ns, name, spec, TEST_MANAGER).await;
 }
 
 /// Changes the hostname of a relation's explicit endpoint.
@@ -315,6 +315,13 @@ async fn wait_all_hold(
     .await;
 }
 
+/// Waits (up to 10 minutes) until a rewrite from `old` to `new` is done: all
+/// `n` consumers of relation `tempo` in `ns` hold `new`, none ever partial.
+async fn wait_rewritten(client: &Client, ns: &str, n: usize, old: &Expected, new: &Expected) {
+    let also = std::slice::from_ref(old);
+    wait_all_hold(client, ns, "tempo", n, new, also, Duration::from_secs(600)).await;
+}
+
 // ---------------------------------------------------------------------------
 // Operators and metrics.
 
@@ -384,6 +391,17 @@ async fn wait_metrics(
     }
 }
 
+/// Waits (up to `timeout`) until `op`'s `leader` gauge reads `value` (1 while
+/// it leads, 0 while it does not); prints how long that took.
+async fn wait_leader(op: &Operator, value: f64, what: &str, timeout: Duration) {
+    let began = Instant::now();
+    wait_metrics(op, what, timeout, |s| {
+        s.get(&m("leader"), &[]) == Some(value)
+    })
+    .await;
+    eprintln!("{what}: after {:.1?}", began.elapsed());
+}
+
 fn writes_sent(s: &Scrape) -> f64 {
     s.value(&m("consumer_writes_sent_total"), &[])
 }
@@ -425,12 +443,8 @@ async fn leader_election_one_leader_and_standby_takes_over_after_kill_9() {
         .collect();
     let leader = exactly_one_leads_and_stays_leader(&t, &ops).await;
     let standby = 1 - leader;
-    let hosts = [
-        "tempo-one.observability.svc.cluster.local",
-        "tempo-two.observability.svc.cluster.local",
-        "tempo-three.observability.svc.cluster.local",
-        "tempo-four.observability.svc.cluster.local",
-    ];
+    let hosts = ["one", "two", "three", "four"]
+        .map(|n| format!("tempo-{n}.observability.svc.cluster.local"));
     let docs: Vec<Expected> = hosts.iter().map(|h| expected(h)).collect();
     consumers_bind_and_only_the_leader_writes(&t, &ops, leader, &docs[0]).await;
     let (attempt, rewritten_at_kill, kill_at) =
@@ -644,16 +658,7 @@ async fn the_new_leader_finishes_without_rewriting_again(
 ) {
     let (client, ns) = (&t.client, &t.ns);
     let bound_to = format!("{ns}/tempo");
-    wait_all_hold(
-        client,
-        ns,
-        "tempo",
-        TAKEOVER_CONSUMERS,
-        new,
-        std::slice::from_ref(old),
-        Duration::from_secs(600),
-    )
-    .await;
+    wait_rewritten(client, ns, TAKEOVER_CONSUMERS, old, new).await;
     let cms = list_consumers(client, ns, "tempo").await;
     assert_eq!(cms.len(), TAKEOVER_CONSUMERS);
     for cm in &cms {
@@ -716,27 +721,14 @@ async fn leader_that_loses_its_lease_stops_writing_and_takes_it_back() {
     apply_relation(&client, &ns, "tempo", &h1.hostname, false).await;
     create_consumers(&client, &ns, "c", "tempo", 5).await;
     let op = spawn(&cp, &elect_args("replica-a", &ns, lease_name, "6s", "2s"));
-    wait_metrics(&op, "leader == 1", Duration::from_secs(120), |s| {
-        s.get(&m("leader"), &[]) == Some(1.0)
-    })
-    .await;
+    wait_leader(&op, 1.0, "leader == 1", Duration::from_secs(120)).await;
     wait_all_hold(&client, &ns, "tempo", 5, &h1, &[], Duration::from_secs(120)).await;
 
     // Someone else takes the Lease and keeps renewing it.
     let stop = Arc::new(AtomicBool::new(false));
     let fake = a_fake_holder_renews_the_lease(&client, &ns, lease_name, stop.clone());
-    let lost_at = Instant::now();
-    wait_metrics(
-        &op,
-        "leader == 0 after the Lease was taken",
-        Duration::from_secs(60),
-        |s| s.get(&m("leader"), &[]) == Some(0.0),
-    )
-    .await;
-    eprintln!(
-        "the operator reported leader=0 {:.1?} after the Lease was taken",
-        lost_at.elapsed()
-    );
+    let taken = "leader == 0 after the Lease was taken";
+    wait_leader(&op, 0.0, taken, Duration::from_secs(60)).await;
     assert!(
         op.logs().contains("lost leadership"),
         "no 'lost leadership' log:\n{}",
@@ -747,14 +739,12 @@ async fn leader_that_loses_its_lease_stops_writing_and_takes_it_back() {
     // Changes a leader would act on: a new hostname, and one consumer's
     // operator-owned key edited by hand.
     set_hostname(&client, &ns, "tempo", &h2.hostname).await;
-    Api::<ConfigMap>::namespaced(client.clone(), &ns)
-        .patch(
-            "c-000",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {KEY_TEMPO_ENDPOINT: "tampered"}})),
-        )
-        .await
-        .expect("cannot edit c-000");
+    merge_patch::<ConfigMap>(
+        &Api::namespaced(client.clone(), &ns),
+        "c-000",
+        &json!({"data": {KEY_TEMPO_ENDPOINT: "tampered"}}),
+    )
+    .await;
     // For 12 s (6 renew intervals, twice the lease duration) nothing is written.
     let hold = LostLease {
         client: &client,
@@ -767,19 +757,9 @@ async fn leader_that_loses_its_lease_stops_writing_and_takes_it_back() {
     // The fake holder stops renewing: the operator takes the Lease back and converges.
     stop.store(true, Ordering::SeqCst);
     let renewals = fake.await.expect("fake holder task");
-    let stopped_at = Instant::now();
     eprintln!("the fake holder renewed {renewals} times");
-    wait_metrics(
-        &op,
-        "leader == 1 after the fake holder stopped",
-        Duration::from_secs(120),
-        |s| s.get(&m("leader"), &[]) == Some(1.0),
-    )
-    .await;
-    eprintln!(
-        "the operator leads again {:.1?} after the fake holder stopped renewing (lease duration 6 s)",
-        stopped_at.elapsed()
-    );
+    let back = "leader == 1 after the fake holder stopped renewing (lease duration 6 s)";
+    wait_leader(&op, 1.0, back, Duration::from_secs(120)).await;
     assert_eq!(
         lease_holder(&get_lease(&client, &ns, lease_name).await).as_deref(),
         Some("replica-a")
@@ -905,10 +885,8 @@ async fn nothing_is_written_without_the_lease(t: &LostLease<'_>, op: &Operator, 
 /// counts Ready relations only; the reconcile histogram agrees with the counter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_reconciles_writes_states_and_rejections() {
-    let (cp, client) = private_control_plane(true).await;
-    let ns = cp.namespace("metrics").await;
     let ep = expected("tempo.metrics.example.com");
-    apply_relation(&client, &ns, "tempo", &ep.hostname, false).await;
+    let (cp, client, ns) = with_relation("metrics", &ep.hostname).await;
     let op = spawn(
         &cp,
         &elect_args("metrics-replica", &ns, "tro-metrics", "15s", "5s"),
@@ -958,14 +936,12 @@ async fn metrics_count_reconciles_writes_states_and_rejections() {
     );
 
     // A change that needs no write: skipped grows, sent does not.
-    Api::<ConfigMap>::namespaced(client.clone(), &ns)
-        .patch(
-            "c-000",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"other.conf": "x"}})),
-        )
-        .await
-        .expect("cannot edit c-000");
+    merge_patch::<ConfigMap>(
+        &Api::namespaced(client.clone(), &ns),
+        "c-000",
+        &json!({"data": {"other.conf": "x"}}),
+    )
+    .await;
     let s2 = wait_metrics(
         &op,
         "consumer_writes_skipped_total to grow",
@@ -1207,10 +1183,8 @@ async fn status_of(op: &Operator, path: &str) -> u16 {
 /// not listed (the operator may not list Services), and 200 once it has.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_answers_at_once_and_readyz_waits_for_every_cache() {
-    let (cp, client) = private_control_plane(true).await;
-    let ns = cp.namespace("health").await;
     let ep = expected("tempo.health.example.com");
-    apply_relation(&client, &ns, "tempo", &ep.hostname, false).await;
+    let (cp, client, ns) = with_relation("health", &ep.hostname).await;
     create_consumer(&client, &ns, &consumer("app", "tempo", None)).await;
     // The operator runs as a ServiceAccount that may do everything it needs
     // except read Services, so the Service cache cannot list.
@@ -1434,30 +1408,19 @@ async fn run_until_bound(
 /// environment variable, and the default text format is not JSON.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_one_object_per_line_and_the_level_changes_the_amount() {
-    let (cp, client) = private_control_plane(true).await;
-    let ns = cp.namespace("logs").await;
-    apply_relation(&client, &ns, "tempo", "tempo.logs.example.com", false).await;
+    let (cp, client, ns) = with_relation("logs", "tempo.logs.example.com").await;
 
-    let debug = run_until_bound(
-        &cp,
-        &client,
-        &ns,
-        "c-debug",
-        &["--log-format=json", "--log-level=debug"],
-        &[],
-    )
-    .await;
-    let debug_levels = json_levels(&debug);
-    let warn = run_until_bound(
-        &cp,
-        &client,
-        &ns,
-        "c-warn",
-        &["--log-format=json", "--log-level=warn"],
-        &[],
-    )
-    .await;
-    let warn_levels = json_levels(&warn);
+    // An operator run until consumer `name` is bound: its log, and the levels
+    // of its lines, each of which must be JSON.
+    let json_run = async |name: &str, args: &[&str], env: &[(&str, &str)]| {
+        let log = run_until_bound(&cp, &client, &ns, name, args, env).await;
+        let levels = json_levels(&log);
+        (log, levels)
+    };
+    let (debug, debug_levels) =
+        json_run("c-debug", &["--log-format=json", "--log-level=debug"], &[]).await;
+    let (warn, warn_levels) =
+        json_run("c-warn", &["--log-format=json", "--log-level=warn"], &[]).await;
     let count = |levels: &[String], l: &str| levels.iter().filter(|x| *x == l).count();
     eprintln!(
         "--log-level debug: {} lines ({} DEBUG, {} INFO); --log-level warn: {} lines",
@@ -1486,30 +1449,13 @@ async fn json_logs_one_object_per_line_and_the_level_changes_the_amount() {
     assert!(!warn.contains("consumer bound"));
 
     // Environment fallbacks: LOG_FORMAT and LOG_LEVEL.
-    let env_debug = run_until_bound(
-        &cp,
-        &client,
-        &ns,
-        "c-env-debug",
-        &[],
-        &[("LOG_FORMAT", "json"), ("LOG_LEVEL", "debug")],
-    )
-    .await;
-    let env_debug_levels = json_levels(&env_debug);
+    let fallbacks = |level| [("LOG_FORMAT", "json"), ("LOG_LEVEL", level)];
+    let (_, env_debug_levels) = json_run("c-env-debug", &[], &fallbacks("debug")).await;
     assert!(
         count(&env_debug_levels, "DEBUG") > 0,
         "LOG_LEVEL=debug gave no DEBUG line"
     );
-    let env_warn = run_until_bound(
-        &cp,
-        &client,
-        &ns,
-        "c-env-warn",
-        &[],
-        &[("LOG_FORMAT", "json"), ("LOG_LEVEL", "warn")],
-    )
-    .await;
-    let env_warn_levels = json_levels(&env_warn);
+    let (_, env_warn_levels) = json_run("c-env-warn", &[], &fallbacks("warn")).await;
     assert!(
         env_warn_levels.iter().all(|l| l == "WARN" || l == "ERROR"),
         "LOG_LEVEL=warn: {env_warn_levels:?}"
@@ -1629,34 +1575,20 @@ async fn sigterm_mid_rewrite_exits_0_releases_the_lease_and_leaves_no_partial_do
 
     // The Lease was released: a new replica leads long before the 60 s lease
     // duration would allow, and finishes the rewrite.
-    let started = Instant::now();
     let mut args = elect_args("replica-b", &ns, lease_name, "60s", "5s");
     args.push(format!(
         "--shutdown-timeout={}s",
         shutdown_timeout.as_secs()
     ));
     let op2 = spawn(&cp, &args);
-    wait_metrics(
+    wait_leader(
         &op2,
+        1.0,
         "the next replica to lead",
         Duration::from_secs(45),
-        |s| s.get(&m("leader"), &[]) == Some(1.0),
     )
     .await;
-    eprintln!(
-        "the next replica leads {:.1?} after it started",
-        started.elapsed()
-    );
-    wait_all_hold(
-        &client,
-        &ns,
-        "tempo",
-        SHUTDOWN_CONSUMERS,
-        new,
-        std::slice::from_ref(old),
-        Duration::from_secs(600),
-    )
-    .await;
+    wait_rewritten(&client, &ns, SHUTDOWN_CONSUMERS, old, new).await;
 }
 
 /// After SIGTERM the operator exits 0 within the shutdown timeout, having
@@ -1734,14 +1666,12 @@ async fn watch_namespaces_binds_only_consumers_in_those_namespaces() {
         wait_app_holds(&client, ns, &ep, &bound_to, "to be bound").await;
     }
     // Touch the consumer in c, then give the operator time to (wrongly) act.
-    Api::<ConfigMap>::namespaced(client.clone(), &c)
-        .patch(
-            "app",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"touched": "yes"}})),
-        )
-        .await
-        .expect("cannot touch c/app");
+    merge_patch::<ConfigMap>(
+        &Api::namespaced(client.clone(), &c),
+        "app",
+        &json!({"data": {"touched": "yes"}}),
+    )
+    .await;
     wait_metrics(
         &op,
         "2 bound consumers and 2 writes",
@@ -2167,10 +2097,8 @@ fn apiserver_addr(cp: &ControlPlane) -> std::net::SocketAddr {
 /// over". So at no moment may both replicas report leader=1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leader_cut_off_from_the_apiserver_steps_down_before_the_standby_takes_over() {
-    let (cp, client) = private_control_plane(true).await;
-    let ns = cp.namespace("partition").await;
+    let (cp, client, ns) = with_relation("partition", "tempo.partition.example.com").await;
     let lease_name = "tro-partition";
-    apply_relation(&client, &ns, "tempo", "tempo.partition.example.com", false).await;
     let proxy = FreezableProxy::start(apiserver_addr(&cp)).await;
     let mut cmd = operator_cmd(&cp, &[]);
     cmd.args(elect_args("replica-a", &ns, lease_name, "6s", "2s"))
@@ -2179,10 +2107,7 @@ async fn leader_cut_off_from_the_apiserver_steps_down_before_the_standby_takes_o
             kubeconfig_via(&cp, proxy.addr, "kubeconfig-proxied.yaml"),
         );
     let a = cp.spawn_operator(&cmd);
-    wait_metrics(&a, "replica-a to lead", Duration::from_secs(120), |s| {
-        s.get(&m("leader"), &[]) == Some(1.0)
-    })
-    .await;
+    wait_leader(&a, 1.0, "replica-a to lead", Duration::from_secs(120)).await;
     let b = spawn(&cp, &elect_args("replica-b", &ns, lease_name, "6s", "2s"));
     wait_for_named("replica-b to be ready", Duration::from_secs(60), || {
         let b = &b;
@@ -2233,9 +2158,7 @@ async fn leader_cut_off_from_the_apiserver_steps_down_before_the_standby_takes_o
 /// within --shutdown-timeout (plus a few seconds), not hang on releasing the Lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_exits_within_the_shutdown_timeout_when_the_apiserver_does_not_answer() {
-    let (cp, client) = private_control_plane(true).await;
-    let ns = cp.namespace("hungexit").await;
-    apply_relation(&client, &ns, "tempo", "tempo.hung.example.com", false).await;
+    let (cp, _client, ns) = with_relation("hungexit", "tempo.hung.example.com").await;
     let proxy = FreezableProxy::start(apiserver_addr(&cp)).await;
     let shutdown_timeout = Duration::from_secs(5);
     let mut cmd = operator_cmd(&cp, &["--shutdown-timeout=5s"]);
@@ -2245,10 +2168,7 @@ async fn sigterm_exits_within_the_shutdown_timeout_when_the_apiserver_does_not_a
             kubeconfig_via(&cp, proxy.addr, "kubeconfig-hung.yaml"),
         );
     let mut op = cp.spawn_operator(&cmd);
-    wait_metrics(&op, "replica-a to lead", Duration::from_secs(120), |s| {
-        s.get(&m("leader"), &[]) == Some(1.0)
-    })
-    .await;
+    wait_leader(&op, 1.0, "replica-a to lead", Duration::from_secs(120)).await;
     proxy.freeze(true);
     tokio::time::sleep(Duration::from_millis(500)).await;
     op.sigterm();

@@ -41,9 +41,11 @@ for line in sys.stdin:
 sys.stdout.flush()
 "#;
 
-/// Sends every request to one PyYAML process; returns its answers in order and
-/// PyYAML's version. Panics with a clear message when PyYAML is missing.
-fn pyyaml(requests: &[Value]) -> (String, Vec<Value>) {
+/// Sends every request (`what`, for the log) to one PyYAML process; prints
+/// PyYAML's version and how long it took; returns its answers in order. Panics
+/// with a clear message when PyYAML is missing.
+fn pyyaml(requests: &[Value], what: &str) -> Vec<Value> {
+    let started = Instant::now();
     let input: String = requests.iter().map(|r| format!("{r}\n")).collect();
     let stdout = run_pyyaml_script(SCRIPT, input.into_bytes());
     let lines: Vec<String> = stdout
@@ -65,7 +67,12 @@ fn pyyaml(requests: &[Value]) -> (String, Vec<Value>) {
         answers.len(),
         requests.len()
     );
-    (version, answers)
+    println!(
+        "PyYAML {version}: {} {what} in {:.2?}",
+        requests.len(),
+        started.elapsed()
+    );
+    answers
 }
 
 /// Hostnames PyYAML's resolvers read as something else, so it quotes them.
@@ -229,13 +236,7 @@ fn tempo_endpoint_is_byte_identical_to_pyyaml_safe_dump() {
         cases.push((host, [p, q(1), q(2), q(3)]));
     }
     let requests: Vec<Value> = cases.iter().map(|(h, p)| seed_dict(h, *p)).collect();
-    let started = Instant::now();
-    let (version, answers) = pyyaml(&requests);
-    println!(
-        "PyYAML {version}: {} documents in {:.2?}",
-        requests.len(),
-        started.elapsed()
-    );
+    let answers = pyyaml(&requests, "documents");
     let mut mismatches = Vec::new();
     for ((host, ports), answer) in cases.iter().zip(&answers) {
         let want = answer["text"].as_str().expect("text");
@@ -273,10 +274,11 @@ fn tempo_endpoint_is_byte_identical_to_pyyaml_safe_dump() {
 /// The exact bytes of the seed's example document.
 #[test]
 fn seed_default_document_bytes() {
-    let (_, answers) = pyyaml(&[seed_dict(
+    let seed = seed_dict(
         "tempo.observability.svc.cluster.local",
         [3200, 4317, 4318, 9411],
-    )]);
+    );
+    let answers = pyyaml(&[seed], "document");
     let want = "hostname: tempo.observability.svc.cluster.local\notlp_grpc_port: 4317\n\
                 otlp_http_port: 4318\ntempo_port: 3200\nzipkin_port: 9411\n";
     assert_eq!(answers[0]["text"], want);
@@ -460,13 +462,7 @@ struct Mismatch {
 /// each of its own outputs back as the same string.
 fn scalar_mismatches(strings: &[String]) -> Vec<Mismatch> {
     let requests: Vec<Value> = strings.iter().map(|s| json!({ "str": s })).collect();
-    let started = Instant::now();
-    let (version, answers) = pyyaml(&requests);
-    println!(
-        "PyYAML {version}: {} scalars in {:.2?}",
-        requests.len(),
-        started.elapsed()
-    );
+    let answers = pyyaml(&requests, "scalars");
     let mut mismatches = Vec::new();
     for (s, answer) in strings.iter().zip(&answers) {
         let text = answer["text"].as_str().expect("text");

@@ -19,13 +19,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::fixtures::annotation;
-use common::{ControlPlane, Operator, wait_for_some_named};
+use common::env::shared_operator;
+use common::fixtures::{OWN_KEY, annotation};
+use common::{OperatorEnv, wait_for_some_named};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
-use tokio::sync::OnceCell;
 use tracing_relation_operator::api::TracingRelation;
 use tracing_relation_operator::core::contract::{
     BOUND_TO_ANNOTATION, HASH_ANNOTATION, RELATION_LABEL, STATE_ANNOTATION,
@@ -33,33 +34,14 @@ use tracing_relation_operator::core::contract::{
 use tracing_relation_operator::core::document::{self, DATA_KEYS, Document, Endpoint};
 
 const T: Duration = Duration::from_secs(60);
-const OWN_KEY: &str = "app.conf";
 const OWN_VALUE: &str = "# the consumer's own\n";
 
 // ---- environment -----------------------------------------------------------------
 
-struct Env {
-    cp: &'static ControlPlane,
-    _op: Operator,
-}
-
-static SHARED: OnceCell<Env> = OnceCell::const_new();
-
 /// The shared control plane with the CRDs applied, and one operator. (Each test
 /// makes its own client: a client lives on the runtime of the test that made it.)
-async fn env() -> &'static Env {
-    SHARED
-        .get_or_init(|| async {
-            let cp = ControlPlane::shared();
-            cp.apply_crds().await;
-            let op = cp.operator();
-            wait_for_some_named("the operator's /readyz", T, || async {
-                matches!(op.http_get("/readyz").await, Ok((200, _))).then_some(())
-            })
-            .await;
-            Env { cp, _op: op }
-        })
-        .await
+async fn env() -> &'static OperatorEnv {
+    shared_operator(T, |_| async {}).await
 }
 
 // ---- objects -----------------------------------------------------------------------
@@ -111,6 +93,27 @@ fn consumer(name: &str) -> ConfigMap {
         "data": {OWN_KEY: OWN_VALUE},
     }))
     .expect("valid ConfigMap")
+}
+
+/// Where a topology test works: a fresh namespace `<prefix>-…` for relation
+/// `tempo` and consumer `app`, and the APIs of the Services the relation
+/// follows (in `svc_ns`, else there too), of relations and of consumers.
+async fn scene(
+    client: &Client,
+    prefix: &str,
+    svc_ns: Option<&str>,
+) -> (String, Api<Service>, Api<TracingRelation>, Api<ConfigMap>) {
+    let ns = env().await.cp.namespace(prefix).await.name().to_string();
+    let svcs = Api::namespaced(client.clone(), svc_ns.unwrap_or(&ns));
+    let rels = Api::namespaced(client.clone(), &ns);
+    let cms = Api::namespaced(client.clone(), &ns);
+    (ns, svcs, rels, cms)
+}
+
+/// Creates relation `tempo` with `backend`, then consumer `app`.
+async fn relate(rels: &Api<TracingRelation>, cms: &Api<ConfigMap>, backend: Value) {
+    create(rels, &relation("tempo", backend)).await;
+    create(cms, &consumer("app")).await;
 }
 
 async fn create<K>(api: &Api<K>, obj: &K)
@@ -242,17 +245,9 @@ fn assert_sdk_keys(data: &BTreeMap<String, String>, host: &str, http: u16, grpc:
 async fn single_binary_chart() {
     let env = env().await;
     let client = env.cp.admin_client().await;
-    let ns = env.cp.namespace("topo-single").await.name().to_string();
-    let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
-    let rels: Api<TracingRelation> = Api::namespaced(client.clone(), &ns);
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let (ns, svcs, rels, cms) = scene(&client, "topo-single", None).await;
     create(&svcs, &known_service("tempo", "single-binary", 0)).await;
-    create(
-        &rels,
-        &relation("tempo", json!({"service": {"name": "tempo"}})),
-    )
-    .await;
-    create(&cms, &consumer("app")).await;
+    relate(&rels, &cms, json!({"service": {"name": "tempo"}})).await;
 
     let host = format!("tempo.{ns}.svc.cluster.local");
     let ep = endpoint(
@@ -287,6 +282,12 @@ async fn single_binary_chart() {
     wait_ready(&rels, "True", "Resolved").await;
 }
 
+/// A query-frontend Service `name`: Tempo's HTTP API on 3200 (port `http_name`)
+/// and gRPC on 9095.
+fn query_frontend(name: &str, http_name: &str) -> Service {
+    service(name, &[(http_name, 3200, "TCP"), ("grpc", 9095, "TCP")])
+}
+
 /// The distributor Service of the `tempo-distributed` chart with every receiver
 /// enabled (release `tempo`: `tempo-distributor`; templates/distributor/
 /// service-distributor.yaml, chart 1.53's ports).
@@ -303,33 +304,19 @@ fn distributor(http_metrics: i32) -> Service {
 async fn tempo_distributed_chart() {
     let env = env().await;
     let client = env.cp.admin_client().await;
-    let ns = env
-        .cp
-        .namespace("topo-distributed")
-        .await
-        .name()
-        .to_string();
-    let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
-    let rels: Api<TracingRelation> = Api::namespaced(client.clone(), &ns);
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let (ns, svcs, rels, cms) = scene(&client, "topo-distributed", None).await;
     create(&svcs, &distributor(3200)).await;
     create(
         &svcs,
-        &service(
-            "tempo-query-frontend",
-            &[("http-metrics", 3200, "TCP"), ("grpc", 9095, "TCP")],
-        ),
+        &query_frontend("tempo-query-frontend", "http-metrics"),
     )
     .await;
-    create(
+    relate(
         &rels,
-        &relation(
-            "tempo",
-            json!({"service": {"name": "tempo-distributor", "query": {"name": "tempo-query-frontend"}}}),
-        ),
+        &cms,
+        json!({"service": {"name": "tempo-distributor", "query": {"name": "tempo-query-frontend"}}}),
     )
     .await;
-    create(&cms, &consumer("app")).await;
 
     let host = format!("tempo-distributor.{ns}.svc.cluster.local");
     let receivers = [Some(4317), Some(4318), Some(9411), Some(14268), Some(14250)];
@@ -393,16 +380,8 @@ async fn tempo_operator_tempostack() {
             .is_none(),
         "the Tempo Operator's CRDs must not be needed"
     );
-    let ns = env.cp.namespace("topo-stack").await.name().to_string();
-    let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
-    let rels: Api<TracingRelation> = Api::namespaced(client.clone(), &ns);
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    create(
-        &rels,
-        &relation("tempo", json!({"tempoStack": {"name": "simplest"}})),
-    )
-    .await;
-    create(&cms, &consumer("app")).await;
+    let (ns, svcs, rels, cms) = scene(&client, "topo-stack", None).await;
+    relate(&rels, &cms, json!({"tempoStack": {"name": "simplest"}})).await;
     let rel = wait_ready(&rels, "False", "ServiceNotFound").await;
     let msg = ready_message(&rel);
     assert!(
@@ -427,10 +406,7 @@ async fn tempo_operator_tempostack() {
     // headless discovery Service (not followed).
     create(
         &svcs,
-        &service(
-            "tempo-simplest-query-frontend",
-            &[("http", 3200, "TCP"), ("grpc", 9095, "TCP")],
-        ),
+        &query_frontend("tempo-simplest-query-frontend", "http"),
     )
     .await;
     let mut discovery = service(
@@ -485,10 +461,7 @@ async fn tempo_operator_tempomonolithic() {
     let env = env().await;
     let client = env.cp.admin_client().await;
     let tempo_ns = env.cp.namespace("topo-mono-tempo").await.name().to_string();
-    let ns = env.cp.namespace("topo-mono").await.name().to_string();
-    let svcs: Api<Service> = Api::namespaced(client.clone(), &tempo_ns);
-    let rels: Api<TracingRelation> = Api::namespaced(client.clone(), &ns);
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let (ns, svcs, rels, cms) = scene(&client, "topo-mono", Some(&tempo_ns)).await;
     create(
         &svcs,
         &service(
@@ -501,15 +474,12 @@ async fn tempo_operator_tempomonolithic() {
         ),
     )
     .await;
-    create(
+    relate(
         &rels,
-        &relation(
-            "tempo",
-            json!({"tempoMonolithic": {"name": "simplest", "namespace": tempo_ns}}),
-        ),
+        &cms,
+        json!({"tempoMonolithic": {"name": "simplest", "namespace": tempo_ns}}),
     )
     .await;
-    create(&cms, &consumer("app")).await;
 
     let host = format!("tempo-simplest.{tempo_ns}.svc.cluster.local");
     let ep = endpoint(

@@ -89,6 +89,24 @@ fn keys(v: Option<&Value>) -> impl Iterator<Item = &str> {
         .filter_map(|k| k.strip_prefix("f:"))
 }
 
+/// Sorts the keys of managed-fields map `sub` into `ours` (those in
+/// `operator_keys`) and `foreign` (the others).
+fn sort_keys(
+    sub: &Value,
+    operator_keys: &[&str],
+    ours: &mut BTreeSet<String>,
+    foreign: &mut BTreeSet<String>,
+) {
+    for k in keys(Some(sub)) {
+        let set = if operator_keys.contains(&k) {
+            &mut *ours
+        } else {
+            &mut *foreign
+        };
+        set.insert(k.to_string());
+    }
+}
+
 impl Ownership {
     /// Reads what the operator's Apply entry owns.
     pub fn of(meta: &ObjectMeta) -> Ownership {
@@ -98,15 +116,7 @@ impl Ownership {
         };
         for (field, sub) in tree {
             match field.as_str() {
-                "f:data" => {
-                    for k in keys(Some(sub)) {
-                        if DATA_KEYS.contains(&k) {
-                            own.data.insert(k.to_string());
-                        } else {
-                            own.foreign.data.insert(k.to_string());
-                        }
-                    }
-                }
+                "f:data" => sort_keys(sub, &DATA_KEYS, &mut own.data, &mut own.foreign.data),
                 "f:metadata" => own.read_metadata(sub),
                 "f:binaryData" => {
                     own.foreign.binary_data = keys(Some(sub)).map(str::to_string).collect()
@@ -123,15 +133,12 @@ impl Ownership {
         let Some(meta) = sub.as_object() else { return };
         for (field, sub) in meta {
             match field.as_str() {
-                "f:annotations" => {
-                    for k in keys(Some(sub)) {
-                        if OPERATOR_ANNOTATIONS.contains(&k) {
-                            self.annotations.insert(k.to_string());
-                        } else {
-                            self.foreign.annotations.insert(k.to_string());
-                        }
-                    }
-                }
+                "f:annotations" => sort_keys(
+                    sub,
+                    &OPERATOR_ANNOTATIONS,
+                    &mut self.annotations,
+                    &mut self.foreign.annotations,
+                ),
                 "f:labels" => {
                     for k in keys(Some(sub)) {
                         if k == MANAGED_LABEL {

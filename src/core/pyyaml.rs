@@ -31,10 +31,9 @@ fn pyyaml_style(s: &str) -> Style {
     let mut block_indicators = false;
     let mut line_breaks = false;
     let mut special = false;
-    let mut leading_space = false;
-    let mut leading_break = false;
-    let mut trailing_space = false;
-    let mut trailing_break = false;
+    // A space or a line break first or last (PyYAML's leading_space,
+    // leading_break, trailing_space and trailing_break, which it only reads together).
+    let mut edge_whitespace = false;
     let mut break_space = false;
     let mut space_break = false;
     let mut previous_space = false;
@@ -47,37 +46,27 @@ fn pyyaml_style(s: &str) -> Style {
     let n = chars.len();
     for (i, &ch) in chars.iter().enumerate() {
         let followed_by_whitespace = i + 1 >= n || is_blank_or_break(chars[i + 1]);
-        if i == 0 {
-            if "#,[]{}&*!|>'\"%@`".contains(ch) {
-                flow_indicators = true;
-                block_indicators = true;
-            }
-            if ch == '?' || ch == ':' {
-                flow_indicators = true;
-                if followed_by_whitespace {
-                    block_indicators = true;
-                }
-            }
-            if ch == '-' && followed_by_whitespace {
-                flow_indicators = true;
-                block_indicators = true;
-            }
-        } else {
-            if ",?[]{}".contains(ch) {
-                flow_indicators = true;
-            }
-            if ch == ':' {
-                flow_indicators = true;
-                if followed_by_whitespace {
-                    block_indicators = true;
-                }
-            }
-            if ch == '#' && preceded_by_whitespace {
-                flow_indicators = true;
+        // First: any of `#,[]{}&*!|>'"%@` and a backquote, or `- `; later: ` #`.
+        let first_indicator =
+            i == 0 && ("#,[]{}&*!|>'\"%@`".contains(ch) || (ch == '-' && followed_by_whitespace));
+        let comment = i > 0 && ch == '#' && preceded_by_whitespace;
+        if first_indicator || comment {
+            flow_indicators = true;
+            block_indicators = true;
+        }
+        // `?` first or `:` anywhere; a block indicator when whitespace follows.
+        if ch == ':' || (i == 0 && ch == '?') {
+            flow_indicators = true;
+            if followed_by_whitespace {
                 block_indicators = true;
             }
         }
-        if "\n\u{85}\u{2028}\u{2029}".contains(ch) {
+        if i > 0 && ",?[]{}".contains(ch) {
+            flow_indicators = true;
+        }
+        let is_space = ch == ' ';
+        let is_break = "\n\u{85}\u{2028}\u{2029}".contains(ch);
+        if is_break {
             line_breaks = true;
         }
         // safe_dump runs with allow_unicode=False: anything but printable ASCII
@@ -85,54 +74,27 @@ fn pyyaml_style(s: &str) -> Style {
         if !(ch == '\n' || ('\x20'..='\x7E').contains(&ch)) {
             special = true;
         }
-        if ch == ' ' {
-            if i == 0 {
-                leading_space = true;
-            }
-            if i == n - 1 {
-                trailing_space = true;
-            }
-            if previous_break {
-                break_space = true;
-            }
-            previous_space = true;
-            previous_break = false;
-        } else if "\n\u{85}\u{2028}\u{2029}".contains(ch) {
-            if i == 0 {
-                leading_break = true;
-            }
-            if i == n - 1 {
-                trailing_break = true;
-            }
-            if previous_space {
-                space_break = true;
-            }
-            previous_space = false;
-            previous_break = true;
-        } else {
-            previous_space = false;
-            previous_break = false;
+        if (is_space || is_break) && (i == 0 || i == n - 1) {
+            edge_whitespace = true;
         }
+        if is_space && previous_break {
+            break_space = true;
+        }
+        if is_break && previous_space {
+            space_break = true;
+        }
+        previous_space = is_space;
+        previous_break = is_break;
         preceded_by_whitespace = is_blank_or_break(ch);
     }
     let mut allow_block_plain = true;
     let mut allow_single = true;
-    if leading_space || leading_break || trailing_space || trailing_break {
+    if edge_whitespace || line_breaks || block_indicators {
         allow_block_plain = false;
     }
-    if break_space {
+    if break_space || space_break || special {
         allow_block_plain = false;
         allow_single = false;
-    }
-    if space_break || special {
-        allow_block_plain = false;
-        allow_single = false;
-    }
-    if line_breaks {
-        allow_block_plain = false;
-    }
-    if block_indicators {
-        allow_block_plain = false;
     }
     let _ = flow_indicators;
     if allow_block_plain && !resolves_to_non_string(s) {
@@ -324,21 +286,18 @@ fn yaml_timestamp(s: &str) -> bool {
             false
         }
     };
-    if b.len() == 10
-        && (0..4).all(|k| b[k].is_ascii_digit())
-        && b[4] == b'-'
-        && b[5..7].iter().all(u8::is_ascii_digit)
-        && b[7] == b'-'
-        && b[8..10].iter().all(u8::is_ascii_digit)
-    {
+    // Three runs of digits, `(min, max)` long each, separated by `sep`.
+    let fields = |i: &mut usize, sep: u8, widths: [(usize, usize); 3]| -> bool {
+        widths
+            .iter()
+            .enumerate()
+            .all(|(k, &(min, max))| (k == 0 || lit(i, sep)) && digits(i, min, max))
+    };
+    let mut date_only = 0;
+    if fields(&mut date_only, b'-', [(4, 4), (2, 2), (2, 2)]) && date_only == b.len() {
         return true;
     }
-    if !(digits(&mut i, 4, 4)
-        && lit(&mut i, b'-')
-        && digits(&mut i, 1, 2)
-        && lit(&mut i, b'-')
-        && digits(&mut i, 1, 2))
-    {
+    if !fields(&mut i, b'-', [(4, 4), (1, 2), (1, 2)]) {
         return false;
     }
     if !(lit(&mut i, b'T') || lit(&mut i, b't')) {
@@ -350,12 +309,7 @@ fn yaml_timestamp(s: &str) -> bool {
             return false;
         }
     }
-    if !(digits(&mut i, 1, 2)
-        && lit(&mut i, b':')
-        && digits(&mut i, 2, 2)
-        && lit(&mut i, b':')
-        && digits(&mut i, 2, 2))
-    {
+    if !fields(&mut i, b':', [(1, 2), (2, 2), (2, 2)]) {
         return false;
     }
     if lit(&mut i, b'.') {

@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::core::contract::{
     REASON_ANNOTATION, STATE_ANNOTATION, STATE_BOUND, STATE_PENDING, STATE_REJECTED,
@@ -79,98 +80,125 @@ pub struct Metrics {
 /// `Gauge`'s default atomic type, named for readability.
 pub type AtomicI64Compat = std::sync::atomic::AtomicI64;
 
+/// A handle on a metric of any type, so that metrics of different types can
+/// be registered from one table.
+#[derive(Debug)]
+struct AnyMetric(Box<dyn Metric>);
+
+impl AnyMetric {
+    fn of<M: Metric + Clone>(metric: &M) -> AnyMetric {
+        AnyMetric(Box::new(metric.clone()))
+    }
+}
+
+impl EncodeMetric for AnyMetric {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("tracing_relation_operator");
         let reconciles = Family::<ControllerLabel, Counter>::default();
-        registry.register(
-            "reconciles",
-            "Reconciles run, by controller",
-            reconciles.clone(),
-        );
         let reconcile_failures = Family::<FailureLabels, Counter>::default();
-        registry.register(
-            "reconcile_failures",
-            "Reconciles that failed, by controller and reason",
-            reconcile_failures.clone(),
-        );
         let reconcile_duration = Family::<ControllerLabel, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
-        registry.register(
-            "reconcile_duration_seconds",
-            "Time spent in one reconcile, by controller",
-            reconcile_duration.clone(),
-        );
         let consumers = Family::<ConsumerLabels, Gauge>::default();
-        registry.register(
-            "consumers",
-            "Consumer ConfigMaps by state (Bound, Rejected) and rejection reason",
-            consumers.clone(),
-        );
         let relations_ready = Gauge::default();
-        registry.register(
-            "relations_ready",
-            "TracingRelations whose Ready condition is True",
-            relations_ready.clone(),
-        );
         let relations = Gauge::default();
-        registry.register(
-            "relations",
-            "TracingRelations in the cache",
-            relations.clone(),
-        );
         let writes_sent = Counter::default();
-        registry.register(
-            "consumer_writes_sent",
-            "Server-side applies sent to consumer ConfigMaps",
-            writes_sent.clone(),
-        );
         let writes_skipped = Counter::default();
-        registry.register(
-            "consumer_writes_skipped",
-            "Consumer reconciles that sent no write because nothing would change",
-            writes_skipped.clone(),
-        );
         let echoes_skipped = Counter::default();
-        registry.register(
-            "consumer_echoes_skipped",
-            "Changes of consumers recognised as the echo of the operator's own apply (same resourceVersion), not reconciled",
-            echoes_skipped.clone(),
-        );
         let rejections = Family::<ReasonLabel, Counter>::default();
-        registry.register(
-            "consumer_rejections",
-            "Transitions of a consumer into a rejected state, by reason",
-            rejections.clone(),
-        );
         let write_failures = Family::<ReasonLabel, Counter>::default();
-        registry.register(
-            "consumer_write_failures",
-            "Writes to consumer ConfigMaps that failed, by reason",
-            write_failures.clone(),
-        );
         let cleanups_abandoned = Counter::default();
-        registry.register(
-            "cleanups_abandoned",
-            "Consumers a relation's finalizer gave up on after its tries",
-            cleanups_abandoned.clone(),
-        );
         let rollouts = Family::<KindLabel, Counter>::default();
-        registry.register(
-            "rollouts_triggered",
-            "Pod-template hash annotations the operator changed on opted-in workloads (each rolls the workload once), by kind",
-            rollouts.clone(),
-        );
-        for kind in WORKLOAD_KINDS {
-            let _ = rollouts.get_or_create(&KindLabel { kind });
-        }
         let leader = Gauge::default();
-        registry.register(
-            "leader",
-            "1 while this replica holds the leader Lease",
-            leader.clone(),
-        );
+        let described: [(&str, &str, AnyMetric); 14] = [
+            (
+                "reconciles",
+                "Reconciles run, by controller",
+                AnyMetric::of(&reconciles),
+            ),
+            (
+                "reconcile_failures",
+                "Reconciles that failed, by controller and reason",
+                AnyMetric::of(&reconcile_failures),
+            ),
+            (
+                "reconcile_duration_seconds",
+                "Time spent in one reconcile, by controller",
+                AnyMetric::of(&reconcile_duration),
+            ),
+            (
+                "consumers",
+                "Consumer ConfigMaps by state (Bound, Rejected) and rejection reason",
+                AnyMetric::of(&consumers),
+            ),
+            (
+                "relations_ready",
+                "TracingRelations whose Ready condition is True",
+                AnyMetric::of(&relations_ready),
+            ),
+            (
+                "relations",
+                "TracingRelations in the cache",
+                AnyMetric::of(&relations),
+            ),
+            (
+                "consumer_writes_sent",
+                "Server-side applies sent to consumer ConfigMaps",
+                AnyMetric::of(&writes_sent),
+            ),
+            (
+                "consumer_writes_skipped",
+                "Consumer reconciles that sent no write because nothing would change",
+                AnyMetric::of(&writes_skipped),
+            ),
+            (
+                "consumer_echoes_skipped",
+                "Changes of consumers recognised as the echo of the operator's own apply (same resourceVersion), not reconciled",
+                AnyMetric::of(&echoes_skipped),
+            ),
+            (
+                "consumer_rejections",
+                "Transitions of a consumer into a rejected state, by reason",
+                AnyMetric::of(&rejections),
+            ),
+            (
+                "consumer_write_failures",
+                "Writes to consumer ConfigMaps that failed, by reason",
+                AnyMetric::of(&write_failures),
+            ),
+            (
+                "cleanups_abandoned",
+                "Consumers a relation's finalizer gave up on after its tries",
+                AnyMetric::of(&cleanups_abandoned),
+            ),
+            (
+                "rollouts_triggered",
+                "Pod-template hash annotations the operator changed on opted-in workloads (each rolls the workload once), by kind",
+                AnyMetric::of(&rollouts),
+            ),
+            (
+                "leader",
+                "1 while this replica holds the leader Lease",
+                AnyMetric::of(&leader),
+            ),
+        ];
+        for (name, help, metric) in described {
+            registry.register(name, help, metric);
+        }
         // Every known label set is there from the start, with zero samples, so
         // alerts can be written before the first failure.
         for controller in [CONSUMER, RELATION, ROLLOUT] {
@@ -184,6 +212,9 @@ impl Default for Metrics {
         }
         for reason in Reason::WRITE_FAILURES {
             let _ = write_failures.get_or_create(&ReasonLabel { reason });
+        }
+        for kind in WORKLOAD_KINDS {
+            let _ = rollouts.get_or_create(&KindLabel { kind });
         }
         Metrics {
             registry,

@@ -140,14 +140,21 @@ impl Row {
             .any(|k| self.kept(k).iter().any(|r| r.disturbed()))
     }
 
-    pub fn fanout(&self) -> Duration {
-        self.med(Kind::FanOut, |r| r.took)
+    /// A measure of the fan-out against the same measure of the bare-client
+    /// floor, each the median of the runs kept.
+    fn vs_floor(&self, measure: impl Fn(&Run) -> Duration + Copy) -> VsFloor {
+        VsFloor {
+            fanout: self.med(Kind::FanOut, measure),
+            floor: self.med(Kind::Floor, measure),
+        }
     }
-    pub fn floor(&self) -> Duration {
-        self.med(Kind::Floor, |r| r.took)
+    /// Wall-clock time of the fan-out against the floor.
+    pub fn took(&self) -> VsFloor {
+        self.vs_floor(|r| r.took)
     }
-    pub fn ratio(&self) -> f64 {
-        self.fanout().as_secs_f64() / self.floor().as_secs_f64().max(1e-9)
+    /// CPU time of the writer (the operator; the bare client) against the floor.
+    pub fn cpu(&self) -> VsFloor {
+        self.vs_floor(|r| r.writer_cpu)
     }
     /// The floor as the operator's identity with the policy in place, if measured.
     pub fn policy_floor(&self) -> Option<Duration> {
@@ -157,31 +164,19 @@ impl Row {
     }
     /// fan-out / policy floor: the controller's share of the ratio.
     fn controller_ratio(&self) -> Option<f64> {
-        self.policy_floor()
-            .map(|p| self.fanout().as_secs_f64() / p.as_secs_f64().max(1e-9))
-    }
-    pub fn operator_cpu(&self) -> Duration {
-        self.med(Kind::FanOut, |r| r.writer_cpu)
-    }
-    pub fn bare_cpu(&self) -> Duration {
-        self.med(Kind::Floor, |r| r.writer_cpu)
-    }
-    pub fn cpu_ratio(&self) -> f64 {
-        self.operator_cpu().as_secs_f64() / self.bare_cpu().as_secs_f64().max(1e-9)
+        self.policy_floor().map(|p| ratio(self.took().fanout, p))
     }
     /// Full consumer reconciles per consumer in a fan-out (median of the runs kept).
     pub fn reconciles_per_consumer(&self) -> f64 {
-        let mut v: Vec<u64> = self
-            .kept(Kind::FanOut)
-            .iter()
-            .map(|r| r.reconciles)
-            .collect();
-        v.sort_unstable();
-        v.get(v.len().saturating_sub(1) / 2)
-            .map_or(0.0, |m| *m as f64 / self.n.max(1) as f64)
+        self.fanout_median(|r| r.reconciles) as f64 / self.n.max(1) as f64
     }
     fn echoes(&self) -> u64 {
-        let mut v: Vec<u64> = self.kept(Kind::FanOut).iter().map(|r| r.echoes).collect();
+        self.fanout_median(|r| r.echoes)
+    }
+    /// The median (the lower of the middle two) of a count over the fan-out
+    /// runs kept; 0 without any.
+    fn fanout_median(&self, count: impl Fn(&Run) -> u64) -> u64 {
+        let mut v: Vec<u64> = self.kept(Kind::FanOut).into_iter().map(count).collect();
         v.sort_unstable();
         v.get(v.len().saturating_sub(1) / 2).copied().unwrap_or(0)
     }
@@ -218,9 +213,9 @@ pub fn table(rows: &[Row]) -> String {
             r.n_marked(),
             fmt_ms(r.bind_p50),
             fmt_ms(r.bind_p95),
-            fmt_ms(r.fanout()),
-            fmt_ms(r.floor()),
-            r.ratio(),
+            fmt_ms(r.took().fanout),
+            fmt_ms(r.took().floor),
+            r.took().ratio(),
             r.policy_floor().map_or("-".to_string(), fmt_ms),
             r.controller_ratio()
                 .map_or("-".to_string(), |x| format!("{x:.2}")),
@@ -242,7 +237,7 @@ pub fn scaling(rows: &[Row]) -> String {
     );
     let mut prev: Option<&Row> = None;
     for r in rows {
-        let per = r.fanout().as_secs_f64() * 1e6 / r.n.max(1) as f64;
+        let per = r.took().fanout.as_secs_f64() * 1e6 / r.n.max(1) as f64;
         let growth = match prev {
             Some(p) if r.n > p.n => format!(
                 "{:.1} KiB",
@@ -253,12 +248,12 @@ pub fn scaling(rows: &[Row]) -> String {
         out.push_str(&format!(
             "| {} | {} | {} | {:.2} | {:.2} s | {:.2} s | {:.2} | {} | {} | {:.1} | {per:.0} µs | {growth} |\n",
             r.n_marked(),
-            fmt_ms(r.fanout()),
-            fmt_ms(r.floor()),
-            r.ratio(),
-            r.operator_cpu().as_secs_f64(),
-            r.bare_cpu().as_secs_f64(),
-            r.cpu_ratio(),
+            fmt_ms(r.took().fanout),
+            fmt_ms(r.took().floor),
+            r.took().ratio(),
+            r.cpu().fanout.as_secs_f64(),
+            r.cpu().floor.as_secs_f64(),
+            r.cpu().ratio(),
             (r.reconciles_per_consumer() * r.n as f64).round(),
             r.echoes(),
             r.rss_mib(),
@@ -280,8 +275,8 @@ pub fn verdicts(rows: &[Row]) -> Vec<String> {
         out.push(match at(n) {
             Some(r) => format!(
                 "fan-out/floor <= {TARGET_RATIO:.2} at N={n}: {} ({:.2})",
-                mark(r.ratio() <= TARGET_RATIO),
-                r.ratio()
+                mark(r.took().ratio() <= TARGET_RATIO),
+                r.took().ratio()
             ),
             None => format!("fan-out/floor <= {TARGET_RATIO:.2} at N={n}: not measured"),
         });
@@ -289,14 +284,14 @@ pub fn verdicts(rows: &[Row]) -> Vec<String> {
     let big: Vec<&Row> = rows.iter().filter(|r| r.n >= 1000).collect();
     let cpu: Vec<String> = big
         .iter()
-        .map(|r| format!("N={}: {:.2}", r.n, r.cpu_ratio()))
+        .map(|r| format!("N={}: {:.2}", r.n, r.cpu().ratio()))
         .collect();
     out.push(if big.is_empty() {
         format!("operator CPU / bare-client CPU <= {TARGET_CPU_RATIO}: not measured (no N >= 1000)")
     } else {
         format!(
             "operator CPU / bare-client CPU <= {TARGET_CPU_RATIO}: {} ({})",
-            mark(big.iter().all(|r| r.cpu_ratio() <= TARGET_CPU_RATIO)),
+            mark(big.iter().all(|r| r.cpu().ratio() <= TARGET_CPU_RATIO)),
             cpu.join(", ")
         )
     });
@@ -440,6 +435,24 @@ pub fn percentile(samples: &[Duration], p: f64) -> Duration {
     s.sort();
     let rank = ((p / 100.0) * s.len() as f64).ceil() as usize;
     s[rank.clamp(1, s.len()) - 1]
+}
+
+/// `a / b`, with `b` at least a nanosecond.
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64().max(1e-9)
+}
+
+/// A measure of the operator's fan-out and of the bare-client floor.
+pub struct VsFloor {
+    pub fanout: Duration,
+    pub floor: Duration,
+}
+
+impl VsFloor {
+    /// fan-out / floor.
+    pub fn ratio(&self) -> f64 {
+        ratio(self.fanout, self.floor)
+    }
 }
 
 pub fn median(samples: &[Duration]) -> Duration {

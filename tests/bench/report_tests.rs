@@ -136,7 +136,7 @@ fn all_disturbed_is_marked() {
     };
     let r = row(100, 20, Writes::default(), runs());
     assert!(r.disturbed());
-    assert_eq!(r.fanout(), Duration::from_millis(300));
+    assert_eq!(r.took().fanout, Duration::from_millis(300));
     // The quiet floor's kind keeps all its runs too: no ratio of quiet to disturbed.
     let mut mixed_runs = runs();
     mixed_runs.extend([
@@ -144,7 +144,7 @@ fn all_disturbed_is_marked() {
         run(Kind::Floor, 1000, 20, 0.9, 0),
     ]);
     let mixed = row(100, 20, Writes::default(), mixed_runs);
-    assert_eq!(mixed.floor(), Duration::from_millis(900));
+    assert_eq!(mixed.took().floor, Duration::from_millis(900));
     assert!(table(std::slice::from_ref(&r)).contains("| 100* |"));
     let v = verdicts(&[r]).join("\n");
     assert!(

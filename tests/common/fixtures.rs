@@ -19,6 +19,9 @@ use serde_json::{Value, json};
 use tracing_relation_operator::api::TracingRelation;
 use tracing_relation_operator::core::document::{self, DATA_KEYS, Document, Endpoint, Protocol};
 
+/// A data key of the consumer's own, which the operator must never touch.
+pub const OWN_KEY: &str = "app.conf";
+
 /// The seed's four ports: tempo, OTLP gRPC, OTLP HTTP, Zipkin.
 pub const SEED_PORTS: [u16; 4] = [3200, 4317, 4318, 9411];
 
@@ -181,6 +184,27 @@ pub fn expected_document(
 /// The document a consumer asking for nothing in particular gets for `hostname`.
 pub fn seed_document(hostname: &str) -> Document {
     expected_document(hostname, SEED_PORTS, None)
+}
+
+/// Server-side applies (forced, as field manager `manager`) TracingRelation
+/// `ns/name` with `spec`; panics naming it on failure.
+pub async fn apply_relation_spec(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    spec: Value,
+    manager: &str,
+) -> TracingRelation {
+    let mut body = relation_manifest(name, spec);
+    body["metadata"]["namespace"] = json!(ns);
+    Api::<TracingRelation>::namespaced(client.clone(), ns)
+        .patch(
+            name,
+            &kube::api::PatchParams::apply(manager).force(),
+            &kube::api::Patch::Apply(&body),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("cannot apply TracingRelation {ns}/{name}: {e}"))
 }
 
 /// Creates `obj`; panics naming it on failure.

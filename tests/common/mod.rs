@@ -62,6 +62,8 @@ pub const REPO_DIR: &str = env!("CARGO_MANIFEST_DIR");
 pub const BUILD_COMMAND: &str = "hack/controlplane/build.sh";
 /// Issuer of service-account tokens.
 pub const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc";
+/// Name of the TracingRelation CRD.
+pub const CRD_NAME: &str = "tracingrelations.tracing.relations.dev";
 /// Field manager of the harness's server-side applies.
 pub const FIELD_MANAGER: &str = "tests";
 

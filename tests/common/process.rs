@@ -259,3 +259,21 @@ pub fn append_file(path: &Path) -> File {
         .open(path)
         .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()))
 }
+
+/// Runs `cmd` (`what` names it in messages); panics with its output unless it
+/// succeeds; returns its stdout.
+pub fn run_ok(mut cmd: Command, what: &str) -> String {
+    let started = Instant::now();
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+        out.status
+    );
+    println!("{what}: ok in {:.1?}", started.elapsed());
+    stdout
+}

@@ -15,9 +15,8 @@ use crate::core::contract::{
 };
 use crate::core::declaration::RelationKey;
 use crate::core::document::{
-    DATA_KEYS, KEY_OTEL_TRACES_ENDPOINT, KEY_OTEL_TRACES_EXPORTER, KEY_OTEL_TRACES_PROTOCOL,
-    KEY_OTEL_ZIPKIN_ENDPOINT, KEY_OTLP_GRPC_ENDPOINT, KEY_OTLP_HTTP_ENDPOINT, KEY_RECEIVERS,
-    KEY_TEMPO_ENDPOINT,
+    ALL_SIGNAL_KEYS, DATA_KEYS, KEY_OTEL_TRACES_ENDPOINT, KEY_OTEL_TRACES_EXPORTER,
+    KEY_OTEL_TRACES_PROTOCOL, KEY_OTEL_ZIPKIN_ENDPOINT, KEY_OTLP_GRPC_ENDPOINT, KEY_TEMPO_ENDPOINT,
 };
 use crate::core::reason::Reason;
 use crate::reconcile::context::Ctx;
@@ -56,17 +55,13 @@ pub(super) fn assert_apply(s: &Sent) -> &Value {
 pub(super) fn assert_bind_body(b: &Value) {
     let data = b["data"].as_object().expect("data");
     let keys: BTreeSet<&str> = data.keys().map(String::as_str).collect();
-    let traces_only = [
-        KEY_TEMPO_ENDPOINT,
-        KEY_RECEIVERS,
-        KEY_OTLP_GRPC_ENDPOINT,
-        KEY_OTLP_HTTP_ENDPOINT,
-        KEY_OTEL_TRACES_EXPORTER,
-        KEY_OTEL_TRACES_ENDPOINT,
-        KEY_OTEL_TRACES_PROTOCOL,
-        KEY_OTEL_ZIPKIN_ENDPOINT,
-    ];
-    assert_eq!(keys, BTreeSet::from(traces_only));
+    // The traces-only document: every data key but the all-signal ones.
+    let traces_only: BTreeSet<&str> = DATA_KEYS
+        .into_iter()
+        .filter(|k| !ALL_SIGNAL_KEYS.contains(k))
+        .collect();
+    assert_eq!(keys, traces_only);
+    assert_eq!(keys.len(), 8, "{keys:?}");
     assert!(keys.iter().all(|k| DATA_KEYS.contains(k)));
     let seed = format!(
         "hostname: {HOST}\notlp_grpc_port: 4317\notlp_http_port: 4318\ntempo_port: 3200\nzipkin_port: 9411\n"
@@ -122,6 +117,24 @@ pub(super) fn assert_event<'a>(s: &'a Sent, type_: &str, reason: Reason, action:
         (&json!(NS), &json!(UID))
     );
     e["note"].as_str().expect("a note")
+}
+
+/// Checks that `sent` is exactly the operator's apply to the consumer and then
+/// one Event (see [`assert_apply`] and [`assert_event`]); returns the apply's
+/// body and the Event's note.
+pub(super) fn assert_apply_then_event<'a>(
+    sent: &'a [Sent],
+    type_: &str,
+    reason: Reason,
+    action: &str,
+) -> (&'a Value, &'a str) {
+    let [apply, event] = sent else {
+        panic!("expected an apply and an Event: {sent:#?}")
+    };
+    (
+        assert_apply(apply),
+        assert_event(event, type_, reason, action),
+    )
 }
 
 /// The consumer metrics a scenario looks at.

@@ -33,8 +33,8 @@ use api::{
     throttled_plain, throttled_status, too_long, uid_mismatch, uid_replaced, with_events,
 };
 use checks::{
-    Counts, assert_apply, assert_bind_body, assert_event, counts, failed, recorded_failure,
-    requeue_after,
+    Counts, assert_apply, assert_apply_then_event, assert_bind_body, counts, failed,
+    recorded_failure, requeue_after,
 };
 use fixtures::{fresh_consumer, next_version, shop_tempo, stored};
 
@@ -48,17 +48,47 @@ async fn run(
     serve(api, reconcile(Arc::new(cm.clone()), ctx.clone()), answer).await
 }
 
+/// Reconciles a fresh consumer in a new term while the API server answers the
+/// writes with `answer` (and accepts Events); returns the term's context, the
+/// consumer, the reconcile's result and the requests sent.
+async fn run_fresh(
+    answer: impl FnMut(&Sent) -> Response<Body>,
+) -> (Arc<Ctx>, ConfigMap, Result<Action, Error>, Vec<Sent>) {
+    let cm = fresh_consumer();
+    let (ctx, mut api) = term(vec![cm.clone()]);
+    let (res, sent) = run(&ctx, &mut api, &cm, with_events(answer)).await;
+    (ctx, cm, res, sent)
+}
+
 /// Reconciles a fresh consumer while the API server answers with `answer`;
 /// checks that its apply was the one request (no Event, no retry).
 async fn one_apply(case: &str, answer: Answer) -> (Arc<Ctx>, ConfigMap, Result<Action, Error>) {
-    let cm = fresh_consumer();
-    let (ctx, mut api) = term(vec![cm.clone()]);
-    let (res, sent) = run(&ctx, &mut api, &cm, with_events(|_| answer())).await;
+    let (ctx, cm, res, sent) = run_fresh(|_| answer()).await;
     let [apply] = sent.as_slice() else {
         panic!("{case}: {sent:#?}")
     };
     assert_apply(apply);
     (ctx, cm, res)
+}
+
+/// Checks a failed write that is recorded for the relation's status: the
+/// reconcile fails for `reason`, the write for `write_reason`, is retried after
+/// 1 s, counted as one failure, and recorded against `shop/tempo`. Returns the
+/// recorded message.
+fn assert_recorded_failure(
+    ctx: &Arc<Ctx>,
+    cm: &ConfigMap,
+    res: Result<Action, Error>,
+    reason: Reason,
+    write_reason: Reason,
+) -> String {
+    let (err, wait) = policy(ctx, cm, res);
+    assert_eq!((err.reason(), err.write_reason()), (reason, write_reason));
+    assert_eq!(wait, Duration::from_secs(1));
+    assert_eq!(counts(ctx), failed(write_reason, 0));
+    let (recorded, relation, message) = recorded_failure(ctx).expect("a recorded failure");
+    assert_eq!((recorded, relation), (write_reason, shop_tempo()));
+    message
 }
 
 /// A failed reconcile's error, and the requeue the error policy chooses for it.
@@ -104,11 +134,8 @@ async fn fresh_consumer_is_bound_by_one_apply() {
     let answer =
         with_events(|s| respond(200, &serde_json::to_value(stored(&cm, &s.body)).unwrap()));
     let (res, sent) = run(&ctx, &mut api, &cm, answer).await;
-    let [apply, event] = sent.as_slice() else {
-        panic!("{sent:#?}")
-    };
-    assert_bind_body(assert_apply(apply));
-    let note = assert_event(event, "Normal", Reason::Bound, "Bind");
+    let (body, note) = assert_apply_then_event(&sent, "Normal", Reason::Bound, "Bind");
+    assert_bind_body(body);
     assert!(
         note.starts_with("bound to TracingRelation shop/tempo; receivers "),
         "{note}"
@@ -170,27 +197,15 @@ async fn consumer_gone_before_the_write_is_nothing_to_do() {
 /// and told by a Warning Event; retried with backoff.
 #[tokio::test]
 async fn too_large_consumer_is_a_warning_and_a_recorded_failure() {
-    let cm = fresh_consumer();
-    let (ctx, mut api) = term(vec![cm.clone()]);
-    let (res, sent) = run(&ctx, &mut api, &cm, with_events(|_| too_long())).await;
-    let [apply, event] = sent.as_slice() else {
-        panic!("{sent:#?}")
-    };
-    assert_bind_body(assert_apply(apply));
-    let note = assert_event(event, "Warning", Reason::ConsumerTooLarge, "Write");
+    let (ctx, cm, res, sent) = run_fresh(|_| too_long()).await;
+    let (body, note) = assert_apply_then_event(&sent, "Warning", Reason::ConsumerTooLarge, "Write");
+    assert_bind_body(body);
     assert!(
         note.contains("Too long: may not be more than 1048576 bytes"),
         "{note}"
     );
-    let (err, wait) = policy(&ctx, &cm, res);
-    assert_eq!(
-        (err.reason(), err.write_reason()),
-        (Reason::ApiError, Reason::ConsumerTooLarge)
-    );
-    assert_eq!(wait, Duration::from_secs(1));
-    assert_eq!(counts(&ctx), failed(Reason::ConsumerTooLarge, 0));
-    let (reason, relation, message) = recorded_failure(&ctx).expect("a recorded failure");
-    assert_eq!((reason, relation), (Reason::ConsumerTooLarge, shop_tempo()));
+    let message =
+        assert_recorded_failure(&ctx, &cm, res, Reason::ApiError, Reason::ConsumerTooLarge);
     assert!(
         message.starts_with("the operator cannot write this ConfigMap: "),
         "{message}"
@@ -221,24 +236,10 @@ async fn throttled_write_is_retried_soon_without_a_warning() {
 /// recorded and told (Warning Event) as WriteForbidden, pointing at the RBAC.
 #[tokio::test]
 async fn forbidden_write_is_recorded_as_write_forbidden() {
-    let cm = fresh_consumer();
-    let (ctx, mut api) = term(vec![cm.clone()]);
-    let (res, sent) = run(&ctx, &mut api, &cm, with_events(|_| forbidden())).await;
-    let [apply, event] = sent.as_slice() else {
-        panic!("{sent:#?}")
-    };
-    assert_apply(apply);
-    let note = assert_event(event, "Warning", Reason::WriteForbidden, "Write");
+    let (ctx, cm, res, sent) = run_fresh(|_| forbidden()).await;
+    let (_, note) = assert_apply_then_event(&sent, "Warning", Reason::WriteForbidden, "Write");
     assert!(note.contains("grant it in the operator's RBAC"), "{note}");
-    let (err, wait) = policy(&ctx, &cm, res);
-    assert_eq!(
-        (err.reason(), err.write_reason()),
-        (Reason::Forbidden, Reason::WriteForbidden)
-    );
-    assert_eq!(wait, Duration::from_secs(1));
-    assert_eq!(counts(&ctx), failed(Reason::WriteForbidden, 0));
-    let recorded = recorded_failure(&ctx).map(|(r, rel, _)| (r, rel));
-    assert_eq!(recorded, Some((Reason::WriteForbidden, shop_tempo())));
+    assert_recorded_failure(&ctx, &cm, res, Reason::Forbidden, Reason::WriteForbidden);
 }
 
 /// After a failure, a reconcile of the same unchanged consumer (same
@@ -292,10 +293,6 @@ async fn throttle_does_not_swallow_the_next_warning() {
     let (res, sent) = run(&ctx, &mut api, &changed, with_events(|_| etcd_timeout())).await;
     let (err, _) = policy(&ctx, &changed, res);
     assert_eq!(err.write_reason(), Reason::WriteFailed);
-    assert_apply(&sent[0]);
-    let [_, event] = sent.as_slice() else {
-        panic!("no Warning Event: {sent:#?}")
-    };
-    let note = assert_event(event, "Warning", Reason::WriteFailed, "Write");
+    let (_, note) = assert_apply_then_event(&sent, "Warning", Reason::WriteFailed, "Write");
     assert!(note.contains("etcdserver: request timed out"), "{note}");
 }
