@@ -44,7 +44,7 @@ use tracing_relation_operator::core::contract::{
     STATE_BOUND,
 };
 use tracing_relation_operator::core::document::{
-    ALL_SIGNAL_KEYS, DATA_KEYS, KEY_OTLP_GRPC_ENDPOINT, KEY_TEMPO_ENDPOINT,
+    DATA_KEYS, KEY_OTLP_GRPC_ENDPOINT, KEY_TEMPO_ENDPOINT, default_keys,
 };
 
 // ---- the chart, spelled out ------------------------------------------------------
@@ -669,9 +669,9 @@ async fn bind_rewrite_cleanup(e: &Env<'_>) -> Operator {
     create_consumer(admin, app, "cart", "tempo").await;
     let cm = wait_bound(admin, app, "cart", "tempo-a.example").await;
     let data = data_of(&cm);
-    for key in DATA_KEYS.iter().filter(|k| !ALL_SIGNAL_KEYS.contains(k)) {
+    for key in default_keys() {
         assert!(
-            data.contains_key(*key),
+            data.contains_key(key),
             "bound consumer lacks {key}: {data:?}"
         );
     }

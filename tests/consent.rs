@@ -40,7 +40,7 @@ use tracing_relation_operator::core::contract::{
     BOUND_TO_ANNOTATION, FIELD_MANAGER, MESSAGE_ANNOTATION, REASON_ANNOTATION, RELATION_LABEL,
     RELATION_NAMESPACE_ANNOTATION, STATE_ANNOTATION, STATE_BOUND, STATE_REJECTED,
 };
-use tracing_relation_operator::core::document::{ALL_SIGNAL_KEYS, DATA_KEYS, KEY_TEMPO_ENDPOINT};
+use tracing_relation_operator::core::document::{DATA_KEYS, KEY_TEMPO_ENDPOINT, default_keys};
 use tracing_relation_operator::core::reason::Reason;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -290,7 +290,7 @@ async fn relabelling_a_namespace_binds_and_unbinds_its_consumers() {
 
     set_namespace_labels(&client, &ns, json!({"consent-relabel": marker})).await;
     let bound = wait_bound_to(&api, "c", "relabel.example").await;
-    for k in DATA_KEYS.iter().filter(|k| !ALL_SIGNAL_KEYS.contains(k)) {
+    for k in default_keys() {
         assert!(data(&bound, k).is_some(), "bound consumer lacks {k}");
     }
     assert_eq!(

@@ -49,8 +49,7 @@ use tracing_relation_operator::core::contract::{
     STATE_BOUND, STATE_REJECTED,
 };
 use tracing_relation_operator::core::document::{
-    ALL_SIGNAL_KEYS, DATA_KEYS, KEY_OTEL_TRACES_EXPORTER, KEY_OTEL_TRACES_PROTOCOL,
-    KEY_TEMPO_ENDPOINT,
+    DATA_KEYS, KEY_OTEL_TRACES_EXPORTER, KEY_OTEL_TRACES_PROTOCOL, KEY_TEMPO_ENDPOINT, default_keys,
 };
 
 /// Field manager of this test's own writes.
@@ -183,11 +182,7 @@ struct Expected {
 fn expected(hostname: &str) -> Expected {
     let doc = seed_document(hostname);
     // Sanity of the expectation itself: every data key names the hostname.
-    assert_eq!(
-        doc.data.len(),
-        DATA_KEYS.len() - ALL_SIGNAL_KEYS.len(),
-        "{doc:?}"
-    );
+    assert_eq!(doc.data.len(), default_keys().count(), "{doc:?}");
     for (k, v) in &doc.data {
         if ![KEY_OTEL_TRACES_PROTOCOL, KEY_OTEL_TRACES_EXPORTER].contains(&k.as_str()) {
             assert!(v.contains(hostname), "{k}={v:?} does not name {hostname}");

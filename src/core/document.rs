@@ -75,6 +75,14 @@ pub const ALL_SIGNAL_KEYS: [&str; 3] = [KEY_OTEL_ENDPOINT, KEY_OTEL_PROTOCOL, KE
 /// The keys written only for a relation with a CA bundle (`spec.tls.caConfigMap`).
 pub const CA_KEYS: [&str; 3] = [KEY_CA, KEY_OTEL_TRACES_CERTIFICATE, KEY_OTEL_CERTIFICATE];
 
+/// The keys of the default document (every receiver, traces-only SDK
+/// variables, no CA bundle): every data key but the all-signal and CA ones.
+pub fn default_keys() -> impl Iterator<Item = &'static str> {
+    DATA_KEYS
+        .into_iter()
+        .filter(|k| !ALL_SIGNAL_KEYS.contains(k) && !CA_KEYS.contains(k))
+}
+
 /// Which SDK variables a consumer gets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SdkSignals {

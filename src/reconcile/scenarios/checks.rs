@@ -15,8 +15,8 @@ use crate::core::contract::{
 };
 use crate::core::declaration::RelationKey;
 use crate::core::document::{
-    ALL_SIGNAL_KEYS, DATA_KEYS, KEY_OTEL_TRACES_ENDPOINT, KEY_OTEL_TRACES_EXPORTER,
-    KEY_OTEL_TRACES_PROTOCOL, KEY_OTEL_ZIPKIN_ENDPOINT, KEY_OTLP_GRPC_ENDPOINT, KEY_TEMPO_ENDPOINT,
+    DATA_KEYS, KEY_OTEL_TRACES_ENDPOINT, KEY_OTEL_TRACES_EXPORTER, KEY_OTEL_TRACES_PROTOCOL,
+    KEY_OTEL_ZIPKIN_ENDPOINT, KEY_OTLP_GRPC_ENDPOINT, KEY_TEMPO_ENDPOINT, default_keys,
 };
 use crate::core::reason::Reason;
 use crate::reconcile::context::Ctx;
@@ -56,10 +56,7 @@ pub(super) fn assert_bind_body(b: &Value) {
     let data = b["data"].as_object().expect("data");
     let keys: BTreeSet<&str> = data.keys().map(String::as_str).collect();
     // The traces-only document: every data key but the all-signal ones.
-    let traces_only: BTreeSet<&str> = DATA_KEYS
-        .into_iter()
-        .filter(|k| !ALL_SIGNAL_KEYS.contains(k))
-        .collect();
+    let traces_only: BTreeSet<&str> = default_keys().collect();
     assert_eq!(keys, traces_only);
     assert_eq!(keys.len(), 8, "{keys:?}");
     assert!(keys.iter().all(|k| DATA_KEYS.contains(k)));
