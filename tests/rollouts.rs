@@ -13,14 +13,14 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::fixtures::{annotation, configmap, create, endpoint_relation};
+use common::fixtures::{annotation, configmap, create, endpoint_relation, merge_patch};
 use common::metrics::scrape;
 use common::wait::{wait_for_named, wait_for_some_named};
 use common::{ControlPlane, ControlPlaneOptions, Operator, TestNamespace};
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
@@ -94,6 +94,14 @@ impl Env {
 
 // ---- objects ---------------------------------------------------------------------
 
+/// The shared environment, an admin client and a fresh namespace.
+async fn scene(prefix: &str) -> (&'static Env, Client, TestNamespace) {
+    let env = env().await;
+    let client = env.client().await;
+    let ns = env.cp.namespace(prefix).await;
+    (env, client, ns)
+}
+
 /// A relation `name` at `hostname`, and a consumer ConfigMap `consumer` of it
 /// (with a key of its own), both in `ns`; returns once the consumer is Bound.
 async fn bound_consumer(client: &Client, ns: &str, relation: &str, consumer: &str) -> ConfigMap {
@@ -136,9 +144,7 @@ async fn change_document(
     let before = hash_of(&cms.get(consumer).await.unwrap());
     let rels = Api::<TracingRelation>::namespaced(client.clone(), ns);
     let patch = json!({"spec": {"backend": {"endpoint": {"hostname": host}}}});
-    rels.patch(relation, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
+    merge_patch(&rels, relation, &patch).await;
     wait_for_some_named(format!("a new document in {ns}/{consumer}"), T, || {
         let (cms, before) = (cms.clone(), before.clone());
         async move {
@@ -192,6 +198,14 @@ fn workload(kind: &str, name: &str, opt_in: bool, pod_spec: Value) -> Value {
         w["spec"]["serviceName"] = json!(name);
     }
     w
+}
+
+/// Creates an opted-in Deployment `name` running `pod_spec` and waits until
+/// the opt-in rolled it once onto `hash` (two ReplicaSets, and no more).
+async fn opted_in(client: &Client, ns: &str, name: &str, pod_spec: Value, hash: &str) {
+    create_deployment(client, ns, workload("Deployment", name, true, pod_spec)).await;
+    wait_template_hash(client, ns, name, hash).await;
+    assert_replica_sets(client, ns, name, 2, "the opt-in set the hash").await;
 }
 
 async fn create_deployment(client: &Client, ns: &str, w: Value) -> Deployment {
@@ -267,21 +281,8 @@ async fn rollout_events(client: &Client, ns: &str, name: &str) -> Vec<String> {
 /// change of the consumer's own keys rolls nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn deployment_rolls_once_per_document_change() {
-    let env = env().await;
-    let client = env.client().await;
-    let ns = env.cp.namespace("roll-deploy").await;
+    let (env, client, ns) = scene("roll-deploy").await;
     let cm = bound_consumer(&client, &ns, "tempo", "app-tracing").await;
-    create_deployment(
-        &client,
-        &ns,
-        workload(
-            "Deployment",
-            "opted",
-            true,
-            pod_spec(Some("app-tracing"), None),
-        ),
-    )
-    .await;
     create_deployment(
         &client,
         &ns,
@@ -294,8 +295,8 @@ async fn deployment_rolls_once_per_document_change() {
     )
     .await;
     // Opting in sets the annotation: that is the one rollout of the opt-in.
-    wait_template_hash(&client, &ns, "opted", &hash_of(&cm)).await;
-    assert_replica_sets(&client, &ns, "opted", 2, "the opt-in set the hash").await;
+    let spec = pod_spec(Some("app-tracing"), None);
+    opted_in(&client, &ns, "opted", spec, &hash_of(&cm)).await;
     assert_replica_sets(&client, &ns, "plain", 1, "not opted in").await;
     // The operator is held until the metric is read again, so that no restart
     // (another test's) resets the counter in between.
@@ -340,13 +341,7 @@ async fn deployment_rolls_once_per_document_change() {
 async fn own_keys_roll_nothing(client: &Client, ns: &TestNamespace) {
     let cms = Api::<ConfigMap>::namespaced(client.clone(), ns);
     let patch = json!({"data": {"app.conf": "v2"}});
-    cms.patch(
-        "app-tracing",
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .unwrap();
+    merge_patch(&cms, "app-tracing", &patch).await;
     assert_replica_sets(client, ns, "opted", 3, "the consumer's own key changed").await;
 }
 
@@ -354,9 +349,7 @@ async fn own_keys_roll_nothing(client: &Client, ns: &TestNamespace) {
 /// (`status.updateRevision` changes once, one new ControllerRevision).
 #[tokio::test(flavor = "multi_thread")]
 async fn statefulset_update_revision_changes_once() {
-    let env = env().await;
-    let client = env.client().await;
-    let ns = env.cp.namespace("roll-sts").await;
+    let (_, client, ns) = scene("roll-sts").await;
     let cm = bound_consumer(&client, &ns, "tempo", "db-tracing").await;
     let api = Api::<StatefulSet>::namespaced(client.clone(), &ns);
     let sts = workload(
@@ -427,9 +420,7 @@ async fn revision_with_hash(api: &Api<StatefulSet>, hash: &str) -> String {
 /// once too.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_consumers_feed_one_workload() {
-    let env = env().await;
-    let client = env.client().await;
-    let ns = env.cp.namespace("roll-two").await;
+    let (_, client, ns) = scene("roll-two").await;
     let a = bound_consumer(&client, &ns, "ta", "a-tracing").await;
     let b = bound_consumer(&client, &ns, "tb", "b-tracing").await;
     assert_ne!(hash_of(&a), hash_of(&b));
@@ -467,9 +458,7 @@ async fn two_consumers_feed_one_workload() {
     let rels = Api::<TracingRelation>::namespaced(client.clone(), &ns);
     for (rel, host) in [("ta", "ta-c.example"), ("tb", "tb-c.example")] {
         let patch = json!({"spec": {"backend": {"endpoint": {"hostname": host}}}});
-        rels.patch(rel, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .unwrap();
+        merge_patch(&rels, rel, &patch).await;
     }
     assert_replica_sets(
         &client,
@@ -485,32 +474,13 @@ async fn two_consumers_feed_one_workload() {
 /// ReplicaSet while paused; resumed, it rolls once.
 #[tokio::test(flavor = "multi_thread")]
 async fn paused_deployment_rolls_on_resume() {
-    let env = env().await;
-    let client = env.client().await;
-    let ns = env.cp.namespace("roll-paused").await;
+    let (_, client, ns) = scene("roll-paused").await;
     let cm = bound_consumer(&client, &ns, "tempo", "p-tracing").await;
-    create_deployment(
-        &client,
-        &ns,
-        workload(
-            "Deployment",
-            "paused",
-            true,
-            pod_spec(Some("p-tracing"), None),
-        ),
-    )
-    .await;
-    wait_template_hash(&client, &ns, "paused", &hash_of(&cm)).await;
-    assert_replica_sets(&client, &ns, "paused", 2, "the opt-in set the hash").await;
+    let spec = pod_spec(Some("p-tracing"), None);
+    opted_in(&client, &ns, "paused", spec, &hash_of(&cm)).await;
     let api = Api::<Deployment>::namespaced(client.clone(), &ns);
     let pause = |paused: bool| json!({"spec": {"paused": paused}});
-    api.patch(
-        "paused",
-        &PatchParams::default(),
-        &Patch::Merge(&pause(true)),
-    )
-    .await
-    .unwrap();
+    merge_patch(&api, "paused", &pause(true)).await;
 
     let hash = change_document(&client, &ns, "tempo", "p-tracing", "tempo-p.example").await;
     wait_template_hash(&client, &ns, "paused", &hash).await;
@@ -522,13 +492,7 @@ async fn paused_deployment_rolls_on_resume() {
     );
     assert_replica_sets(&client, &ns, "paused", 2, "paused: no rollout yet").await;
 
-    api.patch(
-        "paused",
-        &PatchParams::default(),
-        &Patch::Merge(&pause(false)),
-    )
-    .await
-    .unwrap();
+    merge_patch(&api, "paused", &pause(false)).await;
     assert_replica_sets(&client, &ns, "paused", 3, "resumed: one rollout").await;
 }
 
@@ -538,19 +502,11 @@ async fn paused_deployment_rolls_on_resume() {
 /// change does not roll it.
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_and_leaving_roll_nothing() {
-    let env = env().await;
-    let client = env.client().await;
-    let ns = env.cp.namespace("roll-leave").await;
+    let (env, client, ns) = scene("roll-leave").await;
     let cm = bound_consumer(&client, &ns, "tempo", "l-tracing").await;
     for name in ["optout", "unref"] {
-        create_deployment(
-            &client,
-            &ns,
-            workload("Deployment", name, true, pod_spec(Some("l-tracing"), None)),
-        )
-        .await;
-        wait_template_hash(&client, &ns, name, &hash_of(&cm)).await;
-        assert_replica_sets(&client, &ns, name, 2, "the opt-in set the hash").await;
+        let spec = pod_spec(Some("l-tracing"), None);
+        opted_in(&client, &ns, name, spec, &hash_of(&cm)).await;
     }
 
     restart_operator(env).await;
@@ -560,14 +516,10 @@ async fn restart_and_leaving_roll_nothing() {
 
     let api = Api::<Deployment>::namespaced(client.clone(), &ns);
     let opt_out = json!({"metadata": {"labels": {ROLLOUT_LABEL: null}}});
-    api.patch("optout", &PatchParams::default(), &Patch::Merge(&opt_out))
-        .await
-        .unwrap();
+    merge_patch(&api, "optout", &opt_out).await;
     // Dropping the envFrom is the owner's own template change: one rollout.
     let unref = json!({"spec": {"template": {"spec": pod_spec(None, None)}}});
-    api.patch("unref", &PatchParams::default(), &Patch::Merge(&unref))
-        .await
-        .unwrap();
+    merge_patch(&api, "unref", &unref).await;
     assert_replica_sets(
         &client,
         &ns,

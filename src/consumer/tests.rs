@@ -421,13 +421,10 @@ fn tls_document_reports_scheme_and_ca_file() {
     let written = build(&ep, None).data;
     let e = Endpoints::from_data(&written).unwrap();
     assert_eq!(e.scheme(), Scheme::Https);
+    let urls = [e.otlp_grpc_endpoint(), e.otlp_http_endpoint()];
     assert_eq!(
-        e.otlp_grpc_endpoint().as_deref(),
-        Some("https://tempo.obs:4317")
-    );
-    assert_eq!(
-        e.otlp_http_endpoint().as_deref(),
-        Some("https://tempo.obs:4318")
+        urls.map(Option::unwrap_or_default),
+        ["https://tempo.obs:4317", "https://tempo.obs:4318"]
     );
     assert_eq!(e.ca_crt.as_deref(), Some("PEM\n"));
     assert_eq!(e.ca_file, Some(PathBuf::from("/etc/tracing/ca.crt")));

@@ -103,25 +103,36 @@ pub fn namespace_allowed(
 
 /// Checks the relation's own declaration (interface and role).
 pub fn check_relation(rel: &TracingRelation) -> Result<(), Rejection> {
-    if rel.spec.interface != INTERFACE_TRACING {
-        return Err(Rejection {
-            reason: Reason::RelationInterfaceMismatch,
-            message: format!(
-                "TracingRelation declares interface {:?} rather than the expected 'tracing'",
-                truncate(&rel.spec.interface)
-            ),
-        });
-    }
-    if rel.spec.role != ROLE_PROVIDES {
-        return Err(Rejection {
-            reason: Reason::RelationRoleMismatch,
-            message: format!(
-                "TracingRelation declares role {:?} rather than the expected 'provides'",
-                truncate(&rel.spec.role)
-            ),
-        });
-    }
-    Ok(())
+    check_side(
+        "TracingRelation",
+        &rel.spec.interface,
+        &rel.spec.role,
+        ROLE_PROVIDES,
+    )
+}
+
+/// One side's declared interface (`tracing`) and role (`want_role`); `side`
+/// names it in the message.
+fn check_side(side: &str, interface: &str, role: &str, want_role: &str) -> Result<(), Rejection> {
+    let (reason, what, got, want) = if interface != INTERFACE_TRACING {
+        (
+            Reason::RelationInterfaceMismatch,
+            "interface",
+            interface,
+            INTERFACE_TRACING,
+        )
+    } else if role != want_role {
+        (Reason::RelationRoleMismatch, "role", role, want_role)
+    } else {
+        return Ok(());
+    };
+    Err(Rejection {
+        reason,
+        message: format!(
+            "{side} declares {what} {:?} rather than the expected '{want}'",
+            truncate(got)
+        ),
+    })
 }
 
 /// The message of a consumer whose relation is gone, the same from every path
@@ -221,25 +232,7 @@ pub fn decide(facts: &Facts<'_>) -> Decision {
 
 /// The consumer's own declaration: interface `tracing`, role `requires`.
 fn check_consumer(decl: &Declaration) -> Result<(), Rejection> {
-    if decl.interface != INTERFACE_TRACING {
-        return Err(Rejection {
-            reason: Reason::RelationInterfaceMismatch,
-            message: format!(
-                "consumer declares interface {:?} rather than the expected 'tracing'",
-                truncate(&decl.interface)
-            ),
-        });
-    }
-    if decl.role != ROLE_REQUIRES {
-        return Err(Rejection {
-            reason: Reason::RelationRoleMismatch,
-            message: format!(
-                "consumer declares role {:?} rather than the expected 'requires'",
-                truncate(&decl.role)
-            ),
-        });
-    }
-    Ok(())
+    check_side("consumer", &decl.interface, &decl.role, ROLE_REQUIRES)
 }
 
 /// The relation's consent: its `namespaceSelector` admits the consumer's namespace.
@@ -294,18 +287,34 @@ mod tests {
     use crate::api::ConsumerPolicy;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
+    /// Whether `d` waits (`"Pending"`) or refuses (`"Reject"`), and why;
+    /// panics on a bind.
+    fn refusal(d: Decision) -> (&'static str, Rejection) {
+        match d {
+            Decision::Pending { why, .. } => ("Pending", why),
+            Decision::Reject(r) => ("Reject", r),
+            bind => panic!("expected a refusal, got {bind:?}"),
+        }
+    }
+
+    /// A consumer in `ns` of relation `tempo`, declaring nothing else.
+    fn consumer_in(ns: &str) -> ConfigMap {
+        let mut cm = ConfigMap::default();
+        cm.metadata.namespace = Some(ns.into());
+        cm.metadata.labels = Some(BTreeMap::from([(
+            crate::core::contract::RELATION_LABEL.to_string(),
+            "tempo".to_string(),
+        )]));
+        cm
+    }
+
     /// A relation whose CA bundle cannot be had keeps its consumers waiting
     /// with its own reason (not BackendUnavailable), and never binds them
     /// without the CA.
     #[test]
     fn unusable_ca_bundle_is_pending_with_its_reason() {
         let rel = crate::core::fixtures::endpoint_relation("shop", "t");
-        let mut cm = ConfigMap::default();
-        cm.metadata.namespace = Some("shop".into());
-        cm.metadata.labels = Some(BTreeMap::from([(
-            crate::core::contract::RELATION_LABEL.to_string(),
-            "tempo".to_string(),
-        )]));
+        let cm = consumer_in("shop");
         let declaration = crate::core::declaration::of(&cm.metadata);
         let error = BackendError::Ca(crate::core::tls::CaError::NotFound {
             namespace: "shop".into(),
@@ -321,17 +330,13 @@ mod tests {
             namespace_labels: &BTreeMap::new(),
             backend: Some(&backend),
         };
-        match decide(&facts) {
-            Decision::Pending { why, .. } => {
-                assert_eq!(why.reason, Reason::CaBundleUnavailable);
-                assert!(
-                    why.message.contains("shop/tempo-ca does not exist"),
-                    "{}",
-                    why.message
-                );
-            }
-            other => panic!("expected Pending, got {other:?}"),
-        }
+        let (kind, why) = refusal(decide(&facts));
+        assert_eq!((kind, why.reason), ("Pending", Reason::CaBundleUnavailable));
+        let message = why.message;
+        assert!(
+            message.contains("shop/tempo-ca does not exist"),
+            "{message}"
+        );
     }
 
     /// A selector the operator cannot read (the CRD refuses it, but an object may
@@ -350,12 +355,7 @@ mod tests {
             }),
         });
         rel.metadata.namespace = Some("obs".into());
-        let mut cm = ConfigMap::default();
-        cm.metadata.namespace = Some("obs".into());
-        cm.metadata.labels = Some(BTreeMap::from([(
-            crate::core::contract::RELATION_LABEL.to_string(),
-            "tempo".to_string(),
-        )]));
+        let cm = consumer_in("obs");
         let labels =
             BTreeMap::from([("kubernetes.io/metadata.name".to_string(), "obs".to_string())]);
         let declaration = crate::core::declaration::of(&cm.metadata);
@@ -367,16 +367,9 @@ mod tests {
             namespace_labels: &labels,
             backend: None,
         };
-        match decide(&facts) {
-            Decision::Reject(r) => {
-                assert_eq!(r.reason, Reason::NamespaceNotAllowed);
-                assert!(
-                    r.message.contains("invalid namespaceSelector"),
-                    "{}",
-                    r.message
-                );
-            }
-            other => panic!("expected NamespaceNotAllowed, got {other:?}"),
-        }
+        let (kind, why) = refusal(decide(&facts));
+        assert_eq!((kind, why.reason), ("Reject", Reason::NamespaceNotAllowed));
+        let message = why.message;
+        assert!(message.contains("invalid namespaceSelector"), "{message}");
     }
 }

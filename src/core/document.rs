@@ -356,7 +356,10 @@ impl Document {
     }
 }
 
-fn hash_of(data: &BTreeMap<String, String>) -> String {
+/// The hash of a map of strings (`sha256:` and the first 16 bytes of the
+/// SHA-256 of its keys and values, in order): the document hash annotation,
+/// and the rollout's hash of several consumers' hashes.
+pub fn hash_of(data: &BTreeMap<String, String>) -> String {
     let mut h = Sha256::new();
     for (k, v) in data {
         h.update(k.as_bytes());

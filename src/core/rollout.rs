@@ -9,12 +9,9 @@
 //! counts: the hash is the consumer's operator-owned hash annotation, so a
 //! change of the consumer's own keys changes nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
-
 use k8s_openapi::api::core::v1::{Container, PodTemplateSpec};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Workload label that opts in (value `"true"`).
 pub const ROLLOUT_LABEL: &str = "tracing.relations.dev/rollout";
@@ -71,20 +68,7 @@ pub fn combined_hash(consumers: &BTreeMap<String, String>) -> Option<String> {
     match consumers.len() {
         0 => None,
         1 => consumers.values().next().cloned(),
-        _ => {
-            let mut h = Sha256::new();
-            for (name, hash) in consumers {
-                h.update(name.as_bytes());
-                h.update([0]);
-                h.update(hash.as_bytes());
-                h.update([0]);
-            }
-            let mut out = String::from("sha256:");
-            for b in &h.finalize()[..16] {
-                let _ = write!(out, "{b:02x}");
-            }
-            Some(out)
-        }
+        _ => Some(crate::core::document::hash_of(consumers)),
     }
 }
 

@@ -260,38 +260,46 @@ pub struct Caches {
 /// How long start-up waits for the CA ConfigMaps of TLS relations to list.
 pub const CA_LIST_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// One watcher per watched namespace, or one for the whole cluster.
-pub(crate) fn per_ns<K>(
-    client: &Client,
-    namespaces: &[String],
-    cfg: watcher::Config,
-    strip: fn(&mut K),
-) -> Vec<ScopedStream<K>>
+impl<K> Cache<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
         + serde::de::DeserializeOwned
         + Debug
         + Send
+        + Sync
         + 'static,
 {
-    let apis: Vec<(Option<String>, Api<K>)> = if namespaces.is_empty() {
-        vec![(None, Api::all(client.clone()))]
-    } else {
-        namespaces
-            .iter()
-            .map(|ns| (Some(ns.clone()), Api::namespaced(client.clone(), ns)))
-            .collect()
-    };
-    apis.into_iter()
-        .map(|(ns, api)| {
-            let s = watcher(api, cfg.clone())
-                .default_backoff()
-                .modify(strip)
-                .boxed();
-            (ns, s)
-        })
-        .collect()
+    /// A cache of the objects of `kind` that `cfg` selects, in `namespaces`
+    /// (empty: the whole cluster), each reduced by `strip` before it is kept.
+    pub fn watch(
+        kind: &'static str,
+        client: &Client,
+        namespaces: &[String],
+        cfg: watcher::Config,
+        strip: fn(&mut K),
+    ) -> Self {
+        // One watcher per watched namespace, or one for the whole cluster.
+        let apis: Vec<(Option<String>, Api<K>)> = if namespaces.is_empty() {
+            vec![(None, Api::all(client.clone()))]
+        } else {
+            namespaces
+                .iter()
+                .map(|ns| (Some(ns.clone()), Api::namespaced(client.clone(), ns)))
+                .collect()
+        };
+        let streams = apis
+            .into_iter()
+            .map(|(ns, api)| {
+                let s = watcher(api, cfg.clone())
+                    .default_backoff()
+                    .modify(strip)
+                    .boxed();
+                (ns, s)
+            })
+            .collect();
+        Cache::spawn(kind, streams)
+    }
 }
 
 impl Caches {
@@ -304,34 +312,23 @@ impl Caches {
         namespaces: &[String],
         rollouts: Option<std::time::Duration>,
     ) -> Self {
-        let consumers_cfg = watcher::Config::default().labels(RELATION_LABEL);
-        let relations = Cache::spawn(
+        let all = watcher::Config::default;
+        let relations = Cache::watch(
             "TracingRelation",
-            per_ns(
-                client,
-                namespaces,
-                watcher::Config::default(),
-                strip_managed_fields::<TracingRelation>,
-            ),
+            client,
+            namespaces,
+            all(),
+            strip_managed_fields::<TracingRelation>,
         );
-        let consumers = Cache::spawn(
+        let consumers_cfg = all().labels(RELATION_LABEL);
+        let consumers = Cache::watch(
             "ConfigMap",
-            per_ns(
-                client,
-                namespaces,
-                consumers_cfg,
-                crate::core::slim::consumer,
-            ),
+            client,
+            namespaces,
+            consumers_cfg,
+            crate::core::slim::consumer,
         );
-        let services = Cache::spawn(
-            "Service",
-            per_ns(
-                client,
-                namespaces,
-                watcher::Config::default(),
-                strip_service,
-            ),
-        );
+        let services = Cache::watch("Service", client, namespaces, all(), strip_service);
         let workloads = rollouts.map(|debounce| Workloads::spawn(client, namespaces, debounce));
         let namespaces = namespaces.is_empty().then(|| {
             let api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());

@@ -19,7 +19,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource};
 
 use crate::core::rollout::{ROLLOUT_SELECTOR, TEMPLATE_HASH_ANNOTATION};
-use crate::runtime::cache::{Cache, per_ns};
+use crate::runtime::cache::Cache;
 
 /// A workload kind whose pods can be rolled.
 pub trait Workload:
@@ -40,59 +40,32 @@ pub trait Workload:
     fn with_template(meta: ObjectMeta, template: PodTemplateSpec) -> Self;
 }
 
-impl Workload for Deployment {
-    const KIND: &'static str = "Deployment";
-    fn template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.as_ref().map(|s| &s.template)
-    }
-    fn with_template(metadata: ObjectMeta, template: PodTemplateSpec) -> Self {
-        let spec = DeploymentSpec {
-            template,
-            ..Default::default()
-        };
-        Deployment {
-            metadata,
-            spec: Some(spec),
-            status: None,
+/// Implements [`Workload`] for an `apps/v1` kind whose spec is `$spec`.
+macro_rules! workload {
+    ($kind:ident, $spec:ident) => {
+        impl Workload for $kind {
+            const KIND: &'static str = stringify!($kind);
+            fn template(&self) -> Option<&PodTemplateSpec> {
+                self.spec.as_ref().map(|s| &s.template)
+            }
+            fn with_template(metadata: ObjectMeta, template: PodTemplateSpec) -> Self {
+                let spec = $spec {
+                    template,
+                    ..Default::default()
+                };
+                $kind {
+                    metadata,
+                    spec: Some(spec),
+                    status: None,
+                }
+            }
         }
-    }
+    };
 }
 
-impl Workload for StatefulSet {
-    const KIND: &'static str = "StatefulSet";
-    fn template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.as_ref().map(|s| &s.template)
-    }
-    fn with_template(metadata: ObjectMeta, template: PodTemplateSpec) -> Self {
-        let spec = StatefulSetSpec {
-            template,
-            ..Default::default()
-        };
-        StatefulSet {
-            metadata,
-            spec: Some(spec),
-            status: None,
-        }
-    }
-}
-
-impl Workload for DaemonSet {
-    const KIND: &'static str = "DaemonSet";
-    fn template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.as_ref().map(|s| &s.template)
-    }
-    fn with_template(metadata: ObjectMeta, template: PodTemplateSpec) -> Self {
-        let spec = DaemonSetSpec {
-            template,
-            ..Default::default()
-        };
-        DaemonSet {
-            metadata,
-            spec: Some(spec),
-            status: None,
-        }
-    }
-}
+workload!(Deployment, DeploymentSpec);
+workload!(StatefulSet, StatefulSetSpec);
+workload!(DaemonSet, DaemonSetSpec);
 
 /// The opted-in workloads of every kind.
 pub struct Workloads {
@@ -109,18 +82,21 @@ impl Workloads {
         let cfg = watcher::Config::default().labels(ROLLOUT_SELECTOR);
         Workloads {
             debounce,
-            deployments: Cache::spawn(
+            deployments: Cache::watch(
                 Deployment::KIND,
-                per_ns(client, namespaces, cfg.clone(), slim::<Deployment>),
+                client,
+                namespaces,
+                cfg.clone(),
+                slim::<Deployment>,
             ),
-            statefulsets: Cache::spawn(
+            statefulsets: Cache::watch(
                 StatefulSet::KIND,
-                per_ns(client, namespaces, cfg.clone(), slim::<StatefulSet>),
+                client,
+                namespaces,
+                cfg.clone(),
+                slim::<StatefulSet>,
             ),
-            daemonsets: Cache::spawn(
-                DaemonSet::KIND,
-                per_ns(client, namespaces, cfg, slim::<DaemonSet>),
-            ),
+            daemonsets: Cache::watch(DaemonSet::KIND, client, namespaces, cfg, slim::<DaemonSet>),
         }
     }
 

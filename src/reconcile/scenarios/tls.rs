@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kube::runtime::controller::Action;
 
-use super::api::{ApiServer, parts, respond, serve, with_events};
+use super::api::{ApiServer, Sent, parts, respond, serve, with_events};
 use super::checks::{assert_apply, assert_event};
 use super::fixtures::{NS, fresh_consumer, relation, stored};
 use crate::api::{CaConfigMapRef, TlsSpec};
@@ -52,6 +52,21 @@ fn ca_config_map(data: &str) -> CaCache {
     Arc::into_inner(CaCache::for_tests(found)).expect("the only reference")
 }
 
+/// Reconciles a fresh consumer of the relation whose CA ConfigMap holds
+/// `ca` under its key, while the API server stores what it is sent.
+async fn reconcile_with_ca(ca: &str) -> (Result<Action, crate::error::Error>, Vec<Sent>) {
+    let cm = fresh_consumer();
+    let (ctx, mut api) = tls_term(Some(ca_config_map(ca)));
+    let answer =
+        with_events(|s| respond(200, &serde_json::to_value(stored(&cm, &s.body)).unwrap()));
+    serve(
+        &mut api,
+        reconcile(Arc::new(cm.clone()), ctx.clone()),
+        answer,
+    )
+    .await
+}
+
 /// While the CA ConfigMap of a relation that just named it is being listed,
 /// its consumers are sent nothing (no Pending that would flap to Bound a
 /// moment later) and tried again soon; the listing queues them anyway.
@@ -72,16 +87,7 @@ async fn nothing_is_written_while_the_ca_is_listed() {
 #[tokio::test]
 async fn consumer_gets_https_and_the_ca_in_one_apply() {
     let ca = pem::encode(&[vec![0x30, 0x03, 1, 2, 3]]);
-    let cm = fresh_consumer();
-    let (ctx, mut api) = tls_term(Some(ca_config_map(&format!("# our CA\n{ca}"))));
-    let answer =
-        with_events(|s| respond(200, &serde_json::to_value(stored(&cm, &s.body)).unwrap()));
-    let (res, sent) = serve(
-        &mut api,
-        reconcile(Arc::new(cm.clone()), ctx.clone()),
-        answer,
-    )
-    .await;
+    let (res, sent) = reconcile_with_ca(&format!("# our CA\n{ca}")).await;
     let [apply, event] = sent.as_slice() else {
         panic!("{sent:#?}")
     };
@@ -103,16 +109,7 @@ async fn consumer_gets_https_and_the_ca_in_one_apply() {
 /// without the CA that verifies them.
 #[tokio::test]
 async fn unusable_ca_leaves_a_new_consumer_pending_without_data() {
-    let cm = fresh_consumer();
-    let (ctx, mut api) = tls_term(Some(ca_config_map("not a certificate")));
-    let answer =
-        with_events(|s| respond(200, &serde_json::to_value(stored(&cm, &s.body)).unwrap()));
-    let (res, sent) = serve(
-        &mut api,
-        reconcile(Arc::new(cm.clone()), ctx.clone()),
-        answer,
-    )
-    .await;
+    let (res, sent) = reconcile_with_ca("not a certificate").await;
     let [apply, event] = sent.as_slice() else {
         panic!("{sent:#?}")
     };
