@@ -361,9 +361,10 @@ async fn mount_and_send(
     futures::future::join_all(runs).await
 }
 
-/// Every run exported cleanly and its span is at Tempo, under its service.
-async fn assert_spans_arrive(rig: &Rig, runs: &[(String, SpanRun)]) {
-    for (service, run) in runs {
+/// Mounts and sends as [`mount_and_send`]: every run exported cleanly and its
+/// span is at Tempo, under its service.
+async fn assert_spans_arrive(rig: &Rig, cms: &[ConfigMap], ca: Option<&str>, step: &str) {
+    for (service, run) in &mount_and_send(rig, cms, ca, step).await {
         let trace_id = run.expect_sent(service);
         let what = format!("the span of trace {trace_id} from {service}");
         rig.collector
@@ -376,11 +377,12 @@ async fn assert_spans_arrive(rig: &Rig, runs: &[(String, SpanRun)]) {
     }
 }
 
-/// Every run reported an export error (exit 1) because the receiver's
-/// certificate did not verify, and its span is not at Tempo after
-/// [`T_ABSENT`].
-async fn assert_exports_refused(rig: &Rig, runs: &[(String, SpanRun)]) {
-    for (service, run) in runs {
+/// Mounts and sends as [`mount_and_send`]: every run reported an export
+/// error (exit 1) because the receiver's certificate did not verify, and its
+/// span is not at Tempo after [`T_ABSENT`].
+async fn assert_exports_refused(rig: &Rig, cms: &[ConfigMap], ca: Option<&str>, step: &str) {
+    let runs = mount_and_send(rig, cms, ca, step).await;
+    for (service, run) in &runs {
         assert_eq!(
             run.code,
             Some(1),
@@ -588,8 +590,7 @@ async fn sdk_verifies_the_receiver_with_the_written_ca() {
         assert_tls_keys(cm, receivers, port, &rig.mount_dir(name), &rig.ca1.ca_pem());
         assert_eq!(data(cm, OWN_KEY), Some(OWN_VALUE), "{name}: its own key");
     }
-    let runs = mount_and_send(&rig, &cms, None, "ca1").await;
-    assert_spans_arrive(&rig, &runs).await;
+    assert_spans_arrive(&rig, &cms, None, "ca1").await;
 }
 
 /// Protects the check above from passing vacuously: the SDK really verifies.
@@ -601,10 +602,8 @@ async fn sdk_verifies_the_receiver_with_the_written_ca() {
 async fn a_wrong_ca_is_refused() {
     let rig = Rig::up("tls-wrong-ca").await;
     let cms = rig.bound_consumers().await;
-    let runs = mount_and_send(&rig, &cms, Some(&rig.ca2.ca_pem()), "wrong-ca").await;
-    assert_exports_refused(&rig, &runs).await;
-    let runs = mount_and_send(&rig, &cms, None, "right-ca").await;
-    assert_spans_arrive(&rig, &runs).await;
+    assert_exports_refused(&rig, &cms, Some(&rig.ca2.ca_pem()), "wrong-ca").await;
+    assert_spans_arrive(&rig, &cms, None, "right-ca").await;
 }
 
 /// Protects CA rotation: each change of the CA ConfigMap rewrites every
@@ -627,17 +626,14 @@ async fn rotation_rewrites_each_consumer_once_and_the_sdk_follows() {
     let (ca1, ca2) = (rig.ca1.ca_pem(), rig.ca2.ca_pem());
 
     let both = change_bundle(&rig, &format!("{ca1}{ca2}"), "bundle CA1+CA2").await;
-    let runs = mount_and_send(&rig, &both, None, "both-old-cert").await;
-    assert_spans_arrive(&rig, &runs).await;
+    assert_spans_arrive(&rig, &both, None, "both-old-cert").await;
 
     install_serving_cert(rig.dir.path(), &rig.ca2);
     tokio::time::sleep(TLS_RELOAD_INTERVAL + Duration::from_millis(500)).await;
     let (cert, _) = rig.serving_files();
     assert_eq!(read(&cert), read(&rig.ca2.dir.join("serving.crt")));
-    let runs = mount_and_send(&rig, &with_ca1, None, "ca1-new-cert").await;
-    assert_exports_refused(&rig, &runs).await;
-    let runs = mount_and_send(&rig, &both, None, "both-new-cert").await;
-    assert_spans_arrive(&rig, &runs).await;
+    assert_exports_refused(&rig, &with_ca1, None, "ca1-new-cert").await;
+    assert_spans_arrive(&rig, &both, None, "both-new-cert").await;
 
     let only_ca2 = change_bundle(&rig, &ca2, "bundle CA2").await;
     for (cm, (name, receivers)) in only_ca2.iter().zip(CONSUMERS) {
@@ -649,8 +645,7 @@ async fn rotation_rewrites_each_consumer_once_and_the_sdk_follows() {
             &ca2,
         );
     }
-    let runs = mount_and_send(&rig, &only_ca2, None, "ca2").await;
-    assert_spans_arrive(&rig, &runs).await;
+    assert_spans_arrive(&rig, &only_ca2, None, "ca2").await;
 
     // What reaches consumers is the canonical bundle: a comment and CRLF line
     // ends around the same certificate are no change for them.
