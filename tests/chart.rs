@@ -40,12 +40,13 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use tracing_relation_operator::api::TracingRelation;
 use tracing_relation_operator::core::contract::{
-    BOUND_TO_ANNOTATION, FINALIZER, REASON_ANNOTATION, RELATION_LABEL, STATE_ANNOTATION,
-    STATE_BOUND,
+    BOUND_TO_ANNOTATION, FINALIZER, HASH_ANNOTATION, REASON_ANNOTATION, RELATION_LABEL,
+    STATE_ANNOTATION, STATE_BOUND,
 };
 use tracing_relation_operator::core::document::{
     DATA_KEYS, KEY_OTLP_GRPC_ENDPOINT, KEY_TEMPO_ENDPOINT, default_keys,
 };
+use tracing_relation_operator::core::rollout::{ROLLOUT_LABEL, TEMPLATE_HASH_ANNOTATION};
 
 // ---- the chart, spelled out ------------------------------------------------------
 
@@ -1374,6 +1375,112 @@ async fn the_operator_binds_in_watched_namespaces_only(
         "the namespaced operator made requests its Roles refuse:\n{}",
         refused.join("\n")
     );
+    op.sigterm();
+    op.wait_exit(T).await;
+}
+
+// ---- rollouts.enabled: RBAC on workloads only when enabled -------------------------
+
+/// The workload kinds `rollouts.enabled` grants, and the verbs it grants.
+const WORKLOADS: [&str; 3] = ["deployments", "statefulsets", "daemonsets"];
+const WORKLOAD_VERBS: [&str; 4] = ["get", "list", "watch", "patch"];
+
+/// Issue 16's least privilege: by default the chart's ServiceAccount may do
+/// nothing with Deployments, StatefulSets or DaemonSets and the operator runs
+/// with ROLLOUTS=false; `rollouts.enabled=true` grants exactly get, list,
+/// watch and patch on them (no create, update or delete, still no Secrets),
+/// sets ROLLOUTS=true, and the operator running as that ServiceAccount then
+/// keeps an opted-in Deployment's template hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollouts_value_grants_workload_rbac_only_when_enabled() {
+    let cp = ControlPlane::start(ControlPlaneOptions::default());
+    let admin = cp.admin_client().await;
+    let release_ns = format!("tro-roll-{}", random_suffix());
+    helm_release(&cp, "install", &release_ns, &["--create-namespace"]);
+    let sa = cp.impersonating_client(&release_ns, FULLNAME).await;
+    workload_rbac_is(&sa, false).await;
+    let env = deployment_env(&admin, &release_ns).await;
+    assert_eq!(env.get("ROLLOUTS"), Some(&Some("false".into())), "{env:?}");
+
+    helm_release(
+        &cp,
+        "upgrade",
+        &release_ns,
+        &["--set", "rollouts.enabled=true"],
+    );
+    workload_rbac_is(&sa, true).await;
+    for (verb, group, resource) in [
+        ("create", "apps", "deployments"),
+        ("update", "apps", "statefulsets"),
+        ("delete", "apps", "daemonsets"),
+        ("get", "", "secrets"),
+    ] {
+        wait_can_i(&sa, verb, group, resource, None, false).await;
+    }
+    let env = deployment_env(&admin, &release_ns).await;
+    assert_eq!(env.get("ROLLOUTS"), Some(&Some("true".into())), "{env:?}");
+    the_chart_sa_rolls_an_opted_in_deployment(&cp, &admin, &release_ns, &env).await;
+}
+
+/// Waits until the SA may (`allowed`) or may not do every verb of
+/// [`WORKLOAD_VERBS`] on every kind of [`WORKLOADS`], in every namespace.
+async fn workload_rbac_is(sa: &Client, allowed: bool) {
+    for resource in WORKLOADS {
+        for verb in WORKLOAD_VERBS {
+            wait_can_i(sa, verb, "apps", resource, None, allowed).await;
+        }
+    }
+}
+
+/// The operator as the chart's ServiceAccount, with the chart's env: ready,
+/// and an opted-in Deployment using a bound consumer gets its hash.
+async fn the_chart_sa_rolls_an_opted_in_deployment(
+    cp: &ControlPlane,
+    admin: &Client,
+    release_ns: &str,
+    env: &BTreeMap<String, Option<String>>,
+) {
+    let pod = format!("{FULLNAME}-7f8e9d-roll0");
+    let mut op = cp.spawn_operator(&operator_as_chart_sa(cp, release_ns, env, &pod));
+    wait_operator_leading(&mut op).await;
+    let app = cp.namespace("roll-app").await;
+    create_relation(admin, &app, "tempo", "tempo-r.example").await;
+    create_consumer(admin, &app, "cart", "tempo").await;
+    let cm = wait_bound(admin, &app, "cart", "tempo-r.example").await;
+    let hash = cm
+        .annotations()
+        .get(HASH_ANNOTATION)
+        .cloned()
+        .expect("hash");
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "cart", "labels": {ROLLOUT_LABEL: "true"}},
+        "spec": {
+            "selector": {"matchLabels": {"app": "cart"}},
+            "template": {"metadata": {"labels": {"app": "cart"}}, "spec": {"containers": [
+                {"name": "app", "image": "registry.invalid/cart:1", "envFrom": [{"configMapRef": {"name": "cart"}}]}
+            ]}},
+        },
+    }))
+    .expect("a Deployment");
+    let api = Api::<Deployment>::namespaced(admin.clone(), &app);
+    common::fixtures::create(&api, &deployment).await;
+    common::wait_for_named(
+        format!("the template hash of {app}/cart to be {hash}"),
+        T,
+        || {
+            let api = api.clone();
+            let hash = hash.clone();
+            async move {
+                let d = api.get("cart").await.unwrap();
+                let t = d.spec.map(|s| s.template.metadata.unwrap_or_default());
+                let got = t.and_then(|m| m.annotations?.get(TEMPLATE_HASH_ANNOTATION).cloned());
+                got == Some(hash)
+            }
+        },
+    )
+    .await;
+    let refused = permission_lines(&op.logs());
+    assert!(refused.is_empty(), "refused requests: {refused:#?}");
     op.sigterm();
     op.wait_exit(T).await;
 }
