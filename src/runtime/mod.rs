@@ -7,5 +7,6 @@ pub mod events;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod store;
 pub mod telemetry;
 pub mod workloads;

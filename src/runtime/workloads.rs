@@ -19,7 +19,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource};
 
 use crate::core::rollout::{ROLLOUT_SELECTOR, TEMPLATE_HASH_ANNOTATION};
-use crate::runtime::cache::Cache;
+use crate::runtime::store::Cache;
 
 /// A workload kind whose pods can be rolled.
 pub trait Workload:
