@@ -178,34 +178,9 @@ pub fn decide(facts: &Facts<'_>) -> Decision {
     if let Err(r) = check_keys(cm, facts.ownership) {
         return Decision::Reject(r);
     }
-    let ep = match facts.backend {
-        Some(Ok(ep)) => ep,
-        Some(Err(e)) => {
-            let reason = match e {
-                BackendError::Ca(_) => Reason::CaBundleUnavailable,
-                _ => Reason::BackendUnavailable,
-            };
-            return Decision::Pending {
-                relation: rel_key.clone(),
-                why: Rejection {
-                    reason,
-                    message: format!(
-                        "the backend of TracingRelation {rel_key} is not available ({e}); the last document written is kept"
-                    ),
-                },
-            };
-        }
-        None => {
-            return Decision::Pending {
-                relation: rel_key.clone(),
-                why: Rejection {
-                    reason: Reason::BackendUnavailable,
-                    message: format!(
-                        "the backend of TracingRelation {rel_key} is not resolved yet"
-                    ),
-                },
-            };
-        }
+    let ep = match resolved(facts.backend, &rel_key) {
+        Ok(ep) => ep,
+        Err(wait) => return wait,
     };
     let wants = document::Wants {
         receivers: decl.receivers.as_deref(),
@@ -227,6 +202,34 @@ pub fn decide(facts: &Facts<'_>) -> Decision {
         relation: rel_key,
         document: doc,
         requested: decl.receivers.clone(),
+    }
+}
+
+/// The resolved endpoint of relation `rel_key`, or the wait of its consumers:
+/// `Pending`, with `CaBundleUnavailable` when the CA bundle is what is missing.
+fn resolved<'a>(
+    backend: Option<&'a Result<Endpoint, BackendError>>,
+    rel_key: &RelationKey,
+) -> Result<&'a Endpoint, Decision> {
+    let (reason, message) = match backend {
+        Some(Ok(ep)) => return Ok(ep),
+        Some(Err(e @ BackendError::Ca(_))) => (Reason::CaBundleUnavailable, e.to_string()),
+        Some(Err(e)) => (Reason::BackendUnavailable, e.to_string()),
+        None => {
+            let message = format!("the backend of TracingRelation {rel_key} is not resolved yet");
+            return Err(pending(rel_key, Reason::BackendUnavailable, message));
+        }
+    };
+    let message = format!(
+        "the backend of TracingRelation {rel_key} is not available ({message}); the last document written is kept"
+    );
+    Err(pending(rel_key, reason, message))
+}
+
+fn pending(rel_key: &RelationKey, reason: Reason, message: String) -> Decision {
+    Decision::Pending {
+        relation: rel_key.clone(),
+        why: Rejection { reason, message },
     }
 }
 
