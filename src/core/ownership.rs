@@ -16,6 +16,7 @@
 //!   with their current values (nothing is lost), or, where it cannot, does not
 //!   write at all.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -67,16 +68,19 @@ impl Foreign {
 )]
 pub struct Forged(pub String);
 
-/// The operator's Apply entry of `meta`, as a tree of `f:` fields.
-fn apply_entry(meta: &ObjectMeta) -> Option<&Value> {
+/// The operator's Apply entry of `meta`, as a tree of `f:` fields. The
+/// consumer cache keeps that tree as its JSON text (one allocation instead of
+/// a map per level, see [`crate::core::slim`]); the API server never sends a
+/// string there, so a string is that text and is read back.
+fn apply_entry(meta: &ObjectMeta) -> Option<Cow<'_, Value>> {
     meta.managed_fields.as_ref()?.iter().find_map(|e| {
         let ours = e.manager.as_deref() == Some(FIELD_MANAGER)
             && e.operation.as_deref() == Some("Apply")
             && e.subresource.as_deref().unwrap_or_default().is_empty();
-        if ours {
-            e.fields_v1.as_ref().map(|f| &f.0)
-        } else {
-            None
+        match e.fields_v1.as_ref().map(|f| &f.0) {
+            Some(Value::String(text)) if ours => serde_json::from_str(text).ok().map(Cow::Owned),
+            Some(tree) if ours => Some(Cow::Borrowed(tree)),
+            _ => None,
         }
     })
 }
@@ -111,7 +115,8 @@ impl Ownership {
     /// Reads what the operator's Apply entry owns.
     pub fn of(meta: &ObjectMeta) -> Ownership {
         let mut own = Ownership::default();
-        let Some(tree) = apply_entry(meta).and_then(Value::as_object) else {
+        let entry = apply_entry(meta);
+        let Some(tree) = entry.as_deref().and_then(Value::as_object) else {
             return own;
         };
         for (field, sub) in tree {

@@ -10,7 +10,8 @@
 //! a pending or immutable consumer keeps them in the apply), a consumer key
 //! among them in `binaryData` (its name: a key conflict), `immutable`, and of
 //! `managedFields` only the operator's Apply entry, reduced to the field names
-//! the ownership rule reads. Fields that entry claims beyond the operator's
+//! the ownership rule reads and kept as its JSON text (a tree of maps would
+//! cost several KiB a consumer; `Ownership::of` reads the text back). Fields that entry claims beyond the operator's
 //! (a forged record) keep their values: the apply echoes them.
 //!
 //! Dropped: the consumer's own data and binaryData (their values and names),
@@ -96,7 +97,11 @@ fn operator_entry(meta: &ObjectMeta) -> Option<ManagedFieldsEntry> {
     Some(ManagedFieldsEntry {
         manager: e.manager.clone(),
         operation: e.operation.clone(),
-        fields_v1: e.fields_v1.as_ref().map(|f| FieldsV1(names(&f.0, 0))),
+        // Kept as its JSON text: a tree of maps costs several KiB a consumer.
+        fields_v1: e
+            .fields_v1
+            .as_ref()
+            .map(|f| FieldsV1(Value::String(names(&f.0, 0).to_string()))),
         ..ManagedFieldsEntry::default()
     })
 }
