@@ -575,6 +575,18 @@ async fn respell_bundle(rig: &Rig, bundle: &str, step: &str) {
 
 // ---- the tests ------------------------------------------------------------------------------
 
+/// The admin's APIs for the ConfigMaps and TracingRelations of a fresh
+/// namespace of the shared control plane.
+async fn apis(prefix: &str) -> (Api<ConfigMap>, Api<TracingRelation>) {
+    let env = env().await;
+    let client = env.cp.admin_client().await;
+    let ns = env.cp.namespace(prefix).await;
+    (
+        Api::namespaced(client.clone(), &ns),
+        Api::namespaced(client, &ns),
+    )
+}
+
 /// Protects the feature's point: a consumer of a relation whose receivers
 /// serve TLS gets `https://` URLs, the CA bundle in canonical PEM under
 /// `ca.crt`, and `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE` at `ca.crt` under its
@@ -698,11 +710,7 @@ async fn apply_ca_bundle(cms: &Api<ConfigMap>, bundle: &str) {
 /// it. Once bound, losing the key keeps the consumer's last document.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unusable_ca_is_a_reason_not_a_half_written_consumer() {
-    let env = env().await;
-    let client = env.cp.admin_client().await;
-    let ns = env.cp.namespace("tls-unusable").await;
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let rels: Api<TracingRelation> = Api::namespaced(client, &ns);
+    let (cms, rels) = apis("tls-unusable").await;
     let certs = tempfile::tempdir().expect("a temp dir");
     let ca = CertSet::make(certs.path().join("ca"));
     let backend = endpoint_backend("tempo.observability.svc.cluster.local");
@@ -806,11 +814,7 @@ async fn a_relative_mount_path_is_rejected() {
 /// SDK dial plain text while pointing at a CA of a receiver that is gone.
 #[tokio::test(flavor = "multi_thread")]
 async fn removing_tls_takes_the_ca_keys_back() {
-    let env = env().await;
-    let client = env.cp.admin_client().await;
-    let ns = env.cp.namespace("tls-off").await;
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let rels: Api<TracingRelation> = Api::namespaced(client, &ns);
+    let (cms, rels) = apis("tls-off").await;
     let certs = tempfile::tempdir().expect("a temp dir");
     let ca = CertSet::make(certs.path().join("ca"));
     create_configmap(&cms, CA_CONFIGMAP, &[], &[], &[(KEY_CA, &ca.ca_pem())]).await;
