@@ -10,6 +10,8 @@
 //! change of the consumer's own keys changes nothing.
 
 use k8s_openapi::api::core::v1::{Container, PodTemplateSpec};
+
+use crate::core::document::DATA_KEYS;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,9 +23,13 @@ pub const ROLLOUT_SELECTOR: &str = "tracing.relations.dev/rollout=true";
 /// the consumers the template uses.
 pub const TEMPLATE_HASH_ANNOTATION: &str = "tracing.relations.dev/document-hash";
 
-/// The ConfigMaps (in the workload's namespace) that `template` uses: through
-/// `envFrom`, `env[].valueFrom.configMapKeyRef`, `volumes[].configMap` and
-/// `volumes[].projected.sources[].configMap`, of containers and init containers.
+/// The ConfigMaps (in the workload's namespace) whose operator keys `template`
+/// uses: through `envFrom`, `env[].valueFrom.configMapKeyRef`,
+/// `volumes[].configMap` and `volumes[].projected.sources[].configMap`, of
+/// containers and init containers. A reference that picks keys (a key ref, a
+/// volume's `items`) counts only when it picks one of the operator's
+/// [`DATA_KEYS`]: a pod that reads only the consumer's own keys does not roll
+/// on the operator's document.
 pub fn referenced_config_maps(template: &PodTemplateSpec) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     let Some(spec) = &template.spec else {
@@ -34,14 +40,22 @@ pub fn referenced_config_maps(template: &PodTemplateSpec) -> BTreeSet<String> {
         container_refs(c, &mut names);
     }
     for v in spec.volumes.iter().flatten() {
-        if let Some(cm) = &v.config_map {
-            names.insert(cm.name.clone());
-        }
         let projected = v.projected.iter().flat_map(|p| p.sources.iter().flatten());
-        names.extend(projected.filter_map(|s| Some(s.config_map.as_ref()?.name.clone())));
+        let projected = projected.filter_map(|s| s.config_map.as_ref());
+        let sources = projected.map(|p| (&p.name, p.items.as_deref()));
+        let direct = v.config_map.as_ref().map(|c| (&c.name, c.items.as_deref()));
+        for (name, items) in direct.into_iter().chain(sources) {
+            if items.is_none_or(|items| items.iter().any(|i| operator_key(&i.key))) {
+                names.insert(name.clone());
+            }
+        }
     }
     names.retain(|n| !n.is_empty());
     names
+}
+
+fn operator_key(key: &str) -> bool {
+    DATA_KEYS.contains(&key)
 }
 
 fn container_refs(c: &Container, names: &mut BTreeSet<String>) {
@@ -51,11 +65,11 @@ fn container_refs(c: &Container, names: &mut BTreeSet<String>) {
         }
     }
     for e in c.env.iter().flatten() {
-        if let Some(r) = e
+        let key_ref = e
             .value_from
             .as_ref()
-            .and_then(|v| v.config_map_key_ref.as_ref())
-        {
+            .and_then(|v| v.config_map_key_ref.as_ref());
+        if let Some(r) = key_ref.filter(|r| operator_key(&r.key)) {
             names.insert(r.name.clone());
         }
     }
@@ -115,21 +129,25 @@ mod tests {
     }
 
     /// Every way a pod uses a ConfigMap is found, in containers and init
-    /// containers; Secrets and other volumes are not ConfigMaps.
+    /// containers; Secrets and other volumes are not ConfigMaps, and a key ref
+    /// or volume `items` that pick only the consumer's own keys do not count.
     #[test]
     fn every_reference_kind_is_found() {
         let t = template(json!({"spec": {
             "containers": [{"name": "app",
                 "envFrom": [{"configMapRef": {"name": "a"}}, {"secretRef": {"name": "s"}}],
-                "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "b", "key": "k"}}},
+                "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "b", "key": "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"}}},
+                        {"name": "O", "valueFrom": {"configMapKeyRef": {"name": "own", "key": "app.conf"}}},
                         {"name": "Y", "value": "plain"}]}],
             "initContainers": [{"name": "init", "envFrom": [{"configMapRef": {"name": "c"}}]}],
             "volumes": [{"name": "v1", "configMap": {"name": "d"}},
-                        {"name": "v2", "projected": {"sources": [{"configMap": {"name": "e"}}, {"secret": {"name": "s2"}}]}},
-                        {"name": "v3", "emptyDir": {}}]
+                        {"name": "v2", "projected": {"sources": [{"configMap": {"name": "e"}}, {"secret": {"name": "s2"}},
+                            {"configMap": {"name": "own-items", "items": [{"key": "app.conf", "path": "a"}]}}]}},
+                        {"name": "v3", "emptyDir": {}},
+                        {"name": "v4", "configMap": {"name": "f", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]
         }}));
         let names: Vec<_> = referenced_config_maps(&t).into_iter().collect();
-        assert_eq!(names, ["a", "b", "c", "d", "e"]);
+        assert_eq!(names, ["a", "b", "c", "d", "e", "f"]);
         assert!(referenced_config_maps(&PodTemplateSpec::default()).is_empty());
     }
 
