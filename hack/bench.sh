@@ -61,6 +61,7 @@ else
 fi
 
 cargo test "${profile[@]}" --quiet --test bench -- --ignored --exact propagation --nocapture
+cargo test "${profile[@]}" --quiet --test bench -- --ignored --exact scrape::scrape_memory --nocapture
 
 [ "$mode" = full ] || exit 0
 

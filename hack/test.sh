@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs and builds what it
-# needs (control-plane binaries and an OpenTelemetry Collector from Go modules,
+# needs (control-plane binaries, an OpenTelemetry Collector and Prometheus from Go modules,
 # PyYAML and the Python OpenTelemetry SDK in venvs, the image tooling), then
 # static checks, unit and integration tests against a real kube-apiserver
 # (tests/otel_e2e.rs with the collector and the SDK; tests/first_hour.rs runs
@@ -28,6 +28,12 @@ start=$SECONDS
 otelcol_dir=$(hack/otelcol/build.sh | tail -n1)
 export OTELCOL_BIN=$otelcol_dir/otelcol
 echo "set-up of the collector: $((SECONDS - start)) s ($("$OTELCOL_BIN" --version))"
+
+step "Prometheus and promtool from Go modules (the scraper of tests/scrape.rs; file/HTTP/static service discovery only)"
+start=$SECONDS
+prometheus_dir=$(hack/prometheus/build.sh | tail -n1)
+export PROMETHEUS_BIN=$prometheus_dir/prometheus PROMTOOL_BIN=$prometheus_dir/promtool
+echo "set-up of Prometheus: $((SECONDS - start)) s ($("$PROMETHEUS_BIN" --version | head -n1))"
 
 step "Python venvs: PyYAML (reference for tempo_endpoint), the OpenTelemetry SDK (tests/otel_e2e.rs)"
 # A venv is made anew whenever its requirements file changed (its sha256 is

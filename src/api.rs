@@ -98,6 +98,28 @@ pub struct TracingRelationSpec {
     /// the receivers are plain text (`http://`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,
+    /// Set to publish the scrape jobs that consumers declare (annotation
+    /// `tracing.relations.dev/scrape-jobs`, in the format of the charm library
+    /// this operator carries over) for a Prometheus-compatible scraper: their
+    /// targets are resolved to the consumers' ready pods and served at the
+    /// operator's `/sd/<namespace>/<name>` (Prometheus `http_sd_configs`) and,
+    /// with `configMap`, written to a ConfigMap. Needs the operator's
+    /// `--scrape-jobs` (the chart's `scrapeJobs.enabled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrape: Option<ScrapeSpec>,
+}
+
+/// Where a relation publishes its consumers' scrape jobs.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ScrapeSpec {
+    /// A ConfigMap in this relation's namespace that the operator writes the
+    /// jobs to: `scrape_configs.yaml` (a `scrape_configs:` list) and
+    /// `file_sd.json` (target groups for `file_sd_configs`). Its other keys are
+    /// left alone; the two keys are removed when the relation goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = kube::core::Rule::new(CONFIGMAP_NAME_RULE).message("spec.scrape.configMap must be a ConfigMap name (a DNS-1123 subdomain)"))]
+    pub config_map: Option<String>,
 }
 
 /// A ConfigMap key (what the API server accepts as a key of `data`).
@@ -363,6 +385,10 @@ pub struct TracingRelationStatus {
     /// 1024 bytes (see `consumers.rejected` and `consumers.failed` for the counts).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rejected: Vec<RejectedConsumer>,
+    /// What the relation publishes of its consumers' scrape jobs (with
+    /// `spec.scrape`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrape: Option<ScrapeStatus>,
     /// The conditions of this relation. `Ready` tells whether the backend is resolved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
@@ -444,6 +470,29 @@ pub struct RejectedConsumer {
     pub reason: String,
     /// What is wrong and what to do about it.
     pub message: String,
+}
+
+/// The published scrape jobs.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ScrapeStatus {
+    /// The bound consumers whose jobs are published. Defaults to 0.
+    #[serde(default)]
+    pub consumers: i64,
+    /// The published jobs. Defaults to 0.
+    #[serde(default)]
+    pub jobs: i64,
+    /// The published targets (a wildcard target counts once per ready pod).
+    /// Defaults to 0.
+    #[serde(default)]
+    pub targets: i64,
+    /// The ConfigMap the jobs were last written to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<String>,
+    /// Bound consumers whose scrape declaration was refused (reason
+    /// `InvalidScrapeJobs`), sorted, at most 20.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<RejectedConsumer>,
 }
 
 /// The CRD of [`TracingRelation`] as it is installed (`crds/`): the generated one,

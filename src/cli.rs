@@ -100,4 +100,12 @@ pub struct RunArgs {
     /// rollout.
     #[arg(long, env = "ROLLOUT_DEBOUNCE", default_value = "2s", value_parser = humantime::parse_duration)]
     pub rollout_debounce: Duration,
+
+    /// Publish the scrape jobs consumers declare (the seed's second direction):
+    /// watch the pods of consumers that ask to be scraped (by their selector
+    /// only) and write each relation's targets to the ConfigMap its
+    /// `spec.scrape.configMap` names and to /sd/<namespace>/<relation> (HTTP
+    /// SD). Needs list/watch on pods (the chart's `scrapeJobs.enabled`).
+    #[arg(long, env = "SCRAPE_JOBS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub scrape_jobs: bool,
 }

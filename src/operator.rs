@@ -144,12 +144,18 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
     let rollouts = args.rollouts.then_some(args.rollout_debounce);
-    let caches = Arc::new(Caches::spawn(&client, &args.watch_namespaces, rollouts));
+    let caches = Arc::new(Caches::spawn(
+        &client,
+        &args.watch_namespaces,
+        rollouts,
+        args.scrape_jobs,
+    ));
     let http = crate::runtime::http::serve(
         args.metrics_addr,
         metrics.clone(),
         ready.clone(),
         caches.clone(),
+        Some(client.clone()),
     )
     .await
     .map_err(|source| StartupError::Listen {

@@ -42,6 +42,8 @@
 mod common;
 #[path = "bench/report.rs"]
 mod report;
+#[path = "bench/scrape.rs"]
+mod scrape;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

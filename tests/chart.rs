@@ -1379,56 +1379,162 @@ async fn the_operator_binds_in_watched_namespaces_only(
     op.wait_exit(T).await;
 }
 
-// ---- rollouts.enabled: RBAC on workloads only when enabled -------------------------
+// ---- opt-in values: their RBAC only when enabled -----------------------------------
 
-/// The workload kinds `rollouts.enabled` grants, and the verbs it grants.
-const WORKLOADS: [&str; 3] = ["deployments", "statefulsets", "daemonsets"];
-const WORKLOAD_VERBS: [&str; 4] = ["get", "list", "watch", "patch"];
+/// A chart value that turns on an operator feature needing more RBAC than the
+/// default (issue 16's least privilege: off, the chart grants none of it).
+struct OptIn {
+    /// The boolean chart value.
+    value: &'static str,
+    /// The Deployment env the chart sets from it (the flag's env fallback).
+    env: &'static str,
+    /// `(group, resource, verbs)` the value grants, in every watched namespace.
+    grants: &'static [(&'static str, &'static str, &'static [&'static str])],
+    /// `(verb, group, resource)` still refused with the value on.
+    still_refused: &'static [(&'static str, &'static str, &'static str)],
+}
 
-/// Issue 16's least privilege: by default the chart's ServiceAccount may do
-/// nothing with Deployments, StatefulSets or DaemonSets and the operator runs
-/// with ROLLOUTS=false; `rollouts.enabled=true` grants exactly get, list,
-/// watch and patch on them (no create, update or delete, still no Secrets),
-/// sets ROLLOUTS=true, and the operator running as that ServiceAccount then
-/// keeps an opted-in Deployment's template hash.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rollouts_value_grants_workload_rbac_only_when_enabled() {
-    let cp = ControlPlane::start(ControlPlaneOptions::default());
-    let admin = cp.admin_client().await;
-    let release_ns = format!("tro-roll-{}", random_suffix());
-    helm_release(&cp, "install", &release_ns, &["--create-namespace"]);
-    let sa = cp.impersonating_client(&release_ns, FULLNAME).await;
-    workload_rbac_is(&sa, false).await;
-    let env = deployment_env(&admin, &release_ns).await;
-    assert_eq!(env.get("ROLLOUTS"), Some(&Some("false".into())), "{env:?}");
+const WORKLOAD_VERBS: &[&str] = &["get", "list", "watch", "patch"];
 
-    helm_release(
-        &cp,
-        "upgrade",
-        &release_ns,
-        &["--set", "rollouts.enabled=true"],
-    );
-    workload_rbac_is(&sa, true).await;
-    for (verb, group, resource) in [
+/// `rollouts.enabled`: get, list, watch and patch on Deployments, StatefulSets
+/// and DaemonSets; no create, update or delete.
+const ROLLOUTS_VALUE: OptIn = OptIn {
+    value: "rollouts.enabled",
+    env: "ROLLOUTS",
+    grants: &[
+        ("apps", "deployments", WORKLOAD_VERBS),
+        ("apps", "statefulsets", WORKLOAD_VERBS),
+        ("apps", "daemonsets", WORKLOAD_VERBS),
+    ],
+    still_refused: &[
         ("create", "apps", "deployments"),
         ("update", "apps", "statefulsets"),
         ("delete", "apps", "daemonsets"),
         ("get", "", "secrets"),
-    ] {
-        wait_can_i(&sa, verb, group, resource, None, false).await;
-    }
-    let env = deployment_env(&admin, &release_ns).await;
-    assert_eq!(env.get("ROLLOUTS"), Some(&Some("true".into())), "{env:?}");
+    ],
+};
+
+/// `scrapeJobs.enabled`: list and watch on Pods (the scraped consumers' pods,
+/// by selector) and create on ConfigMaps (the apply of a missing
+/// `spec.scrape.configMap`). Pods stay read-only by list/watch, ConfigMaps are
+/// still never updated or deleted.
+const SCRAPE_JOBS_VALUE: OptIn = OptIn {
+    value: "scrapeJobs.enabled",
+    env: "SCRAPE_JOBS",
+    grants: &[
+        ("", "pods", &["list", "watch"]),
+        ("", "configmaps", &["create"]),
+    ],
+    still_refused: &[
+        ("get", "", "pods"),
+        ("create", "", "pods"),
+        ("delete", "", "pods"),
+        ("create", "", "pods/exec"),
+        ("update", "", "configmaps"),
+        ("delete", "", "configmaps"),
+        ("get", "", "secrets"),
+    ],
+};
+
+/// By default the chart's ServiceAccount is refused everything
+/// `rollouts.enabled` grants and the operator runs with ROLLOUTS=false; with
+/// the value on (namespaced, then cluster-wide) exactly get, list, watch and
+/// patch on workloads are granted and ROLLOUTS=true; the operator running as
+/// that ServiceAccount then keeps an opted-in Deployment's template hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollouts_value_grants_workload_rbac_only_when_enabled() {
+    let cp = ControlPlane::start(ControlPlaneOptions::default());
+    let admin = cp.admin_client().await;
+    let (release_ns, env) = opt_in_rbac_only_when_enabled(&cp, &admin, &ROLLOUTS_VALUE).await;
     the_chart_sa_rolls_an_opted_in_deployment(&cp, &admin, &release_ns, &env).await;
 }
 
-/// Waits until the SA may (`allowed`) or may not do every verb of
-/// [`WORKLOAD_VERBS`] on every kind of [`WORKLOADS`], in every namespace.
-async fn workload_rbac_is(sa: &Client, allowed: bool) {
-    for resource in WORKLOADS {
-        for verb in WORKLOAD_VERBS {
-            wait_can_i(sa, verb, "apps", resource, None, allowed).await;
+/// By default the chart's ServiceAccount may not list or watch Pods nor create
+/// ConfigMaps and the operator runs with SCRAPE_JOBS=false; with
+/// `scrapeJobs.enabled=true` both are granted (by the Role of each watched
+/// namespace, then by the ClusterRole), nothing more, and SCRAPE_JOBS=true.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrape_jobs_value_grants_pod_rbac_only_when_enabled() {
+    let cp = ControlPlane::start(ControlPlaneOptions::default());
+    let admin = cp.admin_client().await;
+    opt_in_rbac_only_when_enabled(&cp, &admin, &SCRAPE_JOBS_VALUE).await;
+}
+
+/// One release through three revisions:
+/// 1. defaults (`opt.value` off): every grant is refused, cluster-wide and in a
+///    namespace, and `opt.env` is "false";
+/// 2. `opt.value=true` with `watchNamespaces={a}`: the Role in `a` grants them,
+///    nothing grants them in `c` or cluster-wide;
+/// 3. `opt.value=true` cluster-wide: the ClusterRole grants them.
+///
+/// With the value on, `opt.still_refused` stays refused and `opt.env` is
+/// "true". Returns the release namespace and the Deployment's env of the last
+/// revision.
+async fn opt_in_rbac_only_when_enabled(
+    cp: &ControlPlane,
+    admin: &Client,
+    opt: &OptIn,
+) -> (String, BTreeMap<String, Option<String>>) {
+    let prefix = opt.env.to_ascii_lowercase().replace('_', "-");
+    let release_ns = format!("tro-{prefix}-{}", random_suffix());
+    let a = cp.namespace(&format!("{prefix}-a")).await;
+    let c = cp.namespace(&format!("{prefix}-c")).await;
+    let sa = cp.impersonating_client(&release_ns, FULLNAME).await;
+    let env_is = |env: &BTreeMap<String, Option<String>>, want: &str| {
+        assert_eq!(
+            env.get(opt.env),
+            Some(&Some(want.to_owned())),
+            "{} in the Deployment's env: {env:?}",
+            opt.env
+        );
+    };
+    let on = format!("{}=true", opt.value);
+
+    helm_release(cp, "install", &release_ns, &["--create-namespace"]);
+    for ns in [None, Some(&*a)] {
+        opt_in_grants_are(&sa, opt, ns, false).await;
+    }
+    env_is(&deployment_env(admin, &release_ns).await, "false");
+
+    let watch = format!("watchNamespaces={{{a}}}");
+    helm_release(cp, "upgrade", &release_ns, &["--set", &on, "--set", &watch]);
+    opt_in_grants_are(&sa, opt, Some(&*a), true).await;
+    for ns in [None, Some(&*c)] {
+        opt_in_grants_are(&sa, opt, ns, false).await;
+    }
+    opt_in_still_refused(&sa, opt, Some(&*a)).await;
+    let env = deployment_env(admin, &release_ns).await;
+    env_is(&env, "true");
+    assert_eq!(
+        env.get("WATCH_NAMESPACES"),
+        Some(&Some(a.to_string())),
+        "{env:?}"
+    );
+
+    helm_release(cp, "upgrade", &release_ns, &["--set", &on]);
+    opt_in_grants_are(&sa, opt, None, true).await;
+    opt_in_still_refused(&sa, opt, None).await;
+    let env = deployment_env(admin, &release_ns).await;
+    env_is(&env, "true");
+    assert_eq!(env.get("WATCH_NAMESPACES"), None, "{env:?}");
+    (release_ns, env)
+}
+
+/// Waits until the SA may (`allowed`) or may not do every verb `opt` grants, in
+/// `namespace` (None: cluster-wide).
+async fn opt_in_grants_are(sa: &Client, opt: &OptIn, namespace: Option<&str>, allowed: bool) {
+    for (group, resource, verbs) in opt.grants {
+        for verb in *verbs {
+            wait_can_i(sa, verb, group, resource, namespace, allowed).await;
         }
+    }
+}
+
+/// Waits until the SA is refused everything of `opt.still_refused` in
+/// `namespace` (None: cluster-wide).
+async fn opt_in_still_refused(sa: &Client, opt: &OptIn, namespace: Option<&str>) {
+    for (verb, group, resource) in opt.still_refused {
+        wait_can_i(sa, verb, group, resource, namespace, false).await;
     }
 }
 

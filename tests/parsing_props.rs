@@ -533,6 +533,7 @@ proptest! {
                 backend: Backend::default(),
                 consumers: None,
                 tls: None,
+                scrape: None,
             },
         );
         rel.metadata.namespace = Some("obs".into());

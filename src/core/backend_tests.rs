@@ -86,6 +86,7 @@ fn relation(ns: &str, backend: Backend) -> TracingRelation {
             backend,
             consumers: None,
             tls: None,
+            scrape: None,
         },
     );
     r.metadata.namespace = Some(ns.into());

@@ -26,6 +26,7 @@ pub(crate) fn endpoint_relation(ns: &str, host: &str) -> TracingRelation {
             },
             consumers: None,
             tls: None,
+            scrape: None,
         },
     );
     rel.metadata.namespace = Some(ns.into());

@@ -19,6 +19,7 @@ pub mod pem;
 pub mod pyyaml;
 pub mod reason;
 pub mod rollout;
+pub mod scrape;
 pub mod slim;
 pub mod status;
 pub mod tls;

@@ -76,6 +76,16 @@ reasons! {
     OwnershipForged,
     /// The finalizer gave up on a consumer it could not clean within its tries.
     CleanupAbandoned,
+    // ---- scrape jobs (the seed's second direction) ----
+    /// A consumer's scrape jobs or pod selector cannot be used: its jobs are not
+    /// published (its tracing document is not affected).
+    InvalidScrapeJobs,
+    /// Keys outside the seed's allowed set were dropped from a consumer's jobs.
+    ScrapeKeysDropped,
+    /// The relation's published scrape targets changed (the seed's `targets_changed`).
+    TargetsChanged,
+    /// The relation's scrape ConfigMap could not be written.
+    ScrapePublishFailed,
     // ---- a relation's Ready condition ----
     /// The backend is resolved.
     Resolved,

@@ -95,6 +95,7 @@ pub fn status<'a>(
         requested_receivers: requested.into_iter().map(str::to_string).collect(),
         consumers: counts,
         rejected: listed,
+        scrape: None,
         conditions: vec![Condition {
             type_: "Ready".to_string(),
             status: ready.to_string(),
@@ -170,6 +171,7 @@ mod tests {
                 backend: Backend::default(),
                 consumers: None,
                 tls: None,
+                scrape: None,
             },
         )
     }

@@ -67,6 +67,8 @@ pub struct Ctx {
     pub cleanup_tries: Mutex<HashMap<(String, String), u32>>,
     /// The last write per consumer uid and why it was queued since (see [`crate::reconcile::echo`]).
     pub echoes: Echoes,
+    /// What each consumer was last told of its scrape declaration, by (uid, reason).
+    pub scrape_told: Mutex<HashMap<(String, Reason), String>>,
     /// Consumers that left their relation, for the term's cleanup worker.
     pub departed: mpsc::UnboundedSender<Arc<ConfigMap>>,
 }
@@ -108,6 +110,7 @@ impl Ctx {
             write_failures: Mutex::default(),
             cleanup_tries: Mutex::default(),
             echoes: Echoes::default(),
+            scrape_told: Mutex::default(),
             departed,
         }
     }

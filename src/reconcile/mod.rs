@@ -14,6 +14,7 @@ pub mod rollout;
 pub mod router;
 #[cfg(test)]
 mod scenarios;
+pub mod scrape;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -36,6 +36,7 @@ use crate::core::status::{self, ConsumerView, NotReady};
 use crate::error::Error;
 use crate::reconcile::consumer as consumer_rec;
 use crate::reconcile::context::Ctx;
+use crate::reconcile::scrape;
 use crate::runtime::events::EventType;
 use crate::runtime::metrics::RELATION;
 
@@ -103,8 +104,12 @@ fn readiness<'a>(
     backend.as_ref().map_err(|e| (e.reason(), e.to_string()))
 }
 
-/// What the status says: every consumer decided as its own reconcile would.
-fn build_status(ctx: &Ctx, rel: &TracingRelation) -> TracingRelationStatus {
+/// What the status says: every consumer decided as its own reconcile would;
+/// and those decisions.
+fn build_status(
+    ctx: &Ctx,
+    rel: &TracingRelation,
+) -> (TracingRelationStatus, Vec<(Arc<ConfigMap>, Decision)>) {
     let me = relation_key(rel);
     let backend: Result<Endpoint, BackendError> = ctx.resolve(rel);
     let resolved = readiness(rel, &backend);
@@ -138,13 +143,14 @@ fn build_status(ctx: &Ctx, rel: &TracingRelation) -> TracingRelationStatus {
         .values()
         .find(|f| f.reason == Reason::WriteForbidden && f.relation.as_ref() == Some(&me))
         .map(|f| f.message.clone());
-    status::status(
+    let status = status::status(
         rel,
         resolved.as_ref().copied(),
         views,
         forbidden.as_deref(),
         Time(Timestamp::now()),
-    )
+    );
+    (status, decided)
 }
 
 /// Whether a consumer's decision concerns this relation (it names it).
@@ -171,7 +177,8 @@ fn holds(cm: &ConfigMap, d: &Decision) -> bool {
 
 async fn apply(rel: &TracingRelation, ctx: &Ctx) -> Result<Action, Error> {
     let began = Instant::now();
-    let status = build_status(ctx, rel);
+    let (mut status, decided) = build_status(ctx, rel);
+    status.scrape = scrape::publish(ctx, rel, &decided).await?;
     ctx.status_pass(&relation_key(rel), began);
     if rel.status.as_ref() == Some(&status) {
         return Ok(Action::await_change());
@@ -267,6 +274,11 @@ async fn cleanup(rel: &TracingRelation, ctx: &Ctx) -> Result<Action, Error> {
     }) {
         return Err(err);
     }
+    let published = rel.spec.scrape.as_ref().and_then(|s| s.config_map.as_ref());
+    if let (Some(name), Some(_)) = (published, &ctx.caches().pods) {
+        scrape::unpublish(ctx, &me.namespace, name).await?;
+    }
+    ctx.caches().published.remove(&me);
     info!(relation = %me, consumers = n, abandoned, "relation deleted; operator data removed from its consumers");
     Ok(Action::await_change())
 }

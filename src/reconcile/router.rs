@@ -10,6 +10,9 @@
 //! - a namespace's labels changed: its consumers (consent may have changed);
 //! - a CA bundle ConfigMap changed: the relations that name it and their
 //!   consumers;
+//! - (`--scrape-jobs`) the ready pods of a selector changed: the relations of
+//!   the consumers that declare it, for their next status pass (which
+//!   publishes their scrape targets);
 //! - a consumer left (its label removed, or gone from a re-list): the cleanup
 //!   worker removes the operator's keys from it.
 
@@ -40,6 +43,7 @@ use crate::reconcile::rollout;
 use crate::runtime::ca::{CaRef, ca_ref};
 use crate::runtime::cache::Change;
 use crate::runtime::events::EventType;
+use crate::runtime::pods::PodsRef;
 
 type ConsumerTx = mpsc::UnboundedSender<ObjectRef<ConfigMap>>;
 type RelationTx = mpsc::UnboundedSender<ObjectRef<TracingRelation>>;
@@ -50,6 +54,7 @@ enum In {
     Svc(Change<Service>),
     Ns(Change<PartialObjectMeta<Namespace>>),
     Ca(CaRef),
+    Pods(PodsRef),
 }
 
 fn rel_ref(k: &RelationKey) -> ObjectRef<TracingRelation> {
@@ -73,6 +78,9 @@ pub async fn route(
     if let Some(n) = &caches.namespaces {
         inputs.push(n.changes().map(In::Ns).boxed());
     }
+    if let Some(p) = &caches.pods {
+        inputs.push(p.changes().map(In::Pods).boxed());
+    }
     let mut all = stream::select_all(inputs);
     let r = Router {
         ctx: &ctx,
@@ -93,6 +101,7 @@ pub async fn route(
             In::Ns(Change::Applied(n)) => r.namespace(&n.name),
             In::Ns(_) => {}
             In::Ca(ca) => r.ca_bundle(&ca),
+            In::Pods(p) => r.pods(&p),
         }
     }
 }
@@ -244,6 +253,19 @@ impl Router<'_> {
                 let _ = self.relations.send(r.clone());
                 self.consumers_of(&key(&r));
             }
+        }
+    }
+
+    /// The ready pods of `p` changed: the relations of the consumers that
+    /// declare it publish again at their next status pass.
+    fn pods(&self, p: &PodsRef) {
+        let Some(pods) = &self.ctx.caches().pods else {
+            return;
+        };
+        let store = &self.ctx.caches().consumers.store;
+        for r in pods.consumers_of(p) {
+            let rel = store.get(&r).and_then(|cm| named_relation(&cm.metadata));
+            self.ctx.notify(rel);
         }
     }
 

@@ -17,6 +17,8 @@ use kube::{Client, Resource};
 use crate::api::TracingRelation;
 use crate::core::contract::RELATION_LABEL;
 use crate::runtime::ca::CaCache;
+use crate::runtime::pods::PodCache;
+use crate::runtime::sd::Publications;
 pub use crate::runtime::store::{Cache, Change, ScopedStream};
 use crate::runtime::workloads::Workloads;
 
@@ -31,6 +33,10 @@ pub struct Caches {
     pub ca: Arc<CaCache>,
     /// The workloads that opted in to roll on changes (only with `--rollouts`).
     pub workloads: Option<Workloads>,
+    /// The pods of consumers that ask to be scraped (only with `--scrape-jobs`).
+    pub pods: Option<Arc<PodCache>>,
+    /// What each relation publishes of its scrape jobs (HTTP SD).
+    pub published: Arc<Publications>,
 }
 
 /// How long start-up waits for the CA ConfigMaps of TLS relations to list.
@@ -45,6 +51,7 @@ impl Caches {
         client: &Client,
         namespaces: &[String],
         rollouts: Option<std::time::Duration>,
+        scrape_jobs: bool,
     ) -> Self {
         let all = watcher::Config::default;
         let relations = Cache::watch(
@@ -80,6 +87,14 @@ impl Caches {
             ca.clone()
                 .follow_store(relations.store.clone(), relations.changes()),
         );
+        let pods = scrape_jobs.then(|| {
+            let pods = PodCache::new(Some(client.clone()));
+            tokio::spawn(
+                pods.clone()
+                    .follow_store(consumers.store.clone(), consumers.changes()),
+            );
+            pods
+        });
         Caches {
             relations,
             consumers,
@@ -87,6 +102,8 @@ impl Caches {
             namespaces,
             ca,
             workloads,
+            pods,
+            published: Arc::default(),
         }
     }
 
@@ -103,6 +120,10 @@ impl Caches {
         }
         if let Some(w) = &self.workloads {
             w.wait_ready().await;
+        }
+        if let Some(p) = &self.pods {
+            p.resync(&self.consumers.store);
+            p.wait_listed(CA_LIST_LIMIT).await;
         }
     }
 
@@ -133,6 +154,8 @@ impl Caches {
             namespaces: None,
             ca: CaCache::for_tests(Vec::new()),
             workloads: None,
+            pods: None,
+            published: Arc::default(),
         }
     }
 }

@@ -74,6 +74,7 @@ pub struct Metrics {
     pub write_failures: Family<ReasonLabel, Counter>,
     pub cleanups_abandoned: Counter,
     pub rollouts: Family<KindLabel, Counter>,
+    pub scrape_publications: Counter,
     pub leader: Gauge<i64, AtomicI64Compat>,
 }
 
@@ -123,8 +124,9 @@ impl Default for Metrics {
         let write_failures = Family::<ReasonLabel, Counter>::default();
         let cleanups_abandoned = Counter::default();
         let rollouts = Family::<KindLabel, Counter>::default();
+        let scrape_publications = Counter::default();
         let leader = Gauge::default();
-        let described: [(&str, &str, AnyMetric); 14] = [
+        let described: [(&str, &str, AnyMetric); 15] = [
             (
                 "reconciles",
                 "Reconciles run, by controller",
@@ -191,6 +193,11 @@ impl Default for Metrics {
                 AnyMetric::of(&rollouts),
             ),
             (
+                "scrape_targets_changed",
+                "Changes of a relation's published scrape targets (each one rewrite of its scrape ConfigMap and one TargetsChanged Event)",
+                AnyMetric::of(&scrape_publications),
+            ),
+            (
                 "leader",
                 "1 while this replica holds the leader Lease",
                 AnyMetric::of(&leader),
@@ -231,6 +238,7 @@ impl Default for Metrics {
             write_failures,
             cleanups_abandoned,
             rollouts,
+            scrape_publications,
             leader,
         }
     }

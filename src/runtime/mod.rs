@@ -7,6 +7,8 @@ pub mod events;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod pods;
+pub mod sd;
 pub mod store;
 pub mod telemetry;
 pub mod workloads;

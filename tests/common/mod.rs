@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod operator;
 pub mod otel;
 pub mod process;
+pub mod prometheus;
 pub mod python;
 pub mod rbac;
 pub mod strategies;

@@ -112,7 +112,8 @@ system:serviceaccount:{{ .Release.Namespace }}:{{ include "tro.serviceAccountNam
 {{/*
 Rules for the watched resources. Used by the ClusterRole (cluster-wide mode)
 and by the Role in each watched namespace (watchNamespaces mode). The operator
-never reads Secrets and never creates, updates or deletes ConfigMaps.
+never reads Secrets, never updates or deletes ConfigMaps, and creates none
+unless scrapeJobs.enabled (the relations' scrape ConfigMaps).
 */}}
 {{- define "tro.watchRules" -}}
 # TracingRelations: watched; patched (JSON patch) to add and remove the
@@ -144,5 +145,20 @@ never reads Secrets and never creates, updates or deletes ConfigMaps.
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets", "daemonsets"]
   verbs: ["get", "list", "watch", "patch"]
+{{- end }}
+{{- if .Values.scrapeJobs.enabled }}
+# scrapeJobs.enabled: the pods of consumers that ask to be scraped are watched
+# (by the consumer's selector, in the consumer's namespace) to resolve their
+# scrape targets; read only.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
+# scrapeJobs.enabled: a relation's spec.scrape.configMap is server-side applied,
+# which creates it when missing. A create request has no name for the
+# authorizer, so this cannot be limited by resourceNames; still no update or
+# delete.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["create"]
 {{- end }}
 {{- end }}

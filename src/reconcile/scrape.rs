@@ -1,0 +1,244 @@
+//! (`--scrape-jobs`) A relation's published scrape jobs: at each status pass,
+//! the jobs of its bound consumers are resolved against their ready pods
+//! ([`crate::core::scrape`]); when that changes what is published, the
+//! relation's scrape ConfigMap is rewritten once, the HTTP SD answer follows,
+//! and the relation gets one `TargetsChanged` Event (the seed's
+//! `targets_changed`). A consumer whose declaration is refused is listed in the
+//! status and told once with a Warning Event; its tracing document is not
+//! affected.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
+use serde_json::json;
+use tracing::info;
+
+use crate::api::{RejectedConsumer, ScrapeStatus, TracingRelation};
+use crate::core::checks::Decision;
+use crate::core::contract::FIELD_MANAGER;
+use crate::core::declaration::RelationKey;
+use crate::core::document::hash_of;
+use crate::core::reason::Reason;
+use crate::core::scrape::{self, FILE_SD_KEY, Publication, SCRAPE_CONFIGS_KEY, Topology};
+use crate::error::Error;
+use crate::reconcile::context::Ctx;
+use crate::runtime::events::EventType;
+use crate::runtime::sd::Published;
+
+/// Most refused consumers listed in the status.
+const MAX_LISTED: usize = 20;
+
+/// What one pass found: the publication, and what the status says of it.
+struct Resolved {
+    publication: Publication,
+    status: ScrapeStatus,
+}
+
+/// Publishes relation `rel`'s scrape jobs from its `decided` consumers; the
+/// status to report, or `None` when the relation does not publish (or its
+/// consumers' pods are still listing: the last status stays).
+pub async fn publish(
+    ctx: &Ctx,
+    rel: &TracingRelation,
+    decided: &[(Arc<ConfigMap>, Decision)],
+) -> Result<Option<ScrapeStatus>, Error> {
+    let me = RelationKey::new(&rel.namespace().unwrap_or_default(), &rel.name_any());
+    let (Some(spec), Some(_)) = (&rel.spec.scrape, &ctx.caches().pods) else {
+        ctx.caches().published.remove(&me);
+        return Ok(None);
+    };
+    let Some(found) = resolve(ctx, decided).await else {
+        let last = rel.status.as_ref().and_then(|s| s.scrape.clone());
+        return Ok(last);
+    };
+    let data = found.publication.data();
+    let published = Published {
+        target_groups: data[FILE_SD_KEY].clone(),
+        hash: hash_of(&data),
+    };
+    let last = ctx.caches().published.get(&me);
+    let changed = last.as_ref().map(|p| p.hash != published.hash);
+    let previous_cm = rel
+        .status
+        .as_ref()
+        .and_then(|s| s.scrape.as_ref())
+        .and_then(|s| s.config_map.clone());
+    let mut status = found.status;
+    status.config_map = spec.config_map.clone();
+    if let Some(old) = previous_cm.filter(|old| Some(old) != spec.config_map.as_ref()) {
+        unpublish(ctx, &me.namespace, &old).await?;
+    }
+    let wrote = match &spec.config_map {
+        Some(name) if changed != Some(false) => write(ctx, &me.namespace, name, &data).await?,
+        _ => false,
+    };
+    ctx.caches().published.set(me.clone(), published);
+    // A change this process saw, or a ConfigMap that did not hold it: the
+    // seed's targets_changed. A restart that finds it all in place says nothing.
+    if changed == Some(true) || wrote {
+        let (jobs, targets) = found.publication.counts();
+        ctx.metrics().scrape_publications.inc();
+        info!(relation = %me, jobs, targets, "scrape targets changed");
+        let note = format!("scrape targets changed: {jobs} jobs, {targets} targets");
+        ctx.event(
+            rel,
+            EventType::Normal,
+            Reason::TargetsChanged,
+            "Publish",
+            &note,
+        )
+        .await;
+    }
+    Ok(Some(status))
+}
+
+/// Resolves every bound consumer's jobs; `None` while some consumer's pods
+/// have not listed yet (publishing then would drop their targets).
+async fn resolve(ctx: &Ctx, decided: &[(Arc<ConfigMap>, Decision)]) -> Option<Resolved> {
+    let pods = ctx.caches().pods.as_ref()?;
+    let mut jobs = Vec::new();
+    let mut status = ScrapeStatus::default();
+    let mut rejected = Vec::new();
+    for (cm, d) in decided {
+        if !matches!(d, Decision::Bind { .. }) {
+            continue;
+        }
+        let decl = match scrape::of(&cm.metadata)? {
+            Ok(decl) => decl,
+            Err(e) => {
+                let msg = e.to_string();
+                tell(ctx, cm, Reason::InvalidScrapeJobs, &msg).await;
+                rejected.push(RejectedConsumer {
+                    namespace: cm.namespace().unwrap_or_default(),
+                    name: cm.name_any(),
+                    reason: Reason::InvalidScrapeJobs.to_string(),
+                    message: msg,
+                });
+                continue;
+            }
+        };
+        if !decl.dropped.is_empty() {
+            let note = decl.dropped.join("; ");
+            tell(ctx, cm, Reason::ScrapeKeysDropped, &note).await;
+        }
+        let ns = cm.namespace().unwrap_or_default();
+        let units = match &decl.selector {
+            Some(sel) => pods.units(&(ns.clone(), sel.clone()))?,
+            None => Arc::default(),
+        };
+        let uid = namespace_uid(ctx, &ns);
+        let name = cm.name_any();
+        let t = Topology {
+            namespace: &ns,
+            namespace_uid: &uid,
+            consumer: &name,
+        };
+        jobs.extend(scrape::resolve(t, &decl, &units));
+        status.consumers += 1;
+    }
+    let publication = Publication::new(jobs);
+    let (j, t) = publication.counts();
+    status.jobs = j as i64;
+    status.targets = t as i64;
+    rejected
+        .sort_by(|a: &RejectedConsumer, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    rejected.truncate(MAX_LISTED);
+    status.rejected = rejected;
+    Some(Resolved {
+        publication,
+        status,
+    })
+}
+
+/// The uid of namespace `ns` (empty without a namespace cache: the label is
+/// then left out, as Prometheus drops empty labels).
+fn namespace_uid(ctx: &Ctx, ns: &str) -> String {
+    ctx.caches()
+        .namespaces
+        .as_ref()
+        .and_then(|c| c.store.get(&ObjectRef::new(ns)))
+        .and_then(|n| n.metadata.uid.clone())
+        .unwrap_or_default()
+}
+
+/// A Warning Event on consumer `cm`, once per distinct note in this term.
+async fn tell(ctx: &Ctx, cm: &ConfigMap, reason: Reason, note: &str) {
+    let Some(uid) = cm.uid() else {
+        return;
+    };
+    let said = format!("{reason}: {note}");
+    let fresh = ctx
+        .scrape_told
+        .lock()
+        .map(|mut m| m.insert((uid, reason), said.clone()) != Some(said))
+        .unwrap_or(false);
+    if fresh {
+        ctx.event(cm, EventType::Warning, reason, "Scrape", note)
+            .await;
+    }
+}
+
+/// Writes the two keys to ConfigMap `name` unless it holds them already.
+/// Whether it wrote.
+async fn write(
+    ctx: &Ctx,
+    ns: &str,
+    name: &str,
+    data: &BTreeMap<String, String>,
+) -> Result<bool, Error> {
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client(), ns);
+    let what = || format!("configmaps {name} in namespace {ns} (spec.scrape.configMap)");
+    let current = api.get_opt(name).await.map_err(|e| Error::api(e, what))?;
+    let holds = current
+        .as_ref()
+        .and_then(|c| c.data.as_ref())
+        .is_some_and(|d| data.iter().all(|(k, v)| d.get(k) == Some(v)));
+    if holds {
+        return Ok(false);
+    }
+    let body = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": ns},
+        "data": data,
+    });
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(|e| Error::api(e, what))?;
+    Ok(true)
+}
+
+/// Takes the operator's two keys out of ConfigMap `name` (the relation went,
+/// or names another ConfigMap now); nothing when it does not exist.
+pub async fn unpublish(ctx: &Ctx, ns: &str, name: &str) -> Result<(), Error> {
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client(), ns);
+    let what = || format!("configmaps {name} in namespace {ns} (spec.scrape.configMap)");
+    let current = api.get_opt(name).await.map_err(|e| Error::api(e, what))?;
+    let ours = current
+        .and_then(|c| c.data)
+        .is_some_and(|d| d.contains_key(SCRAPE_CONFIGS_KEY) || d.contains_key(FILE_SD_KEY));
+    if !ours {
+        return Ok(());
+    }
+    let body = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": ns},
+    });
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(|e| Error::api(e, what))?;
+    Ok(())
+}
