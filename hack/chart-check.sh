@@ -10,7 +10,7 @@
 #   3. helm lint --strict, with the default values and with every option on.
 #   4. helm template in several configurations, with assertions on the rendered
 #      objects: hardening, probes, every operator flag wired, least RBAC (no
-#      Secrets, no ConfigMap create/update/delete, no wildcards), Roles instead
+#      Secrets, no ConfigMap create (but with scrapeJobs.enabled)/update/delete, pods only with scrapeJobs.enabled, no wildcards), Roles instead
 #      of ClusterRoles with watchNamespaces, the leader-election Role, the PDB,
 #      the ServiceMonitor, and the optional pod settings.
 #   5. Invalid values fail: schema errors (logFormat=xml, replicas=-1, ...) and
@@ -352,7 +352,11 @@ for r in roles:
         check("secrets" not in text, f"{r['kind']} {r['metadata']['name']}: no rule mentions secrets")
         check("*" not in rule.get("verbs", []) + rule.get("resources", []) + rule.get("apiGroups", []), f"{r['kind']} {r['metadata']['name']}: no wildcards")
         if "configmaps" in rule.get("resources", []):
-            check(sorted(rule["verbs"]) == ["get", "list", "patch", "watch"], f"configmaps verbs are get/list/watch/patch, got {rule['verbs']}")
+            # scrapeJobs.enabled adds create, in a rule of its own (the relation's scrape ConfigMap).
+            allowed = (["get", "list", "patch", "watch"], ["create"]) if exp.get("scrape") else (["get", "list", "patch", "watch"],)
+            check(sorted(rule["verbs"]) in allowed, f"configmaps verbs are get/list/watch/patch (and create with scrapeJobs), got {rule['verbs']}")
+        if "pods" in rule.get("resources", []):
+            check(exp.get("scrape", False) and sorted(rule["verbs"]) == ["list", "watch"], f"pods list/watch only with scrapeJobs.enabled, got {rule['verbs']}")
         if "services" in rule.get("resources", []):
             check(sorted(rule["verbs"]) == ["get", "list", "watch"], "services are read-only")
 lease_roles = [r for r in kinds("Role") if r["metadata"]["name"].endswith("-leader-election")]
@@ -391,7 +395,8 @@ else:
             return sorted(v for x in rs if group in x["apiGroups"] and res in x["resources"] for v in x["verbs"])
         check(verbs("tracing.relations.dev", "tracingrelations") == ["get", "list", "patch", "watch"], "tracingrelations get/list/watch/patch")
         check(verbs("tracing.relations.dev", "tracingrelations/status") == ["patch"], "tracingrelations/status patch")
-        check(verbs("", "configmaps") == ["get", "list", "patch", "watch"], "configmaps get/list/watch/patch")
+        check(verbs("", "configmaps") == (["create", "get", "list", "patch", "watch"] if exp.get("scrape") else ["get", "list", "patch", "watch"]), "configmaps get/list/watch/patch (and create with scrapeJobs)")
+        check(verbs("", "pods") == (["list", "watch"] if exp.get("scrape") else []), "pods list/watch only with scrapeJobs.enabled")
         check(verbs("", "services") == ["get", "list", "watch"], "services get/list/watch")
         check(verbs("events.k8s.io", "events") == ["create"], "events.k8s.io events create")
 
@@ -448,6 +453,9 @@ render no-rbac --set rbac.create=false --set serviceAccount.create=false --set s
 render own-sa --set serviceAccount.create=false --set serviceAccount.name=ops-operator \
   && assert own-sa '{"saCreate":false,"sa":"ops-operator"}'
 render no-crds --set crds.install=false && assert no-crds '{"crds":false}'
+render scrape --set scrapeJobs.enabled=true && assert scrape '{"scrape":true,"env":{"SCRAPE_JOBS":"true"}}'
+render scrape-namespaced --set scrapeJobs.enabled=true --set 'watchNamespaces={team-a}' \
+  && assert scrape-namespaced '{"scrape":true,"watch":["team-a"],"env":{"SCRAPE_JOBS":"true","WATCH_NAMESPACES":"team-a"}}'
 render ipv6-percent --set metrics.bindAddress=:: --set podDisruptionBudget.minAvailable=50% \
   && assert ipv6-percent '{"env":{"METRICS_ADDR":"[::]:8080"},"pdb":{"minAvailable":"50%"}}'
 render digest --set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef \

@@ -20,6 +20,7 @@ use common::fixtures::{annotation, configmap, create, data, endpoint_relation};
 use common::prometheus::{self, Prometheus};
 use common::wait::{wait_for_named, wait_for_some_named};
 use common::{ControlPlane, Operator, TestNamespace};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -205,8 +206,8 @@ fn pool(targets: &[Value], pool: &str) -> BTreeMap<String, (String, BTreeMap<Str
 /// The proof with a real scraper: a consumer's job with a wildcard and a
 /// fixed target is published as `scrape_configs` (accepted by promtool),
 /// `file_sd` groups and HTTP SD; Prometheus scrapes every target through all
-/// three, up, with the topology labels (the pod only on wildcard targets). A
-/// pod that stops being ready is one rewrite and one `TargetsChanged` Event,
+/// three, up, with the topology labels (the pod only on wildcard targets); a
+/// standby replica serves the same HTTP SD answer. A pod that stops being ready is one rewrite and one `TargetsChanged` Event,
 /// and leaves the HTTP SD pool; a restart of the operator writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_published_targets() {
@@ -341,6 +342,31 @@ scrape_configs:
             assert_eq!(want("team"), Some("shop"));
         }
     }
+
+    // A standby (another replica behind the Service, which never leads here:
+    // someone else holds its Lease for an hour) answers HTTP SD as the leader
+    // does, from what the leader wrote.
+    let lease = json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "held"},
+        "spec": {"holderIdentity": "elsewhere", "leaseDurationSeconds": 3600,
+                 "renewTime": k8s_openapi::jiff::Timestamp::now().to_string()},
+    });
+    Api::<Lease>::namespaced(client.clone(), ns)
+        .create(&Default::default(), &serde_json::from_value(lease).unwrap())
+        .await
+        .unwrap();
+    let mut cmd = env.cp.operator_command();
+    cmd.args(["--scrape-jobs", "--leader-elect=true", "--lease-name=held"])
+        .arg(format!("--lease-namespace={ns}"));
+    let mut standby = env.cp.spawn_operator(&cmd);
+    standby.wait_ready(T).await;
+    let (status, body) = standby.http_get(&format!("/sd/{ns}/tempo")).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let served: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(served, serde_json::from_str::<Value>(&groups).unwrap());
+    standby.sigterm();
+    standby.wait_exit(T).await;
 
     // A pod stops being ready: one rewrite, one Event, and the HTTP SD pool follows.
     let before = cms.get("tempo-scrape").await.unwrap().resource_version();
