@@ -410,7 +410,8 @@ scrape_configs:
 /// job on port 80; two named jobs; a fixed target without a selector. A
 /// declaration that cannot be used (duplicate or non-fixed job names, a
 /// wildcard without a selector) is a reason in the relation's status and a
-/// Warning on the consumer, whose tracing document is not affected.
+/// Warning on the consumer, whose tracing document is not affected. A
+/// consumer waiting for its relation's backend keeps its jobs published.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declarations_publish_or_are_refused_with_a_reason() {
     let (env, client, ns) = scene("scrape-decl").await;
@@ -479,6 +480,40 @@ async fn declarations_publish_or_are_refused_with_a_reason() {
         &[(SCRAPE_JOBS_ANNOTATION, wild)],
     )
     .await;
+
+    // A consumer of a relation whose backend is down waits (Pending) for its
+    // tracing document; its jobs are published all the same.
+    let mut down =
+        common::fixtures::relation("down", common::fixtures::service_backend("missing"), None);
+    down.spec.scrape = Some(ScrapeSpec { config_map: None });
+    create(
+        &Api::<TracingRelation>::namespaced(client.clone(), ns),
+        &down,
+    )
+    .await;
+    consumer(
+        &client,
+        ns,
+        "waiting",
+        "down",
+        &[(SCRAPE_JOBS_ANNOTATION, fixed)],
+    )
+    .await;
+    wait_counts(env, &client, ns, "down", (1, 1, 1)).await;
+    let waiting = Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get("waiting")
+        .await
+        .unwrap();
+    assert_eq!(annotation(&waiting, STATE_ANNOTATION), Some("Pending"));
+    let (status, body) = env
+        .op
+        .lock()
+        .await
+        .http_get(&format!("/sd/{ns}/down"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("10.1.32.215:7000"), "{body}");
 
     // default: 1 job 1 target; two: 2 jobs 2 targets; fixed: 1 job 1 target.
     let st = wait_counts(env, &client, ns, "tempo", (3, 4, 4)).await;

@@ -760,7 +760,10 @@ pub fn resolve(t: Topology<'_>, decl: &ScrapeDeclaration, units: &[Unit]) -> Vec
     let base = |labels: &BTreeMap<String, String>| {
         let mut l = labels.clone();
         l.insert(LABEL_NAMESPACE.into(), t.namespace.into());
-        l.insert(LABEL_NAMESPACE_UID.into(), t.namespace_uid.into());
+        // Unknown when the operator cannot read namespaces: left out.
+        if !t.namespace_uid.is_empty() {
+            l.insert(LABEL_NAMESPACE_UID.into(), t.namespace_uid.into());
+        }
         l.insert(LABEL_APPLICATION.into(), decl.application.clone());
         l
     };

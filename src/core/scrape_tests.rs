@@ -787,6 +787,23 @@ fn resolve_sorts_and_dedups_units() {
     );
 }
 
+/// Without a namespace uid (the operator cannot read namespaces) the label is
+/// left out rather than written empty.
+#[test]
+fn unknown_namespace_uid_is_left_out() {
+    let decl = declare(SEED_PORT).expect("seed");
+    let t = Topology {
+        namespace_uid: "",
+        ..TOPO
+    };
+    for job in resolve(t, &decl, &units()) {
+        for g in job.static_configs {
+            assert!(!g.labels.contains_key(LABEL_NAMESPACE_UID), "{g:?}");
+            assert_eq!(g.labels[LABEL_NAMESPACE], "shop");
+        }
+    }
+}
+
 fn meta(name: &str, annotations: &[(&str, &str)]) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.into()),

@@ -180,8 +180,15 @@ async fn apply(rel: &TracingRelation, ctx: &Ctx) -> Result<Action, Error> {
     let (mut status, decided) = build_status(ctx, rel);
     status.scrape = scrape::publish(ctx, rel, &decided).await?;
     ctx.status_pass(&relation_key(rel), began);
+    // A relation that publishes scrape jobs looks again now and then: its
+    // ConfigMap may have been edited or deleted, or a write may have failed.
+    let next = if status.scrape.is_some() {
+        Action::requeue(scrape::VERIFY_EVERY)
+    } else {
+        Action::await_change()
+    };
     if rel.status.as_ref() == Some(&status) {
-        return Ok(Action::await_change());
+        return Ok(next);
     }
     let ns = rel.namespace().unwrap_or_default();
     let api: Api<TracingRelation> = Api::namespaced(ctx.client(), &ns);
@@ -202,7 +209,7 @@ async fn apply(rel: &TracingRelation, ctx: &Ctx) -> Result<Action, Error> {
         })
     })?;
     report_transition(ctx, rel, &status).await;
-    Ok(Action::await_change())
+    Ok(next)
 }
 
 /// An Event when Ready changes, or when the endpoint moves.

@@ -9,13 +9,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::api::{RejectedConsumer, ScrapeStatus, TracingRelation};
 use crate::core::checks::Decision;
@@ -31,6 +32,12 @@ use crate::runtime::sd::Published;
 
 /// Most refused consumers listed in the status.
 const MAX_LISTED: usize = 20;
+/// The largest publication written to the ConfigMap (the API server refuses a
+/// ConfigMap over 1 MiB; HTTP SD still serves a larger one).
+pub const MAX_CONFIGMAP_BYTES: usize = 1_000_000;
+/// How often a relation whose publication did not change checks that its
+/// ConfigMap still holds it (someone may have edited or deleted it).
+pub const VERIFY_EVERY: Duration = Duration::from_secs(60);
 
 /// What one pass found: the publication, and what the status says of it.
 struct Resolved {
@@ -56,12 +63,12 @@ pub async fn publish(
         return Ok(last);
     };
     let data = found.publication.data();
-    let published = Published {
-        target_groups: data[FILE_SD_KEY].clone(),
-        hash: hash_of(&data),
-    };
+    let hash = hash_of(&data);
     let last = ctx.caches().published.get(&me);
-    let changed = last.as_ref().map(|p| p.hash != published.hash);
+    let changed = last.as_ref().map(|p| p.hash != hash);
+    let due = last
+        .as_ref()
+        .is_none_or(|p| changed == Some(true) || p.verified.elapsed() >= VERIFY_EVERY);
     let previous_cm = rel
         .status
         .as_ref()
@@ -72,11 +79,44 @@ pub async fn publish(
     if let Some(old) = previous_cm.filter(|old| Some(old) != spec.config_map.as_ref()) {
         unpublish(ctx, &me.namespace, &old).await?;
     }
+    let size: usize = data.values().map(String::len).sum();
     let wrote = match &spec.config_map {
-        Some(name) if changed != Some(false) => write(ctx, &me.namespace, name, &data).await?,
+        Some(name) if due && size > MAX_CONFIGMAP_BYTES => {
+            let note = format!(
+                "the scrape jobs are {size} bytes, more than ConfigMap {name} can hold ({MAX_CONFIGMAP_BYTES}); it keeps what it held, and HTTP SD (/sd/{me}) serves them all"
+            );
+            tell(ctx, rel, Reason::ScrapePublishFailed, &note).await;
+            status.config_map = None;
+            false
+        }
+        Some(name) if due => match write(ctx, &me.namespace, name, &data).await {
+            Ok(wrote) => wrote,
+            Err(e) => {
+                // The status is still written; the relation's next pass (at
+                // most VERIFY_EVERY away) tries again.
+                warn!(relation = %me, error = %crate::error::chain(&e), "cannot publish the scrape jobs");
+                let note = format!("cannot write ConfigMap {name}: {}", e.describe());
+                tell(ctx, rel, Reason::ScrapePublishFailed, &note).await;
+                return Ok(Some(ScrapeStatus {
+                    config_map: None,
+                    ..status
+                }));
+            }
+        },
         _ => false,
     };
-    ctx.caches().published.set(me.clone(), published);
+    ctx.caches().published.set(
+        me.clone(),
+        Published {
+            target_groups: data[FILE_SD_KEY].clone(),
+            hash,
+            verified: if due {
+                Instant::now()
+            } else {
+                last.map_or_else(Instant::now, |p| p.verified)
+            },
+        },
+    );
     // A change this process saw, or a ConfigMap that did not hold it: the
     // seed's targets_changed. A restart that finds it all in place says nothing.
     if changed == Some(true) || wrote {
@@ -104,14 +144,16 @@ async fn resolve(ctx: &Ctx, decided: &[(Arc<ConfigMap>, Decision)]) -> Option<Re
     let mut status = ScrapeStatus::default();
     let mut rejected = Vec::new();
     for (cm, d) in decided {
-        if !matches!(d, Decision::Bind { .. }) {
+        // A consumer waiting for the backend has passed the checks: its jobs
+        // stay published (the scraper does not depend on Tempo).
+        if !matches!(d, Decision::Bind { .. } | Decision::Pending { .. }) {
             continue;
         }
         let decl = match scrape::of(&cm.metadata)? {
             Ok(decl) => decl,
             Err(e) => {
                 let msg = e.to_string();
-                tell(ctx, cm, Reason::InvalidScrapeJobs, &msg).await;
+                tell(ctx, &**cm, Reason::InvalidScrapeJobs, &msg).await;
                 rejected.push(RejectedConsumer {
                     namespace: cm.namespace().unwrap_or_default(),
                     name: cm.name_any(),
@@ -123,7 +165,7 @@ async fn resolve(ctx: &Ctx, decided: &[(Arc<ConfigMap>, Decision)]) -> Option<Re
         };
         if !decl.dropped.is_empty() {
             let note = decl.dropped.join("; ");
-            tell(ctx, cm, Reason::ScrapeKeysDropped, &note).await;
+            tell(ctx, &**cm, Reason::ScrapeKeysDropped, &note).await;
         }
         let ns = cm.namespace().unwrap_or_default();
         let units = match &decl.selector {
@@ -165,9 +207,13 @@ fn namespace_uid(ctx: &Ctx, ns: &str) -> String {
         .unwrap_or_default()
 }
 
-/// A Warning Event on consumer `cm`, once per distinct note in this term.
-async fn tell(ctx: &Ctx, cm: &ConfigMap, reason: Reason, note: &str) {
-    let Some(uid) = cm.uid() else {
+/// A Warning Event on `obj` (a consumer, or the relation), once per distinct
+/// note in this term.
+async fn tell<K>(ctx: &Ctx, obj: &K, reason: Reason, note: &str)
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let Some(uid) = obj.meta().uid.clone() else {
         return;
     };
     let said = format!("{reason}: {note}");
@@ -177,7 +223,7 @@ async fn tell(ctx: &Ctx, cm: &ConfigMap, reason: Reason, note: &str) {
         .map(|mut m| m.insert((uid, reason), said.clone()) != Some(said))
         .unwrap_or(false);
     if fresh {
-        ctx.event(cm, EventType::Warning, reason, "Scrape", note)
+        ctx.event(obj, EventType::Warning, reason, "Scrape", note)
             .await;
     }
 }

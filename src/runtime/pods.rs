@@ -96,17 +96,23 @@ impl PodCache {
         })
     }
 
-    /// Records what consumer `cm` (a current version, or `None` when gone) asks for.
-    fn consumer(&self, r: ObjectRef<ConfigMap>, cm: Option<&ConfigMap>) {
+    /// Records what consumer `cm` (a current version, or `None` when gone)
+    /// asks for; whether that changed.
+    fn consumer(&self, r: ObjectRef<ConfigMap>, cm: Option<&ConfigMap>) -> bool {
         let wanted = cm.and_then(|cm| {
             let sel = scrape::selector_of(&cm.metadata)?;
             Some((cm.namespace()?, sel))
         });
-        if let Ok(mut s) = self.state.lock() {
-            match wanted {
-                Some(w) => s.consumers.insert(r, w),
-                None => s.consumers.remove(&r),
-            };
+        let Ok(mut s) = self.state.lock() else {
+            return false;
+        };
+        match wanted {
+            Some(w) if s.consumers.get(&r) == Some(&w) => false,
+            Some(w) => {
+                s.consumers.insert(r, w);
+                true
+            }
+            None => s.consumers.remove(&r).is_some(),
         }
     }
 
@@ -137,15 +143,22 @@ impl PodCache {
         let mut changes = std::pin::pin!(changes);
         self.resync(&store);
         while let Some(c) = changes.next().await {
-            match c {
+            // Most consumer changes (a fan-out's writes) leave what it asks for
+            // as it was: nothing to settle.
+            let changed = match c {
                 Change::Applied(r) => {
                     let cm = store.get(&r);
-                    self.consumer(r, cm.as_deref());
+                    self.consumer(r, cm.as_deref())
                 }
                 Change::Deleted(cm) => self.consumer(ObjectRef::from_obj(&*cm), None),
-                Change::Resync => self.resync(&store),
+                Change::Resync => {
+                    self.resync(&store);
+                    false
+                }
+            };
+            if changed {
+                self.settle();
             }
-            self.settle();
         }
     }
 

@@ -11,12 +11,14 @@ use std::sync::{Arc, Mutex};
 use crate::core::declaration::RelationKey;
 
 /// One relation's publication, as served.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Published {
     /// The target groups (`file_sd`/HTTP SD JSON).
     pub target_groups: String,
     /// The hash of everything published (scrape_configs and target groups).
     pub hash: String,
+    /// When the relation's ConfigMap was last seen holding it.
+    pub verified: std::time::Instant,
 }
 
 /// The publications of this process, by relation.
