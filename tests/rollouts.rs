@@ -70,11 +70,8 @@ async fn env() -> &'static Env {
 }
 
 async fn start_operator(cp: &ControlPlane) -> Operator {
-    let mut cmd = cp.operator_command();
-    cmd.args(["--rollouts", "--rollout-debounce", DEBOUNCE]);
-    let mut op = cp.spawn_operator(&cmd);
-    op.wait_ready(T).await;
-    op
+    cp.ready_operator(&["--rollouts", "--rollout-debounce", DEBOUNCE], T)
+        .await
 }
 
 impl Env {

@@ -58,11 +58,7 @@ async fn env() -> &'static Env {
 }
 
 async fn start_operator(cp: &ControlPlane) -> Operator {
-    let mut cmd = cp.operator_command();
-    cmd.arg("--scrape-jobs");
-    let mut op = cp.spawn_operator(&cmd);
-    op.wait_ready(T).await;
-    op
+    cp.ready_operator(&["--scrape-jobs"], T).await
 }
 
 /// The shared environment, an admin client and a fresh namespace.

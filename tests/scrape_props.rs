@@ -15,16 +15,9 @@ use tracing_relation_operator::core::scrape::{
     Publication, ScrapeDeclaration, StaticConfig, TOPOLOGY_LABELS, Target, Topology, Unit,
 };
 
-/// Prometheus' duration units, largest first, in milliseconds.
-const UNITS: [(&str, u64); 7] = [
-    ("y", 365 * 86_400_000),
-    ("w", 7 * 86_400_000),
-    ("d", 86_400_000),
-    ("h", 3_600_000),
-    ("m", 60_000),
-    ("s", 1_000),
-    ("ms", 1),
-];
+/// Prometheus' duration units (their values are checked by the unit tests'
+/// table of durations).
+const UNITS: [(&str, u64); 7] = scrape::DURATION_UNITS;
 
 /// A duration of some units, each once, largest first: (text, milliseconds).
 fn duration() -> impl Strategy<Value = (String, u64)> {

@@ -430,18 +430,20 @@ fn duration_ms(s: &str) -> u64 {
     parse_duration(s).unwrap_or(0)
 }
 
+/// Prometheus' duration units, largest first, in milliseconds.
+pub const DURATION_UNITS: [(&str, u64); 7] = [
+    ("y", 365 * 86_400_000),
+    ("w", 7 * 86_400_000),
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1_000),
+    ("ms", 1),
+];
+
 /// Prometheus' duration syntax: units y, w, d, h, m, s, ms, each at most once,
 /// largest first. `None` when it is not one.
 pub fn parse_duration(s: &str) -> Option<u64> {
-    const UNITS: [(&str, u64); 7] = [
-        ("y", 365 * 86_400_000),
-        ("w", 7 * 86_400_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-    ];
     if s.is_empty() || s.len() > 32 {
         return None;
     }
@@ -456,7 +458,7 @@ pub fn parse_duration(s: &str) -> Option<u64> {
         let n: u64 = rest[..digits].parse().ok()?;
         let after = &rest[digits..];
         // "ms" before "m": the longest unit that matches.
-        let (idx, unit) = UNITS
+        let (idx, unit) = DURATION_UNITS
             .iter()
             .enumerate()
             .filter(|(_, (u, _))| after.starts_with(u))

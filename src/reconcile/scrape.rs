@@ -236,22 +236,49 @@ async fn write(
     name: &str,
     data: &BTreeMap<String, String>,
 ) -> Result<bool, Error> {
+    apply_keys(ctx, ns, name, Some(data)).await
+}
+
+/// Takes the operator's two keys out of ConfigMap `name` (the relation went,
+/// or names another ConfigMap now); nothing when it does not exist.
+pub async fn unpublish(ctx: &Ctx, ns: &str, name: &str) -> Result<(), Error> {
+    apply_keys(ctx, ns, name, None).await.map(drop)
+}
+
+/// Applies the operator's keys of ConfigMap `name`: `data`, or none (which
+/// takes them out), only when the ConfigMap does not already hold that.
+/// Whether it wrote.
+async fn apply_keys(
+    ctx: &Ctx,
+    ns: &str,
+    name: &str,
+    data: Option<&BTreeMap<String, String>>,
+) -> Result<bool, Error> {
     let api: Api<ConfigMap> = Api::namespaced(ctx.client(), ns);
     let what = || format!("configmaps {name} in namespace {ns} (spec.scrape.configMap)");
-    let current = api.get_opt(name).await.map_err(|e| Error::api(e, what))?;
-    let holds = current
-        .as_ref()
-        .and_then(|c| c.data.as_ref())
-        .is_some_and(|d| data.iter().all(|(k, v)| d.get(k) == Some(v)));
-    if holds {
+    let held = api
+        .get_opt(name)
+        .await
+        .map_err(|e| Error::api(e, what))?
+        .and_then(|c| c.data);
+    let needed = match (data, &held) {
+        (Some(want), held) => !held
+            .as_ref()
+            .is_some_and(|d| want.iter().all(|(k, v)| d.get(k) == Some(v))),
+        (None, Some(d)) => d.contains_key(SCRAPE_CONFIGS_KEY) || d.contains_key(FILE_SD_KEY),
+        (None, None) => false,
+    };
+    if !needed {
         return Ok(false);
     }
-    let body = json!({
+    let mut body = json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": name, "namespace": ns},
-        "data": data,
     });
+    if let Some(d) = data {
+        body["data"] = json!(d);
+    }
     api.patch(
         name,
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -260,31 +287,4 @@ async fn write(
     .await
     .map_err(|e| Error::api(e, what))?;
     Ok(true)
-}
-
-/// Takes the operator's two keys out of ConfigMap `name` (the relation went,
-/// or names another ConfigMap now); nothing when it does not exist.
-pub async fn unpublish(ctx: &Ctx, ns: &str, name: &str) -> Result<(), Error> {
-    let api: Api<ConfigMap> = Api::namespaced(ctx.client(), ns);
-    let what = || format!("configmaps {name} in namespace {ns} (spec.scrape.configMap)");
-    let current = api.get_opt(name).await.map_err(|e| Error::api(e, what))?;
-    let ours = current
-        .and_then(|c| c.data)
-        .is_some_and(|d| d.contains_key(SCRAPE_CONFIGS_KEY) || d.contains_key(FILE_SD_KEY));
-    if !ours {
-        return Ok(());
-    }
-    let body = json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": ns},
-    });
-    api.patch(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(|e| Error::api(e, what))?;
-    Ok(())
 }

@@ -83,17 +83,9 @@ impl CaCache {
 
     /// CA ConfigMaps whose content changed (or that appeared or went) from now on.
     pub fn changes(&self) -> impl Stream<Item = CaRef> + Send + 'static {
-        futures::stream::unfold(self.tx.subscribe(), |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(r) => return Some((r, rx)),
-                    // Lagging only delays: every change is followed by a
-                    // re-list's state anyway, and the relations re-resolve.
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        })
+        // Lagging only delays: every change is followed by the current state
+        // anyway, and its readers re-read it.
+        crate::runtime::store::keyed_changes(&self.tx)
     }
 
     /// Watches exactly the CA ConfigMaps named by `relations`.

@@ -85,15 +85,9 @@ impl PodCache {
 
     /// Pod sets whose ready pods changed (or that listed) from now on.
     pub fn changes(&self) -> impl Stream<Item = PodsRef> + Send + 'static {
-        futures::stream::unfold(self.tx.subscribe(), |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(r) => return Some((r, rx)),
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        })
+        // Lagging only delays: every change is followed by the current state
+        // anyway, and its readers re-read it.
+        crate::runtime::store::keyed_changes(&self.tx)
     }
 
     /// Records what consumer `cm` (a current version, or `None` when gone)

@@ -94,6 +94,22 @@ where
     }
 }
 
+/// The values sent on `tx` from now on; a receiver that falls behind skips what
+/// it missed (for keyed changes whose readers re-read the current state).
+pub fn keyed_changes<T: Clone + Send + 'static>(
+    tx: &broadcast::Sender<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::unfold(tx.subscribe(), |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(r) => return Some((r, rx)),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 impl<K> Cache<K>
 where

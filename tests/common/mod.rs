@@ -679,6 +679,16 @@ impl ControlPlane {
         Operator::spawn(cmd, &self.dir.join(format!("operator-{n}.log")))
     }
 
+    /// Spawns the operator with [`Self::operator_command`]'s defaults and
+    /// `args`, and waits (at most `timeout`) until it is ready.
+    pub async fn ready_operator(&self, args: &[&str], timeout: Duration) -> Operator {
+        let mut cmd = self.operator_command();
+        cmd.args(args);
+        let mut op = self.spawn_operator(&cmd);
+        op.wait_ready(timeout).await;
+        op
+    }
+
     /// Spawns the operator with [`Self::operator_command`]'s defaults.
     pub fn operator(&self) -> Operator {
         self.spawn_operator(&self.operator_command())
