@@ -407,7 +407,8 @@ scrape_configs:
 /// declaration that cannot be used (duplicate or non-fixed job names, a
 /// wildcard without a selector) is a reason in the relation's status and a
 /// Warning on the consumer, whose tracing document is not affected. A
-/// consumer waiting for its relation's backend keeps its jobs published.
+/// consumer waiting for its relation's backend keeps its jobs published. The
+/// keys follow the ConfigMap the relation names, and leave with the relation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declarations_publish_or_are_refused_with_a_reason() {
     let (env, client, ns) = scene("scrape-decl").await;
@@ -574,15 +575,33 @@ async fn declarations_publish_or_are_refused_with_a_reason() {
     assert_eq!(jobs[&want[2]][0]["labels"]["some_key"], "some-value");
     assert_eq!(jobs[&want[3]][0]["targets"], json!(["10.1.0.7:8000"]));
 
+    // The relation names another ConfigMap: the keys move there.
+    let cms = Api::<ConfigMap>::namespaced(client.clone(), ns);
+    let holds = |name: &'static str| {
+        let cms = cms.clone();
+        async move {
+            cms.get_opt(name).await.unwrap().is_some_and(|cm| {
+                data(&cm, SCRAPE_CONFIGS_KEY).is_some() && data(&cm, FILE_SD_KEY).is_some()
+            })
+        }
+    };
+    let moved = json!({"spec": {"scrape": {"configMap": "tempo-scrape-2"}}});
+    Api::<TracingRelation>::namespaced(client.clone(), ns)
+        .patch("tempo", &PatchParams::default(), &Patch::Merge(&moved))
+        .await
+        .unwrap();
+    wait_for_named("the scrape keys to move to tempo-scrape-2", T, || async {
+        holds("tempo-scrape-2").await && !holds("tempo-scrape").await
+    })
+    .await;
+
     // The relation goes: its keys leave the ConfigMap, and HTTP SD forgets it.
     Api::<TracingRelation>::namespaced(client.clone(), ns)
         .delete("tempo", &Default::default())
         .await
         .unwrap();
-    let cms = Api::<ConfigMap>::namespaced(client.clone(), ns);
-    wait_for_named("the scrape keys to leave tempo-scrape", T, || async {
-        let cm = cms.get("tempo-scrape").await.unwrap();
-        data(&cm, SCRAPE_CONFIGS_KEY).is_none() && data(&cm, FILE_SD_KEY).is_none()
+    wait_for_named("the scrape keys to leave tempo-scrape-2", T, || async {
+        !holds("tempo-scrape-2").await
     })
     .await;
     let (status, _) = env

@@ -54,10 +54,24 @@ pub async fn publish(
     decided: &[(Arc<ConfigMap>, Decision)],
 ) -> Result<Option<ScrapeStatus>, Error> {
     let me = RelationKey::new(&rel.namespace().unwrap_or_default(), &rel.name_any());
-    let (Some(spec), Some(_)) = (&rel.spec.scrape, &ctx.caches().pods) else {
+    let last_cm = rel
+        .status
+        .as_ref()
+        .and_then(|s| s.scrape.as_ref())
+        .and_then(|s| s.config_map.clone());
+    let Some(spec) = &rel.spec.scrape else {
+        // No longer asked for: the keys leave the ConfigMap they were written to.
         ctx.caches().published.remove(&me);
+        if let (Some(old), Some(_)) = (last_cm, &ctx.caches().pods) {
+            unpublish(ctx, &me.namespace, &old).await?;
+        }
         return Ok(None);
     };
+    if ctx.caches().pods.is_none() {
+        let note = "spec.scrape is set, but this operator runs without --scrape-jobs (the chart's scrapeJobs.enabled): nothing is published";
+        tell(ctx, rel, Reason::ScrapePublishFailed, note).await;
+        return Ok(None);
+    }
     let Some(found) = resolve(ctx, decided).await else {
         let last = rel.status.as_ref().and_then(|s| s.scrape.clone());
         return Ok(last);
@@ -69,14 +83,9 @@ pub async fn publish(
     let due = last
         .as_ref()
         .is_none_or(|p| changed == Some(true) || p.verified.elapsed() >= VERIFY_EVERY);
-    let previous_cm = rel
-        .status
-        .as_ref()
-        .and_then(|s| s.scrape.as_ref())
-        .and_then(|s| s.config_map.clone());
     let mut status = found.status;
     status.config_map = spec.config_map.clone();
-    if let Some(old) = previous_cm.filter(|old| Some(old) != spec.config_map.as_ref()) {
+    if let Some(old) = last_cm.filter(|old| Some(old) != spec.config_map.as_ref()) {
         unpublish(ctx, &me.namespace, &old).await?;
     }
     let size: usize = data.values().map(String::len).sum();
