@@ -55,8 +55,19 @@ else
   # The measured operator is the release build. The harness is built in release
   # too: it is the floor's client, and a debug build of it (serde, rustls at
   # opt-level 0) halves the floor's throughput, which would flatter the ratio.
+  # The operator measured is the one the image ships: the static musl build
+  # (hack/image.sh), when this machine has the target and musl-gcc; else the
+  # glibc release build, and the report says which.
+  musl=x86_64-unknown-linux-musl
+  if [ -z "${BENCH_OPERATOR_BIN:-}" ] && rustup target list --installed 2>/dev/null | grep -qx "$musl" &&
+    command -v musl-gcc > /dev/null; then
+    CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release --quiet --target "$musl" --bin tracing-relation-operator
+    export BENCH_OPERATOR_BIN=$target_dir/$musl/release/tracing-relation-operator
+    shipped="the static musl build that the image ships (\`--target $musl\`)"
+  fi
   cargo build --release --quiet
   export BENCH_OPERATOR_BIN=${BENCH_OPERATOR_BIN:-$target_dir/release/tracing-relation-operator}
+  shipped=${shipped:-"the glibc build (\`cargo build --release\`; the musl target or musl-gcc is missing here, so not the image's static musl binary)"}
   profile=(--release)
 fi
 
@@ -93,7 +104,7 @@ trap 'rm -f "$out" "$block"' EXIT
   echo "- $(rustc --version), $(cargo --version)"
   echo "- $("$CONTROLPLANE_BIN_DIR/kube-apiserver" --version), $("$CONTROLPLANE_BIN_DIR/etcd" --version | head -n1)"
   echo "- kube $(lock_version kube), k8s-openapi $(lock_version k8s-openapi) (feature v1_33), tokio $(lock_version tokio)"
-  echo "- operator: release profile (\`cargo build --release\`: thin LTO, 4 codegen units); harness (the floor's client): \`cargo test --release\`"
+  echo "- operator: release profile (thin LTO, 4 codegen units), $shipped; harness (the floor's client): \`cargo test --release\`"
   echo
   echo "### Reproduce"
   echo
