@@ -108,4 +108,10 @@ pub struct RunArgs {
     /// SD). Needs list/watch on pods (the chart's `scrapeJobs.enabled`).
     #[arg(long, env = "SCRAPE_JOBS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub scrape_jobs: bool,
+
+    /// How often a relation that publishes scrape jobs checks that its
+    /// ConfigMap still holds them (an edit or a deletion is undone) and retries
+    /// a failed write.
+    #[arg(long, env = "SCRAPE_VERIFY_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub scrape_verify_interval: Duration,
 }

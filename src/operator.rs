@@ -179,6 +179,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
         cluster_domain: args.cluster_domain.clone(),
         watch_namespaces: args.watch_namespaces.clone(),
         max_concurrent_writes: args.max_concurrent_writes,
+        scrape_verify: args.scrape_verify_interval,
     };
     lead(parts, &args, &identity, lead_rx, synced, &metrics).await;
     if let Some(e) = elector {

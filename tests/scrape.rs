@@ -57,8 +57,12 @@ async fn env() -> &'static Env {
     .await
 }
 
+/// How often a publishing relation checks its ConfigMap, in these tests.
+const VERIFY: &str = "2s";
+
 async fn start_operator(cp: &ControlPlane) -> Operator {
-    cp.ready_operator(&["--scrape-jobs"], T).await
+    cp.ready_operator(&["--scrape-jobs", "--scrape-verify-interval", VERIFY], T)
+        .await
 }
 
 /// The shared environment, an admin client and a fresh namespace.
@@ -408,7 +412,8 @@ scrape_configs:
 /// wildcard without a selector) is a reason in the relation's status and a
 /// Warning on the consumer, whose tracing document is not affected. A
 /// consumer waiting for its relation's backend keeps its jobs published. The
-/// keys follow the ConfigMap the relation names, and leave with the relation.
+/// keys are put back when edited or deleted, follow the ConfigMap the
+/// relation names, and leave with the relation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declarations_publish_or_are_refused_with_a_reason() {
     let (env, client, ns) = scene("scrape-decl").await;
@@ -575,8 +580,36 @@ async fn declarations_publish_or_are_refused_with_a_reason() {
     assert_eq!(jobs[&want[2]][0]["labels"]["some_key"], "some-value");
     assert_eq!(jobs[&want[3]][0]["targets"], json!(["10.1.0.7:8000"]));
 
-    // The relation names another ConfigMap: the keys move there.
+    // Someone edits the published keys, or deletes the ConfigMap: the
+    // relation's next check (every VERIFY here) puts them back.
     let cms = Api::<ConfigMap>::namespaced(client.clone(), ns);
+    let edit = json!({"data": {SCRAPE_CONFIGS_KEY: "scrape_configs: []\n"}});
+    cms.patch(
+        "tempo-scrape",
+        &PatchParams::default(),
+        &Patch::Merge(&edit),
+    )
+    .await
+    .unwrap();
+    let published = wait_for_some_named("the edited keys to be put back", T, || async {
+        let cm = cms.get("tempo-scrape").await.unwrap();
+        data(&cm, SCRAPE_CONFIGS_KEY)
+            .is_some_and(|c| c.contains("_default_job0"))
+            .then_some(cm)
+    })
+    .await;
+    cms.delete("tempo-scrape", &Default::default())
+        .await
+        .unwrap();
+    wait_for_named("the deleted ConfigMap to come back", T, || async {
+        cms.get_opt("tempo-scrape")
+            .await
+            .unwrap()
+            .is_some_and(|cm| data(&cm, SCRAPE_CONFIGS_KEY) == data(&published, SCRAPE_CONFIGS_KEY))
+    })
+    .await;
+
+    // The relation names another ConfigMap: the keys move there.
     let holds = |name: &'static str| {
         let cms = cms.clone();
         async move {

@@ -38,6 +38,8 @@ pub struct Parts {
     pub cluster_domain: String,
     pub watch_namespaces: Vec<String>,
     pub max_concurrent_writes: u16,
+    /// How often a publishing relation checks its scrape ConfigMap (`--scrape-verify-interval`).
+    pub scrape_verify: Duration,
 }
 
 /// A write to a consumer that failed, kept until a write succeeds or the

@@ -183,7 +183,7 @@ async fn apply(rel: &TracingRelation, ctx: &Ctx) -> Result<Action, Error> {
     // A relation that publishes scrape jobs looks again now and then: its
     // ConfigMap may have been edited or deleted, or a write may have failed.
     let next = if status.scrape.is_some() {
-        Action::requeue(scrape::VERIFY_EVERY)
+        Action::requeue(ctx.parts.scrape_verify)
     } else {
         Action::await_change()
     };

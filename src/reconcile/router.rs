@@ -336,23 +336,39 @@ async fn sweep(ctx: &Ctx) {
             .collect()
     };
     for api in scopes {
-        match api
-            .list_metadata(&ListParams::default().labels(&selector))
-            .await
-        {
-            Ok(list) => {
-                for orphan in list {
-                    let cm = ConfigMap {
-                        metadata: orphan.metadata,
-                        ..Default::default()
-                    };
+        // Page by page, each kept as the consumer cache keeps a ConfigMap, and
+        // only when the operator owns something in it: a start-up next to
+        // many labelled ConfigMaps that the operator never wrote holds none of
+        // them (the cleanup would find nothing to remove in those).
+        let mut params = ListParams::default().labels(&selector).limit(SWEEP_PAGE);
+        loop {
+            let page = match api.list_metadata(&params).await {
+                Ok(page) => page,
+                Err(e) => {
+                    warn!(error = %e, "cannot list ConfigMaps that left their relation");
+                    break;
+                }
+            };
+            for orphan in page.items {
+                let mut cm = ConfigMap {
+                    metadata: orphan.metadata,
+                    ..Default::default()
+                };
+                crate::core::slim::consumer(&mut cm);
+                if Ownership::of(&cm.metadata) != Ownership::default() {
                     let _ = ctx.departed.send(Arc::new(cm));
                 }
             }
-            Err(e) => warn!(error = %e, "cannot list ConfigMaps that left their relation"),
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                _ => break,
+            }
         }
     }
 }
+
+/// ConfigMaps per page of the start-up sweep.
+const SWEEP_PAGE: u32 = 500;
 
 /// The term's cleanup worker: removes everything the operator owns from
 /// consumers that left, each once, within the bound on writes. Its tasks live

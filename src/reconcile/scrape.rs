@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
@@ -35,9 +35,6 @@ const MAX_LISTED: usize = 20;
 /// The largest publication written to the ConfigMap (the API server refuses a
 /// ConfigMap over 1 MiB; HTTP SD still serves a larger one).
 pub const MAX_CONFIGMAP_BYTES: usize = 1_000_000;
-/// How often a relation whose publication did not change checks that its
-/// ConfigMap still holds it (someone may have edited or deleted it).
-pub const VERIFY_EVERY: Duration = Duration::from_secs(60);
 
 /// What one pass found: the publication, and what the status says of it.
 struct Resolved {
@@ -82,7 +79,7 @@ pub async fn publish(
     let changed = last.as_ref().map(|p| p.hash != hash);
     let due = last
         .as_ref()
-        .is_none_or(|p| changed == Some(true) || p.verified.elapsed() >= VERIFY_EVERY);
+        .is_none_or(|p| changed == Some(true) || p.verified.elapsed() >= ctx.parts.scrape_verify);
     let mut status = found.status;
     status.config_map = spec.config_map.clone();
     if let Some(old) = last_cm.filter(|old| Some(old) != spec.config_map.as_ref()) {
@@ -102,7 +99,7 @@ pub async fn publish(
             Ok(wrote) => wrote,
             Err(e) => {
                 // The status is still written; the relation's next pass (at
-                // most VERIFY_EVERY away) tries again.
+                // most --scrape-verify-interval away) tries again.
                 warn!(relation = %me, error = %crate::error::chain(&e), "cannot publish the scrape jobs");
                 let note = format!("cannot write ConfigMap {name}: {}", e.describe());
                 tell(ctx, rel, Reason::ScrapePublishFailed, &note).await;

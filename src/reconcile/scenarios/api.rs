@@ -48,6 +48,7 @@ pub(super) fn parts(caches: Caches, max_concurrent_writes: u16) -> (Parts, ApiSe
         cluster_domain: "cluster.local".into(),
         watch_namespaces: vec![],
         max_concurrent_writes,
+        scrape_verify: std::time::Duration::from_secs(60),
     };
     (parts, api)
 }
