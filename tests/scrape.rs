@@ -16,12 +16,14 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::fixtures::{annotation, configmap, create, data, endpoint_relation};
+use common::fixtures::{
+    annotation, configmap, create, create_pod, data, endpoint_relation, set_pod_status,
+};
 use common::prometheus::{self, Prometheus};
 use common::wait::{wait_for_named, wait_for_some_named};
 use common::{ControlPlane, Operator, TestNamespace};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
@@ -105,32 +107,10 @@ async fn consumer(
     create(&Api::<ConfigMap>::namespaced(client.clone(), ns), &cm).await;
 }
 
-/// A pod labelled `app=<app>`, with the status a kubelet would report: Running
-/// and Ready at `ip`, or Running and not Ready.
+/// A pod labelled `app=<app>`, Running and Ready (or not) at `ip`.
 async fn pod(client: &Client, ns: &str, name: &str, app: &str, ip: &str, ready: bool) {
-    let pods = Api::<Pod>::namespaced(client.clone(), ns);
-    let p: Pod = serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": {"app": app}},
-        "spec": {"containers": [{"name": "app", "image": "example.invalid/app"}]},
-    }))
-    .unwrap();
-    if pods.get_opt(name).await.unwrap().is_none() {
-        create(&pods, &p).await;
-    }
-    set_ready(client, ns, name, ip, ready).await;
-}
-
-async fn set_ready(client: &Client, ns: &str, name: &str, ip: &str, ready: bool) {
-    let status = json!({"status": {
-        "phase": "Running",
-        "podIP": ip,
-        "podIPs": [{"ip": ip}],
-        "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
-    }});
-    Api::<Pod>::namespaced(client.clone(), ns)
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap_or_else(|e| panic!("cannot set the status of pod {ns}/{name}: {e}"));
+    create_pod(client, ns, name, app).await;
+    set_pod_status(client, ns, name, ip, ready).await;
 }
 
 async fn scrape_status(client: &Client, ns: &str, rel: &str) -> Option<ScrapeStatus> {
@@ -142,13 +122,7 @@ async fn scrape_status(client: &Client, ns: &str, rel: &str) -> Option<ScrapeSta
 }
 
 /// Waits until the relation's status counts `(consumers, jobs, targets)`.
-async fn wait_counts(
-    env: &Env,
-    client: &Client,
-    ns: &str,
-    rel: &str,
-    want: (i64, i64, i64),
-) -> ScrapeStatus {
+async fn wait_counts(client: &Client, ns: &str, rel: &str, want: (i64, i64, i64)) -> ScrapeStatus {
     wait_for_some_named(
         format!("status.scrape of {ns}/{rel} to count {want:?}"),
         T,
@@ -157,9 +131,7 @@ async fn wait_counts(
             ((s.consumers, s.jobs, s.targets) == want).then_some(s)
         },
     )
-    .await;
-    let _ = env;
-    scrape_status(client, ns, rel).await.unwrap()
+    .await
 }
 
 /// The notes of the Events with `reason` about object `name`.
@@ -246,7 +218,7 @@ async fn prometheus_scrapes_the_published_targets() {
     )
     .await;
 
-    let st = wait_counts(env, &client, ns, "tempo", (1, 1, 3)).await;
+    let st = wait_counts(&client, ns, "tempo", (1, 1, 3)).await;
     assert_eq!(st.config_map.as_deref(), Some("tempo-scrape"));
     assert!(st.rejected.is_empty(), "{st:?}");
     let published = cms.get("tempo-scrape").await.unwrap();
@@ -370,8 +342,8 @@ scrape_configs:
 
     // A pod stops being ready: one rewrite, one Event, and the HTTP SD pool follows.
     let before = cms.get("tempo-scrape").await.unwrap().resource_version();
-    set_ready(&client, ns, "shop-1", "127.0.0.3", false).await;
-    wait_counts(env, &client, ns, "tempo", (1, 1, 2)).await;
+    set_pod_status(&client, ns, "shop-1", "127.0.0.3", false).await;
+    wait_counts(&client, ns, "tempo", (1, 1, 2)).await;
     wait_for_named("the HTTP SD pool to drop shop-1", T, || async {
         let targets = prom.active_targets().await;
         let t = pool(&targets, "http");
@@ -501,7 +473,7 @@ async fn declarations_publish_or_are_refused_with_a_reason() {
         &[(SCRAPE_JOBS_ANNOTATION, fixed)],
     )
     .await;
-    wait_counts(env, &client, ns, "down", (1, 1, 1)).await;
+    wait_counts(&client, ns, "down", (1, 1, 1)).await;
     let waiting = Api::<ConfigMap>::namespaced(client.clone(), ns)
         .get("waiting")
         .await
@@ -518,7 +490,7 @@ async fn declarations_publish_or_are_refused_with_a_reason() {
     assert!(body.contains("10.1.32.215:7000"), "{body}");
 
     // default: 1 job 1 target; two: 2 jobs 2 targets; fixed: 1 job 1 target.
-    let st = wait_counts(env, &client, ns, "tempo", (3, 4, 4)).await;
+    let st = wait_counts(&client, ns, "tempo", (3, 4, 4)).await;
     let refused: BTreeMap<&str, (&str, &str)> = st
         .rejected
         .iter()

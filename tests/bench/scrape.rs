@@ -6,36 +6,9 @@
 //! selectors only.
 
 use super::*;
-use k8s_openapi::api::core::v1::Pod;
+use common::fixtures::{create_pod, set_pod_status};
 use tracing_relation_operator::api::ScrapeSpec;
 use tracing_relation_operator::core::scrape::SCRAPE_SELECTOR_ANNOTATION;
-
-/// A pod labelled `app=<app>`; Running and Ready at `ip` when `ip` is given.
-async fn pod(client: &Client, ns: &str, name: &str, app: &str, ip: Option<&str>) {
-    let pods = Api::<Pod>::namespaced(client.clone(), ns);
-    let p: Pod = serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": {"app": app}},
-        "spec": {"containers": [{"name": "app", "image": "example.invalid/app"}]},
-    }))
-    .unwrap();
-    pods.create(&PostParams::default(), &p)
-        .await
-        .unwrap_or_else(|e| panic!("cannot create pod {ns}/{name}: {e}"));
-    if let Some(ip) = ip {
-        set_ready(client, ns, name, ip, true).await;
-    }
-}
-
-async fn set_ready(client: &Client, ns: &str, name: &str, ip: &str, ready: bool) {
-    let status = json!({"status": {
-        "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
-        "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
-    }});
-    Api::<Pod>::namespaced(client.clone(), ns)
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap_or_else(|e| panic!("cannot set the status of pod {ns}/{name}: {e}"));
-}
 
 /// Waits until the relation's status counts `targets` published targets; how long it took.
 async fn wait_targets(client: &Client, ns: &str, targets: i64) -> Duration {
@@ -97,14 +70,9 @@ async fn scrape_memory() {
     bounded(items, 16, |i| {
         let (client, ns, ip) = (client.clone(), ns.to_string(), ip(i));
         async move {
-            pod(
-                &client,
-                &ns,
-                &format!("app-{i}-0"),
-                &format!("app-{i}"),
-                Some(&ip),
-            )
-            .await;
+            let pod = format!("app-{i}-0");
+            create_pod(&client, &ns, &pod, &format!("app-{i}")).await;
+            set_pod_status(&client, &ns, &pod, &ip, true).await;
             let selector = format!("app=app-{i}");
             let cm = common::fixtures::configmap(
                 &format!("consumer-{i}"),
@@ -123,14 +91,13 @@ async fn scrape_memory() {
     let t0 = Instant::now();
     let mut op = spawn_scraping_operator(&cp, &s);
     wait_ready(&mut op, Duration::from_secs(60)).await;
-    let first = wait_targets(&client, &ns, consumers as i64).await;
+    wait_targets(&client, &ns, consumers as i64).await;
     let before = vm_hwm_kib(op.pid());
     log(format!(
         "scrape: {consumers} consumers published in {:.1?} from start; VmHWM {:.1} MiB",
         t0.elapsed(),
         before as f64 / 1024.0
     ));
-    let _ = first;
 
     // Unrelated pods: created while the operator runs, then read by a restart.
     let other = cp.namespace("bench-scrape-unrelated").await;
@@ -138,16 +105,7 @@ async fn scrape_memory() {
     let items: Vec<usize> = (0..unrelated).collect();
     bounded(items, UNRELATED_CONCURRENCY, |i| {
         let (client, other) = (client.clone(), other.to_string());
-        async move {
-            pod(
-                &client,
-                &other,
-                &format!("unrelated-{i:05}"),
-                "unrelated",
-                None,
-            )
-            .await
-        }
+        async move { create_pod(&client, &other, &format!("unrelated-{i:05}"), "unrelated").await }
     })
     .await;
     log(format!(
@@ -164,7 +122,7 @@ async fn scrape_memory() {
     let restarted = vm_hwm_kib(op.pid());
 
     // A pod stops being ready: the time until the relation publishes it.
-    set_ready(&client, &ns, "app-0-0", &ip(0), false).await;
+    set_pod_status(&client, &ns, "app-0-0", &ip(0), false).await;
     let latency = wait_targets(&client, &ns, consumers as i64 - 1).await;
     let changes = operator_metric(
         &op,

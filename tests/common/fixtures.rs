@@ -10,9 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -306,4 +306,30 @@ pub async fn configmaps_by_name(api: &Api<ConfigMap>) -> BTreeMap<String, Config
         .into_iter()
         .map(|cm| (cm.metadata.name.clone().unwrap_or_default(), cm))
         .collect()
+}
+
+/// Creates a pod labelled `app=<app>`. No kubelet runs in the tests: its
+/// status is what [`set_pod_status`] says.
+pub async fn create_pod(client: &kube::Client, ns: &str, name: &str, app: &str) {
+    let p: Pod = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app": app}},
+        "spec": {"containers": [{"name": "app", "image": "example.invalid/app"}]},
+    }))
+    .unwrap();
+    create(&Api::<Pod>::namespaced(client.clone(), ns), &p).await;
+}
+
+/// Sets pod `name`'s status as a kubelet would report it: Running at `ip`,
+/// Ready or not.
+pub async fn set_pod_status(client: &kube::Client, ns: &str, name: &str, ip: &str, ready: bool) {
+    let status = json!({"status": {
+        "phase": "Running",
+        "podIP": ip,
+        "podIPs": [{"ip": ip}],
+        "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+    }});
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap_or_else(|e| panic!("cannot set the status of pod {ns}/{name}: {e}"));
 }
