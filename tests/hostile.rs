@@ -466,6 +466,11 @@ async fn backend_gone_consumers_keep_their_document_marked_pending() {
     let bound = s
         .wait("app", "bound", |cm| state(cm).0 == Some("Bound"))
         .await;
+    let reads = || async {
+        let text = common::metrics::operator_text(&env.op).await;
+        common::metrics::metric_sum(&text, "tracing_relation_operator_consumer_reads_total")
+    };
+    let reads_before = reads().await;
     svcs.delete("tempo-svc", &DeleteParams::default())
         .await
         .unwrap();
@@ -475,6 +480,9 @@ async fn backend_gone_consumers_keep_their_document_marked_pending() {
         })
         .await;
     assert_eq!(pending.data, bound.data, "the last document is kept");
+    // The cache holds a hash of the document, not its values: the pending
+    // write read the consumer whole to keep them.
+    assert!(reads().await > reads_before, "the consumer was read whole");
     assert_eq!(
         annotation(&pending, HASH_ANNOTATION),
         annotation(&bound, HASH_ANNOTATION)

@@ -268,7 +268,7 @@ fn check_keys(cm: &ConfigMap, own: &Ownership) -> Result<(), Rejection> {
         .iter()
         .copied()
         .filter(|k| {
-            (cm.data.as_ref().is_some_and(|d| d.contains_key(*k)) && !own.is_operator_key(cm, k))
+            (crate::core::slim::holds_key(cm, k) && !own.is_operator_key(cm, k))
                 || cm.binary_data.as_ref().is_some_and(|d| d.contains_key(*k))
         })
         .collect();

@@ -20,7 +20,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 use serde_json::{Map, Value, json};
 
 use crate::core::contract::{
@@ -73,15 +73,18 @@ pub struct Forged(pub String);
 /// a map per level, see [`crate::core::slim`]); the API server never sends a
 /// string there, so a string is that text and is read back.
 fn apply_entry(meta: &ObjectMeta) -> Option<Cow<'_, Value>> {
-    meta.managed_fields.as_ref()?.iter().find_map(|e| {
-        let ours = e.manager.as_deref() == Some(FIELD_MANAGER)
+    match &our_entry(meta)?.fields_v1.as_ref()?.0 {
+        Value::String(text) => serde_json::from_str(text).ok().map(Cow::Owned),
+        tree => Some(Cow::Borrowed(tree)),
+    }
+}
+
+/// The operator's Apply entry of `meta` (its first, as the API server keeps one per manager and operation).
+pub fn our_entry(meta: &ObjectMeta) -> Option<&ManagedFieldsEntry> {
+    meta.managed_fields.as_ref()?.iter().find(|e| {
+        e.manager.as_deref() == Some(FIELD_MANAGER)
             && e.operation.as_deref() == Some("Apply")
-            && e.subresource.as_deref().unwrap_or_default().is_empty();
-        match e.fields_v1.as_ref().map(|f| &f.0) {
-            Some(Value::String(text)) if ours => serde_json::from_str(text).ok().map(Cow::Owned),
-            Some(tree) if ours => Some(Cow::Borrowed(tree)),
-            _ => None,
-        }
+            && e.subresource.as_deref().unwrap_or_default().is_empty()
     })
 }
 
@@ -111,10 +114,63 @@ fn sort_keys(
     }
 }
 
+/// The bits of `names` (bit `i`: `all[i]`) among `all`.
+pub fn mask<'a>(all: &[&str], names: impl IntoIterator<Item = &'a str>) -> u16 {
+    names
+        .into_iter()
+        .filter_map(|k| all.iter().position(|a| *a == k))
+        .fold(0, |m, i| m | (1 << i))
+}
+
+/// The names of `all` whose bits `mask` sets.
+fn unmask(all: &[&str], mask: u16) -> BTreeSet<String> {
+    all.iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, k)| k.to_string())
+        .collect()
+}
+
+/// The first character of [`Ownership::compact`]'s form, which no JSON text has.
+const COMPACT: char = '~';
+
 impl Ownership {
+    /// A record that names nothing foreign, in a few bytes (`~` and the masks
+    /// of its data keys and annotations and its label): the form the consumer
+    /// cache keeps in place of the entry's fields ([`crate::core::slim`]),
+    /// which [`Ownership::of`] reads back. `None` for a forged record.
+    pub fn compact(&self) -> Option<String> {
+        self.foreign.is_empty().then(|| {
+            let data = mask(&DATA_KEYS, self.data.iter().map(String::as_str));
+            let ann = mask(
+                &OPERATOR_ANNOTATIONS,
+                self.annotations.iter().map(String::as_str),
+            );
+            format!("{COMPACT}{data:x}.{ann:x}.{}", u8::from(self.managed_label))
+        })
+    }
+
+    fn from_compact(text: &str) -> Option<Ownership> {
+        let mut parts = text.strip_prefix(COMPACT)?.split('.');
+        let mut next = || u16::from_str_radix(parts.next()?, 16).ok();
+        let (data, ann, label) = (next()?, next()?, next()?);
+        Some(Ownership {
+            data: unmask(&DATA_KEYS, data),
+            annotations: unmask(&OPERATOR_ANNOTATIONS, ann),
+            managed_label: label == 1,
+            foreign: Foreign::default(),
+        })
+    }
+
     /// Reads what the operator's Apply entry owns.
     pub fn of(meta: &ObjectMeta) -> Ownership {
         let mut own = Ownership::default();
+        if let Some(Value::String(text)) =
+            our_entry(meta).and_then(|e| e.fields_v1.as_ref().map(|f| &f.0))
+            && let Some(own) = Ownership::from_compact(text)
+        {
+            return own;
+        }
         let entry = apply_entry(meta);
         let Some(tree) = entry.as_deref().and_then(Value::as_object) else {
             return own;

@@ -20,8 +20,9 @@ use crate::core::contract::{
     MESSAGE_ANNOTATION, OPERATOR_ANNOTATIONS, REASON_ANNOTATION, STATE_ANNOTATION, STATE_BOUND,
     STATE_PENDING, STATE_REJECTED, truncate_to,
 };
-use crate::core::document::DATA_KEYS;
+use crate::core::document::{DATA_KEYS, hash_of};
 use crate::core::ownership::{Forged, Ownership};
+use crate::core::slim::Elided;
 
 /// What the operator wants in the fields of a consumer that it owns.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -79,6 +80,18 @@ fn noted(state: &str, r: &Rejection) -> BTreeMap<&'static str, String> {
     ])
 }
 
+/// Whether `decision` keeps the operator's current values of `cm` (a pending
+/// or immutable consumer) and the cache elided them: the consumer must be read
+/// whole first ([`crate::core::slim::consumer_keeping_values`]).
+pub fn needs_values(cm: &ConfigMap, decision: &Decision) -> bool {
+    let keeps = match decision {
+        Decision::Pending { .. } => true,
+        Decision::Reject(_) => cm.immutable == Some(true),
+        Decision::Bind { .. } => false,
+    };
+    keeps && Elided::of(cm).is_some_and(|e| e.keys != 0)
+}
+
 /// The operator's data keys as they are now, where its record owns them.
 fn kept_data(cm: &ConfigMap, own: &Ownership) -> BTreeMap<String, String> {
     let data = cm.data.as_ref();
@@ -99,13 +112,21 @@ fn owned_annotation<'a>(cm: &'a ConfigMap, own: &Ownership, key: &str) -> Option
 pub fn needs_write(cm: &ConfigMap, own: &Ownership, want: &Desired) -> bool {
     let data = cm.data.as_ref();
     let ann = cm.metadata.annotations.as_ref();
-    let data_differs = DATA_KEYS.iter().any(|k| {
-        let cur = data.and_then(|d| d.get(*k));
-        match want.data.get(*k) {
-            Some(w) => cur != Some(w),
-            None => cur.is_some() && own.data.contains(*k),
+    // Elided keys are all the operator's own: they hold `want` exactly when
+    // they are its keys with its values.
+    let data_differs = match Elided::of(cm) {
+        Some(e) => {
+            e.keys != Elided::mask(want.data.keys().map(String::as_str))
+                || (e.keys != 0 && e.hash != hash_of(&want.data))
         }
-    });
+        None => DATA_KEYS.iter().any(|k| {
+            let cur = data.and_then(|d| d.get(*k));
+            match want.data.get(*k) {
+                Some(w) => cur != Some(w),
+                None => cur.is_some() && own.data.contains(*k),
+            }
+        }),
+    };
     let annotations_differ = OPERATOR_ANNOTATIONS.iter().any(|k| {
         let cur = ann.and_then(|a| a.get(*k));
         match want.annotations.get(k) {
@@ -129,6 +150,14 @@ pub fn patch(
     own: &Ownership,
     decision: &Decision,
 ) -> Result<Option<Value>, Forged> {
+    if needs_values(cm, decision) {
+        // Unreachable through the reconcilers, which read such a consumer
+        // whole first; refused rather than applied without the values, which
+        // would remove them.
+        return Err(Forged(
+            "values the cache does not hold (read the consumer whole first)".into(),
+        ));
+    }
     let want = desired(cm, own, decision);
     if !needs_write(cm, own, &want) {
         return Ok(None);

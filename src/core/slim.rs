@@ -6,13 +6,24 @@
 //!
 //! Kept: the identity (name, namespace, uid, resourceVersion, deletion), the
 //! contract's labels and annotations (`tracing.relations.dev/...`: the
-//! declaration and the operator's own), the operator's data keys (their values:
-//! a pending or immutable consumer keeps them in the apply), a consumer key
+//! declaration and the operator's own), the operator's data keys, a consumer key
 //! among them in `binaryData` (its name: a key conflict), `immutable`, and of
-//! `managedFields` only the operator's Apply entry, reduced to the field names
-//! the ownership rule reads and kept as its JSON text (a tree of maps would
-//! cost several KiB a consumer; `Ownership::of` reads the text back). Fields that entry claims beyond the operator's
-//! (a forged record) keep their values: the apply echoes them.
+//! `managedFields` only the operator's Apply entry, reduced to what the
+//! ownership rule reads: the masks of [`Ownership::compact`] when it names
+//! nothing foreign, else the field names as JSON text (a tree of maps would
+//! cost several KiB a consumer); `Ownership::of` reads either back. Fields
+//! that entry claims beyond the operator's (a forged record) keep their
+//! values: the apply echoes them.
+//!
+//! The operator's data keys are kept as [`Elided`]: which of them are there
+//! and one hash of their values (the document hash when they hold a document),
+//! in the annotation [`ELIDED_ANNOTATION`], whose name the API server refuses,
+//! so no object can carry it. That is enough to tell whether a consumer holds
+//! what the operator wants ([`crate::core::patch::needs_write`]); the values
+//! themselves are needed only where a decision keeps them (a pending or
+//! immutable consumer), and then the consumer is read whole
+//! ([`crate::core::patch::needs_values`], [`consumer_keeping_values`]). Values
+//! stay in `data` when a key there is not the operator's own.
 //!
 //! Dropped: the consumer's own data and binaryData (their values and names),
 //! every other label and annotation (`last-applied-configuration` among them),
@@ -24,21 +35,75 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, ObjectMeta};
 use serde_json::{Map, Value};
 
-use crate::core::contract::FIELD_MANAGER;
-use crate::core::document::DATA_KEYS;
-use crate::core::ownership::Ownership;
+use crate::core::document::{DATA_KEYS, hash_of};
+use crate::core::ownership::{Ownership, mask, our_entry};
 
 /// The prefix of every label and annotation of the contract.
 const CONTRACT_PREFIX: &str = "tracing.relations.dev/";
 
-/// Reduces `cm` to what the decisions about it read.
+/// Where the slim consumer keeps its [`Elided`] data keys. A name part must
+/// begin with a letter or digit, so the API server refuses this annotation on
+/// every object: only the cache writes it.
+pub const ELIDED_ANNOTATION: &str = "tracing.relations.dev/.operator-data";
+
+/// The operator's data keys of a slim consumer without their values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Elided {
+    /// Which of [`DATA_KEYS`] are there (bit `i`: `DATA_KEYS[i]`).
+    pub keys: u16,
+    /// [`hash_of`] the keys and their values.
+    pub hash: String,
+}
+
+impl Elided {
+    /// The cached form of a slim consumer, if its values were elided.
+    pub fn of(cm: &ConfigMap) -> Option<Elided> {
+        let v = cm.metadata.annotations.as_ref()?.get(ELIDED_ANNOTATION)?;
+        let (keys, hash) = v.split_once(' ')?;
+        Some(Elided {
+            keys: u16::from_str_radix(keys, 16).ok()?,
+            hash: hash.to_string(),
+        })
+    }
+
+    /// The mask of `keys` over [`DATA_KEYS`].
+    pub fn mask<'a>(keys: impl IntoIterator<Item = &'a str>) -> u16 {
+        mask(&DATA_KEYS, keys)
+    }
+}
+
+/// Whether `cm` holds data key `key` (one of [`DATA_KEYS`]), elided or not.
+pub fn holds_key(cm: &ConfigMap, key: &str) -> bool {
+    match Elided::of(cm) {
+        Some(e) => e.keys & Elided::mask([key]) != 0,
+        None => cm.data.as_ref().is_some_and(|d| d.contains_key(key)),
+    }
+}
+
+/// Reduces `cm` to what the decisions about it read, the operator's values
+/// elided where every data key of the operator's that is there is its own.
 pub fn consumer(cm: &mut ConfigMap) {
+    reduce(cm, true);
+}
+
+/// Reduces `cm` as [`consumer`] does, keeping the operator's values (what a
+/// decision that keeps them reads).
+pub fn consumer_keeping_values(cm: &mut ConfigMap) {
+    reduce(cm, false);
+}
+
+fn reduce(cm: &mut ConfigMap, elide: bool) {
     let entry = operator_entry(&cm.metadata);
     let mut slim = ConfigMap::default();
     if let Some(e) = &entry {
         slim.metadata.managed_fields = Some(vec![e.clone()]);
     }
     let own = Ownership::of(&slim.metadata);
+    // A record that names nothing foreign is kept as its masks.
+    if let (Some(compact), Some([e])) = (own.compact(), slim.metadata.managed_fields.as_deref_mut())
+    {
+        e.fields_v1 = Some(FieldsV1(Value::String(compact)));
+    }
     let f = &own.foreign;
     let meta = std::mem::take(&mut cm.metadata);
     slim.metadata = ObjectMeta {
@@ -75,7 +140,34 @@ pub fn consumer(cm: &mut ConfigMap) {
         (!kept.is_empty()).then_some(kept)
     });
     slim.immutable = cm.immutable;
+    if elide {
+        elide_values(&mut slim, &own);
+    }
     *cm = slim;
+}
+
+/// Moves the operator's data keys of `slim` into [`ELIDED_ANNOTATION`] when
+/// they are all its own (else they stay, values and all).
+fn elide_values(slim: &mut ConfigMap, own: &Ownership) {
+    let Some(data) = slim.data.as_mut() else {
+        return;
+    };
+    let held: BTreeMap<String, String> = DATA_KEYS
+        .iter()
+        .filter_map(|k| data.remove_entry(*k))
+        .collect();
+    if held.is_empty() || !held.keys().all(|k| own.data.contains(k)) {
+        data.extend(held);
+        return;
+    }
+    if data.is_empty() {
+        slim.data = None;
+    }
+    let keys = Elided::mask(held.keys().map(String::as_str));
+    slim.metadata.annotations.get_or_insert_default().insert(
+        ELIDED_ANNOTATION.to_string(),
+        format!("{keys:04x} {}", hash_of(&held)),
+    );
 }
 
 fn keep<V>(
@@ -89,11 +181,7 @@ fn keep<V>(
 /// The operator's Apply entry (as [`Ownership::of`] finds it), reduced to its
 /// manager, operation and the names of the fields it owns.
 fn operator_entry(meta: &ObjectMeta) -> Option<ManagedFieldsEntry> {
-    let e = meta.managed_fields.as_ref()?.iter().find(|e| {
-        e.manager.as_deref() == Some(FIELD_MANAGER)
-            && e.operation.as_deref() == Some("Apply")
-            && e.subresource.as_deref().unwrap_or_default().is_empty()
-    })?;
+    let e = our_entry(meta)?;
     Some(ManagedFieldsEntry {
         manager: e.manager.clone(),
         operation: e.operation.clone(),

@@ -3,6 +3,7 @@ use super::*;
 use crate::api::TracingRelation;
 use crate::core::backend::BackendError;
 use crate::core::checks::{self, Facts};
+use crate::core::contract::FIELD_MANAGER;
 use crate::core::declaration;
 use crate::core::document::Endpoint;
 use crate::core::patch;
@@ -171,7 +172,7 @@ fn slim_consumer_decides_the_same() {
         ("backend gone", Some(&rel), Some(&gone)),
         ("no relation", None, None),
     ];
-    let mut forged = 0;
+    let (mut forged, mut elided, mut reads) = (0, 0, 0);
     for (case, full) in cases() {
         let mut slim = full.clone();
         consumer(&mut slim);
@@ -200,12 +201,23 @@ fn slim_consumer_decides_the_same() {
             let d_full = checks::decide(&facts(&full, &decl_full, &own_full));
             let d_slim = checks::decide(&facts(&slim, &decl_slim, &own_slim));
             assert_eq!(d_full, d_slim, "{case}, {world}: decision");
+            // Where the decision keeps values the cache elided, the reconciler
+            // reads the consumer whole (here: `full`) and reduces it keeping them.
+            let body_slim = if patch::needs_values(&slim, &d_slim) {
+                reads += 1;
+                let mut whole = full.clone();
+                consumer_keeping_values(&mut whole);
+                patch::patch(&whole, &Ownership::of(&whole.metadata), &d_slim)
+            } else {
+                patch::patch(&slim, &own_slim, &d_slim)
+            };
             assert_eq!(
                 patch::patch(&full, &own_full, &d_full),
-                patch::patch(&slim, &own_slim, &d_slim),
+                body_slim,
                 "{case}, {world}: apply body"
             );
         }
+        elided += usize::from(Elided::of(&slim).is_some());
         assert_eq!(
             patch::unbind(&full, &own_full),
             patch::unbind(&slim, &own_slim),
@@ -216,6 +228,11 @@ fn slim_consumer_decides_the_same() {
         forged, 2,
         "the forged cases claim fields beyond the operator's"
     );
+    // bound, forged, immutable, left (all keys the operator's own); not
+    // hand-edited (a key someone else wrote), conflict, or the Update entry's.
+    assert_eq!(elided, 4, "the consumers whose values the cache elides");
+    // The pending world of each, and the immutable one's rejections.
+    assert!(reads >= elided, "{reads} reads of whole consumers");
 }
 
 /// The slim consumer holds none of the consumer's own data, no other labels
@@ -239,18 +256,87 @@ fn slim_consumer_keeps_only_what_decisions_read() {
         panic!("{:?}", cm.metadata.managed_fields)
     };
     assert_eq!(entry.time, None);
-    // The tree is kept as its JSON text (one allocation), without `.` entries.
+    // A record that names nothing foreign is kept as its masks.
+    let Some(FieldsV1(Value::String(text))) = &entry.fields_v1 else {
+        panic!("{:?}", entry.fields_v1)
+    };
+    assert!(text.len() < 16, "{text}");
+    let own = Ownership::of(&cm.metadata);
+    assert!(
+        own.data.contains("receivers") && own.managed_label,
+        "{own:?}"
+    );
+    assert_eq!(own.annotations.len(), 4, "{own:?}");
+    assert!(cm.metadata.owner_references.is_none() && cm.metadata.creation_timestamp.is_none());
+
+    // A forged one as its JSON text (one allocation), without `.` entries;
+    // what it claims keeps its value.
+    let mut forged = bound(&["receivers"]);
+    claim(&mut forged, json!({"f:data": {"f:app.conf": {}}}));
+    let mut cm = stored(forged);
+    consumer(&mut cm);
+    assert_eq!(cm.data.as_ref().unwrap()["app.conf"], "y".repeat(8192));
+    let entry = &cm.metadata.managed_fields.as_deref().unwrap()[0];
     let Some(FieldsV1(Value::String(text))) = &entry.fields_v1 else {
         panic!("{:?}", entry.fields_v1)
     };
     let tree: Value = serde_json::from_str(text).unwrap();
     assert!(tree["f:data"]["f:receivers"].is_object(), "{text}");
     assert!(!text.contains("\".\""), "{text}");
-    assert!(cm.metadata.owner_references.is_none() && cm.metadata.creation_timestamp.is_none());
+}
 
-    let mut forged = bound(&["receivers"]);
-    claim(&mut forged, json!({"f:data": {"f:app.conf": {}}}));
-    let mut cm = stored(forged);
+/// A bound consumer's entry holds none of the operator's values: which keys
+/// are there and their hash, which is the document hash. It holds the
+/// document it was given and not another one, and a pending decision about it
+/// needs it read whole.
+#[test]
+fn bound_consumer_keeps_its_document_as_a_hash() {
+    let doc = crate::core::document::build(&endpoint(), None);
+    let keys: Vec<&str> = doc.data.keys().map(String::as_str).collect();
+    let mut cm = stored(bound(&keys));
     consumer(&mut cm);
-    assert_eq!(cm.data.as_ref().unwrap()["app.conf"], "y".repeat(8192));
+    assert_eq!(
+        cm.data, None,
+        "only the consumer's own key was left, and it is dropped"
+    );
+    let e = Elided::of(&cm).expect("elided");
+    assert_eq!(e.hash, doc.hash());
+    assert_eq!(e.keys.count_ones() as usize, keys.len());
+    assert!(keys.iter().all(|k| holds_key(&cm, k)));
+    assert!(!holds_key(&cm, crate::core::document::KEY_CA));
+    let own = Ownership::of(&cm.metadata);
+    let bind = |doc: &crate::core::document::Document| checks::Decision::Bind {
+        relation: declaration::RelationKey::new("shop", "tempo"),
+        document: std::sync::Arc::new(doc.clone()),
+        requested: None,
+    };
+    assert_eq!(patch::patch(&cm, &own, &bind(&doc)), Ok(None));
+    let other = crate::core::document::build(
+        &crate::core::fixtures::seed_endpoint("tempo.elsewhere.svc.cluster.local"),
+        None,
+    );
+    let body = patch::patch(&cm, &own, &bind(&other))
+        .unwrap()
+        .expect("a write");
+    assert_eq!(body["data"], json!(other.data));
+    let pending = checks::Decision::Pending {
+        relation: declaration::RelationKey::new("shop", "tempo"),
+        why: checks::Rejection {
+            reason: crate::core::reason::Reason::BackendUnavailable,
+            message: "gone".into(),
+        },
+    };
+    assert!(patch::needs_values(&cm, &pending));
+    assert!(
+        patch::patch(&cm, &own, &pending).is_err(),
+        "never applied without the values"
+    );
+    // Read whole, the same consumer keeps its values and applies them again.
+    let mut whole = stored(bound(&keys));
+    consumer_keeping_values(&mut whole);
+    assert!(!patch::needs_values(&whole, &pending));
+    let body = patch::patch(&whole, &Ownership::of(&whole.metadata), &pending)
+        .unwrap()
+        .expect("a write");
+    assert_eq!(body["data"], json!(doc.data));
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
@@ -23,9 +23,10 @@ use crate::core::checks::Decision;
 use crate::core::contract::{FIELD_MANAGER, STATE_ANNOTATION, truncate};
 use crate::core::declaration::{self, RelationKey};
 use crate::core::document::Protocol;
-use crate::core::patch;
+use crate::core::ownership::Ownership;
 use crate::core::reason::Reason;
 use crate::core::tls::CaError;
+use crate::core::{patch, slim};
 use crate::error::{Error, is_gone};
 use crate::reconcile::context::{Ctx, WriteFailure, bound_to};
 use crate::runtime::events::EventType;
@@ -84,12 +85,39 @@ pub async fn reconcile(cm: Arc<ConfigMap>, ctx: Arc<Ctx>) -> Result<Action, Erro
     if let Some(Err(BackendError::Ca(CaError::Loading { .. }))) = &found.backend {
         return Ok(Action::requeue(CA_LOADING_RETRY));
     }
-    let res = write(&ctx, &cm, patch::patch(&cm, &found.ownership, &decision)).await;
+    let res = apply(&ctx, &cm, &found.ownership, &decision).await;
     let res = report(&ctx, &cm, &decision, res).await;
     ctx.metrics().observe(CONSUMER, start.elapsed());
     res?;
     ctx.backoff.succeeded(&key(&cm));
     Ok(Action::await_change())
+}
+
+/// The build and apply steps for `decision`. A decision that keeps the
+/// operator's values of a consumer whose cache entry elided them
+/// ([`patch::needs_values`]) reads the consumer whole first.
+pub async fn apply(
+    ctx: &Ctx,
+    cm: &ConfigMap,
+    own: &Ownership,
+    decision: &Decision,
+) -> Result<Applied, Error> {
+    if !patch::needs_values(cm, decision) {
+        return write(ctx, cm, patch::patch(cm, own, decision)).await;
+    }
+    let ns = cm.namespace().unwrap_or_default();
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client(), &ns);
+    let read = api
+        .get_opt(&cm.name_any())
+        .await
+        .map_err(|e| Error::api(e, || format!("get configmaps in namespace {ns}")))?;
+    ctx.metrics().consumer_reads.inc();
+    let Some(mut whole) = read.filter(|w| w.uid() == cm.uid()) else {
+        return Ok(Applied::Gone);
+    };
+    slim::consumer_keeping_values(&mut whole);
+    let own = Ownership::of(&whole.metadata);
+    write(ctx, &whole, patch::patch(&whole, &own, decision)).await
 }
 
 /// The apply step: sends `body` (if any) as the operator's server-side apply,

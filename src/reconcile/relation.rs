@@ -30,7 +30,6 @@ use crate::core::contract::{FIELD_MANAGER, FINALIZER, HASH_ANNOTATION};
 use crate::core::declaration::RelationKey;
 use crate::core::document::Endpoint;
 use crate::core::ownership::Ownership;
-use crate::core::patch;
 use crate::core::reason::Reason;
 use crate::core::status::{self, ConsumerView, NotReady};
 use crate::error::Error;
@@ -292,7 +291,7 @@ async fn cleanup(rel: &TracingRelation, ctx: &Ctx) -> Result<Action, Error> {
 
 async fn clean_one(ctx: &Ctx, rel: &TracingRelation, cm: &ConfigMap, d: &Decision) -> Cleaned {
     let own = Ownership::of(&cm.metadata);
-    match consumer_rec::write(ctx, cm, patch::patch(cm, &own, d)).await {
+    match consumer_rec::apply(ctx, cm, &own, d).await {
         Ok(_) => Cleaned::Done,
         Err(e) => {
             let tries_key = (rel.uid().unwrap_or_default(), cm.uid().unwrap_or_default());

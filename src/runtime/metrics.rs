@@ -69,6 +69,8 @@ pub struct Metrics {
     pub relations: Gauge,
     pub writes_sent: Counter,
     pub writes_skipped: Counter,
+    /// GETs of whole consumers whose cached values a decision keeps.
+    pub consumer_reads: Counter,
     pub echoes_skipped: Counter,
     pub rejections: Family<ReasonLabel, Counter>,
     pub write_failures: Family<ReasonLabel, Counter>,
@@ -119,6 +121,7 @@ impl Default for Metrics {
         let relations = Gauge::default();
         let writes_sent = Counter::default();
         let writes_skipped = Counter::default();
+        let consumer_reads = Counter::default();
         let echoes_skipped = Counter::default();
         let rejections = Family::<ReasonLabel, Counter>::default();
         let write_failures = Family::<ReasonLabel, Counter>::default();
@@ -126,7 +129,7 @@ impl Default for Metrics {
         let rollouts = Family::<KindLabel, Counter>::default();
         let scrape_publications = Counter::default();
         let leader = Gauge::default();
-        let described: [(&str, &str, AnyMetric); 15] = [
+        let described: [(&str, &str, AnyMetric); 16] = [
             (
                 "reconciles",
                 "Reconciles run, by controller",
@@ -166,6 +169,11 @@ impl Default for Metrics {
                 "consumer_writes_skipped",
                 "Consumer reconciles that sent no write because nothing would change",
                 AnyMetric::of(&writes_skipped),
+            ),
+            (
+                "consumer_reads",
+                "Consumers read whole because a decision keeps the operator's values there (pending or immutable), which the cache does not hold",
+                AnyMetric::of(&consumer_reads),
             ),
             (
                 "consumer_echoes_skipped",
@@ -233,6 +241,7 @@ impl Default for Metrics {
             relations,
             writes_sent,
             writes_skipped,
+            consumer_reads,
             echoes_skipped,
             rejections,
             write_failures,
