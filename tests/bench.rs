@@ -1,6 +1,8 @@
 //! Propagation benchmark of the operator on a real control plane (etcd +
 //! kube-apiserver, started by the shared test harness): bind latency, fan-out
-//! against a bare-client floor, steady-state writes, restart, peak RSS.
+//! against a bare-client floor, steady-state writes, restart, peak RSS; then
+//! the chart's topology, two replicas with leader election (`bench/replicas.rs`):
+//! a fan-out with both up, the standby's memory and CPU, the Lease traffic.
 //!
 //! Why an ignored test and not a `[[bench]]` or an example: a bench target
 //! would need a Cargo.toml entry (`harness = false`), `examples/` holds the
@@ -26,6 +28,7 @@
 //! | `BENCH_STEADY_SECS` | `60` | `10` |
 //! | `BENCH_RESTART_SECS` (window after /readyz) | `10` | `10` |
 //! | `BENCH_REPEATS` (fan-out and floor runs per N, interleaved; median of the undisturbed; disturbed ones rerun, up to as many again) | `5` | `1` |
+//! | `BENCH_LEASE_SECS` (Lease window of the two-replica phase; a multiple of kube-apiserver's 10 s) | `30` | `10` |
 //! | `BENCH_CONCURRENCY` (creates, floor applies, `--max-concurrent-writes`) | `32` | `32` |
 //! | `BENCH_OPERATOR_BIN` | the operator binary of this cargo build | same |
 //! | `BENCH_TABLE_OUT` | file to write the Markdown result to | none |
@@ -40,6 +43,8 @@
 //! API server metric parser, the table) and need no control plane.
 
 mod common;
+#[path = "bench/replicas.rs"]
+mod replicas;
 #[path = "bench/report.rs"]
 mod report;
 #[path = "bench/scrape.rs"]
@@ -67,7 +72,8 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
 use report::{
-    Kind, LEGEND, Row, Run, Writes, details, fmt_ms, percentile, scaling, table, verdicts,
+    Kind, LEGEND, REPLICAS_LEGEND, Row, Run, Writes, details, fmt_ms, percentile, scaling, table,
+    verdicts,
 };
 use serde_json::json;
 use tracing_relation_operator::api::TracingRelation;
@@ -100,6 +106,9 @@ struct Settings {
     unrelated: usize,
     steady: Duration,
     restart_window: Duration,
+    /// The two-replica phase counts Lease requests over this long, with and
+    /// without the replicas.
+    lease_window: Duration,
     repeats: usize,
     concurrency: usize,
     operator_bin: PathBuf,
@@ -155,6 +164,9 @@ impl Settings {
             unrelated: env_or("BENCH_UNRELATED", if smoke { 0 } else { 10_000 }),
             steady: Duration::from_secs(env_or("BENCH_STEADY_SECS", if smoke { 10 } else { 60 })),
             restart_window: Duration::from_secs(env_or("BENCH_RESTART_SECS", 10)),
+            lease_window: Duration::from_secs(
+                env_or("BENCH_LEASE_SECS", if smoke { 10 } else { 30 }).max(1),
+            ),
             repeats: env_or("BENCH_REPEATS", if smoke { 1 } else { 5 }).max(1),
             concurrency: env_or("BENCH_CONCURRENCY", 32).max(1),
             operator_bin: std::env::var_os("BENCH_OPERATOR_BIN")
@@ -178,11 +190,12 @@ impl Settings {
     fn describe(&self) -> String {
         format!(
             "sizes {:?}; {} unrelated ConfigMaps; steady window {} s; restart window {} s; \
-             {} fan-out/floor run(s) per N (median); concurrency {}; operator {}",
+             Lease window {} s; {} fan-out/floor run(s) per N (median); concurrency {}; operator {}",
             self.sizes,
             self.unrelated,
             self.steady.as_secs(),
             self.restart_window.as_secs(),
+            self.lease_window.as_secs(),
             self.repeats,
             self.concurrency,
             self.operator_bin.display()
@@ -1203,6 +1216,10 @@ async fn run_size(cp: &ControlPlane, client: &Client, s: &Settings, n: usize) ->
     stop_operator(&mut op).await;
     drop(op);
 
+    // 6. Two replicas with leader election, on the same consumers.
+    row.replicas =
+        Some(replicas::two_replicas(cp, client, s, &ns, &names, &consumers, timeout).await);
+
     // Leave nothing for the next N's operator to cache.
     drop(consumers);
     drop(plain);
@@ -1290,8 +1307,12 @@ async fn propagation() {
     out.push_str(&format!("\nScaling:\n\n{}", scaling(&rows)));
     out.push_str(&format!("\nFan-out and floor runs:\n\n{}", details(&rows)));
     out.push_str(&format!(
+        "\nTwo replicas (leader election):\n\n{}",
+        report::replicas(&rows)
+    ));
+    out.push_str(&format!(
         "\nSettings: {}. Load average (1/5/15 min) {load_before} before, {load_after} after; \
-         run took {:.0?}.\n\n{LEGEND}\n",
+         run took {:.0?}.\n\n{LEGEND}\n\n{REPLICAS_LEGEND}\n",
         s.describe(),
         began.elapsed()
     ));

@@ -50,6 +50,54 @@ pub struct Row {
     pub peak_rss_kib: u64,
     /// Every fan-out and floor run; the medians are of those kept.
     pub runs: Vec<Run>,
+    /// The chart's topology: two replicas with leader election.
+    pub replicas: Option<Replicas>,
+}
+
+/// Writes (POST, PUT, PATCH, APPLY, DELETE, DELETECOLLECTION) and reads (GET) on
+/// `leases.coordination.k8s.io` that kube-apiserver counted in a window.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LeaseRequests {
+    pub writes: u64,
+    pub reads: u64,
+}
+
+/// Two operator processes with leader election, on the consumers of one N.
+#[derive(Clone, Debug, Default)]
+pub struct Replicas {
+    /// Identity of the replica that led.
+    pub leader: String,
+    /// From the spawn of both until one led (its `leader` gauge 1, the Lease its).
+    pub elected: Duration,
+    /// The fan-out with both up (its writer: the leader).
+    pub fanout: Run,
+    /// The leader's consumer writes during the fan-out.
+    pub fanout_writes: u64,
+    /// Consumer writes of each process over its whole life.
+    pub leader_writes: u64,
+    pub standby_writes: u64,
+    /// Peak RSS (VmHWM) of each process, before it was stopped.
+    pub leader_rss_kib: u64,
+    pub standby_rss_kib: u64,
+    /// The standby's CPU during the fan-out, during the Lease window, over its life.
+    pub standby_fanout_cpu: Duration,
+    pub standby_idle_cpu: Duration,
+    pub standby_cpu: Duration,
+    /// The Lease window; its requests with both replicas idle, and with no operator
+    /// (kube-apiserver's own); the writes to their Lease a watch saw in it.
+    pub window: Duration,
+    pub lease: LeaseRequests,
+    pub baseline: LeaseRequests,
+    pub lease_writes_seen: u64,
+}
+
+impl Replicas {
+    /// Lease requests a minute that the replicas added: `f` of the window with
+    /// them minus `f` of the window without any operator.
+    pub fn per_min(&self, f: fn(&LeaseRequests) -> u64) -> f64 {
+        let added = f(&self.lease) as f64 - f(&self.baseline) as f64;
+        added * 60.0 / self.window.as_secs_f64().max(1e-9)
+    }
 }
 
 /// What a run measured.
@@ -402,6 +450,75 @@ pub fn details(rows: &[Row]) -> String {
     out
 }
 
+/// The two-replica table, and per N what is behind it.
+pub fn replicas(rows: &[Row]) -> String {
+    let measured: Vec<(&Row, &Replicas)> = rows
+        .iter()
+        .filter_map(|r| Some((r, r.replicas.as_ref()?)))
+        .collect();
+    if measured.is_empty() {
+        return "not measured\n".to_string();
+    }
+    let mut out = String::from(
+        "| N | fan-out, one replica | fan-out, two replicas | consumer writes, leader / standby | leader peak RSS (MiB) | standby peak RSS (MiB) | standby CPU, fan-out | standby CPU, whole life | Lease writes / min | Lease reads / min |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for (r, x) in &measured {
+        let disturbed = if x.fanout.disturbed() {
+            " (disturbed)"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "| {} | {} | {}{disturbed} | {} / {} | {:.1} | {:.1} | {:.2} s | {:.2} s | {:.1} | {:.1} |\n",
+            r.n_marked(),
+            fmt_ms(r.took().fanout),
+            fmt_ms(x.fanout.took),
+            x.leader_writes,
+            x.standby_writes,
+            x.leader_rss_kib as f64 / 1024.0,
+            x.standby_rss_kib as f64 / 1024.0,
+            x.standby_fanout_cpu.as_secs_f64(),
+            x.standby_cpu.as_secs_f64(),
+            x.per_min(|l| l.writes),
+            x.per_min(|l| l.reads),
+        ));
+    }
+    out.push('\n');
+    for (r, x) in &measured {
+        let secs = x.window.as_secs();
+        out.push_str(&format!(
+            "- N={}: {} seen leading {:.1} s after both were spawned; its consumer writes: {} in the \
+             fan-out, {} in all; leader CPU in the fan-out {:.2} s, standby CPU in the Lease \
+             window {:.2} s; Lease requests in {secs} s with both replicas idle: writes {} \
+             ({} to their Lease, seen by a watch on it), reads {}; in {secs} s with no \
+             operator (kube-apiserver's own): writes {}, reads {}\n",
+            r.n,
+            x.leader,
+            x.elected.as_secs_f64(),
+            x.fanout_writes,
+            x.leader_writes,
+            x.fanout.writer_cpu.as_secs_f64(),
+            x.standby_idle_cpu.as_secs_f64(),
+            x.lease.writes,
+            x.lease_writes_seen,
+            x.lease.reads,
+            x.baseline.writes,
+            x.baseline.reads,
+        ));
+    }
+    let standby: Vec<String> = measured
+        .iter()
+        .map(|(r, x)| format!("N={}: {}", r.n, x.standby_writes))
+        .collect();
+    out.push_str(&format!(
+        "- consumer writes by the standby = 0: {} ({})\n",
+        mark(measured.iter().all(|(_, x)| x.standby_writes == 0)),
+        standby.join(", ")
+    ));
+    out
+}
+
 pub const LEGEND: &str = "\
 bind: create of a consumer (all N created at once, at most `concurrency` creates in flight) \
 until a watch on the labelled ConfigMaps sees its complete document; nearest-rank p50/p95 over N. \
@@ -426,6 +543,24 @@ kube-apiserver writes for itself every 10 s: its identity Lease, the `kubernetes
 restart ready: spawn of a new operator process until its /readyz answers 200. \
 peak RSS: the larger VmHWM of the two operator processes of that N (the first binds, fans out \
 and idles; the second restarts), while the unrelated ConfigMaps exist.";
+
+pub const REPLICAS_LEGEND: &str = "\
+Two replicas (leader election), the chart's topology, after the phases above on the same \
+consumers: a Lease window with no operator running, then two processes started together \
+(`--leader-elect=true`, identities replica-a and replica-b, one Lease in the benchmark's \
+namespace, the chart's lease duration 15 s and renew interval 5 s); the leader is the Lease's \
+holder once its `leader` gauge reads 1 and the other's 0 (polled every 100 ms once both are \
+ready). fan-out, two replicas: one hostname change with both up, timed as above (one run; \
+disturbed as above); one replica: the median of the first table. consumer writes: each \
+process's consumer_writes_sent_total over its whole life. peak RSS: each one's VmHWM before \
+SIGTERM (the standby is stopped first, so it never takes over). standby CPU: user + system \
+time during the fan-out (its watches see every write) and over its whole life. Lease writes \
+(POST, PUT, PATCH, APPLY, DELETE, DELETECOLLECTION) and reads (GET) per minute: \
+kube-apiserver's apiserver_request_total on leases.coordination.k8s.io over an equal window \
+with both idle after the fan-out, minus the window without an operator (kube-apiserver's own \
+identity Lease, renewed every 10 s: one request more or less of its own is 60 / window a \
+minute). Under the table: the raw counts, and the writes to the replicas' Lease that a watch \
+on it saw.";
 /// Nearest-rank percentile (`p` in 0..=100) of unsorted samples.
 pub fn percentile(samples: &[Duration], p: f64) -> Duration {
     if samples.is_empty() {

@@ -41,6 +41,7 @@ fn row(n: usize, rss_mib: u64, steady: Writes, runs: Vec<Run>) -> Row {
         restart: Writes::default(),
         peak_rss_kib: rss_mib * 1024,
         runs,
+        replicas: None,
     }
 }
 
@@ -151,4 +152,107 @@ fn all_disturbed_is_marked() {
         v.contains("every run of a kind was disturbed at N=100"),
         "{v}"
     );
+}
+
+fn two_replicas(fanout: Run, standby_writes: u64) -> Replicas {
+    Replicas {
+        leader: "replica-b".to_string(),
+        elected: Duration::from_millis(1450),
+        fanout,
+        fanout_writes: 1000,
+        leader_writes: 1000,
+        standby_writes,
+        leader_rss_kib: 31 * 1024 + 512,
+        standby_rss_kib: 27 * 1024,
+        standby_fanout_cpu: Duration::from_millis(120),
+        standby_idle_cpu: Duration::from_millis(10),
+        standby_cpu: Duration::from_millis(900),
+        window: Duration::from_secs(30),
+        lease: LeaseRequests {
+            writes: 9,
+            reads: 15,
+        },
+        baseline: LeaseRequests {
+            writes: 3,
+            reads: 3,
+        },
+        lease_writes_seen: 6,
+    }
+}
+
+/// The two-replica table: the one-replica fan-out beside the two-replica one,
+/// each process's writes and peak RSS, the standby's CPU, and the Lease
+/// requests a minute that the replicas added (kube-apiserver's own in the
+/// window without an operator subtracted); the raw counts under it, and
+/// whether the standby wrote nothing. Rows without the phase are left out.
+#[test]
+fn replicas_table_and_lines() {
+    let mut measured = row(
+        1000,
+        30,
+        Writes::default(),
+        vec![
+            run(Kind::FanOut, 1200, 300, 0.1, 1000),
+            run(Kind::Floor, 1000, 140, 0.1, 0),
+        ],
+    );
+    measured.replicas = Some(two_replicas(run(Kind::FanOut, 1310, 320, 0.1, 1000), 0));
+    let without = row(10, 12, Writes::default(), vec![]);
+    let rows = [without.clone(), measured.clone()];
+    let t = replicas(&rows);
+    assert!(
+        t.starts_with(
+            "| N | fan-out, one replica | fan-out, two replicas | consumer writes, leader / standby | \
+             leader peak RSS (MiB) | standby peak RSS (MiB) | standby CPU, fan-out | standby CPU, whole life | \
+             Lease writes / min | Lease reads / min |\n|---:|"
+        ),
+        "{t}"
+    );
+    assert!(
+        t.contains(
+            "\n| 1000 | 1200 ms | 1310 ms | 1000 / 0 | 31.5 | 27.0 | 0.12 s | 0.90 s | 12.0 | 24.0 |\n"
+        ),
+        "{t}"
+    );
+    assert!(!t.contains("| 10 |"), "{t}");
+    assert!(
+        t.contains(
+            "- N=1000: replica-b seen leading 1.4 s after both were spawned; its consumer writes: 1000 in \
+             the fan-out, 1000 in all; leader CPU in the fan-out 0.32 s, standby CPU in the Lease \
+             window 0.01 s; Lease requests in 30 s with both replicas idle: writes 9 (6 to their \
+             Lease, seen by a watch on it), reads 15; in 30 s with no operator (kube-apiserver's \
+             own): writes 3, reads 3\n"
+        ),
+        "{t}"
+    );
+    assert!(
+        t.ends_with("- consumer writes by the standby = 0: HOLDS (N=1000: 0)\n"),
+        "{t}"
+    );
+    // The earlier tables do not change.
+    assert_eq!(table(&rows), {
+        let mut plain = measured.clone();
+        plain.replicas = None;
+        table(&[without.clone(), plain])
+    });
+
+    // A standby that wrote, a disturbed run, fewer Lease requests than without
+    // an operator (kube-apiserver's own, one more in that window): shown as measured.
+    let mut bad = measured.clone();
+    let mut x = two_replicas(run(Kind::FanOut, 1500, 320, 0.9, 1000), 2);
+    x.lease = LeaseRequests {
+        writes: 2,
+        reads: 3,
+    };
+    bad.replicas = Some(x);
+    let t = replicas(&[bad]);
+    assert!(
+        t.contains("| 1000 | 1200 ms | 1500 ms (disturbed) | 1000 / 2 | 31.5 | 27.0 | 0.12 s | 0.90 s | -2.0 | 0.0 |"),
+        "{t}"
+    );
+    assert!(
+        t.contains("- consumer writes by the standby = 0: MISSED (N=1000: 2)"),
+        "{t}"
+    );
+    assert_eq!(replicas(&[without]), "not measured\n");
 }
