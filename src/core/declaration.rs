@@ -55,6 +55,12 @@ impl RelationKey {
         }
     }
 
+    /// Whether `s` is this key in `namespace/name` form.
+    pub fn is(&self, s: &str) -> bool {
+        s.split_once('/')
+            .is_some_and(|(ns, name)| ns == self.namespace && name == self.name)
+    }
+
     /// Reads `namespace/name` (the bound-to annotation's form).
     pub fn parse(s: &str) -> Option<Self> {
         let (ns, name) = s.split_once('/')?;
@@ -72,6 +78,17 @@ impl std::fmt::Display for RelationKey {
 /// namespace annotation, without validating them. Only for finding which
 /// relation's status a consumer with a malformed declaration belongs to.
 pub fn named_relation(meta: &ObjectMeta) -> Option<RelationKey> {
+    let (ns, name) = named(meta)?;
+    Some(RelationKey::new(ns, name))
+}
+
+/// Whether ConfigMap `meta` names relation `key` (as [`named_relation`] reads
+/// it), without building a key: a relation's pass asks it of every consumer.
+pub fn names_relation(meta: &ObjectMeta, key: &RelationKey) -> bool {
+    named(meta).is_some_and(|(ns, name)| ns == key.namespace && name == key.name)
+}
+
+fn named(meta: &ObjectMeta) -> Option<(&str, &str)> {
     let name = meta.labels.as_ref()?.get(RELATION_LABEL)?;
     let ns = meta
         .annotations
@@ -81,7 +98,7 @@ pub fn named_relation(meta: &ObjectMeta) -> Option<RelationKey> {
         .filter(|s| !s.is_empty())
         .or(meta.namespace.as_deref())
         .filter(|ns| is_dns_label(ns))?;
-    Some(RelationKey::new(ns, name))
+    Some((ns, name))
 }
 
 /// Reads the declaration of ConfigMap `meta`.
@@ -286,6 +303,69 @@ mod tests {
                 matches!(with(bad), Err(DeclarationError::BadMountPath(_))),
                 "{bad:?}"
             );
+        }
+    }
+
+    /// `names_relation` and `RelationKey::is` answer as comparing against
+    /// `named_relation` and `RelationKey::parse` would, without building keys.
+    #[test]
+    fn names_relation_agrees_with_named_relation() {
+        let metas = [
+            (Some("shop"), vec![(RELATION_LABEL, "tempo")], vec![]),
+            (
+                Some("shop"),
+                vec![(RELATION_LABEL, "tempo")],
+                vec![(RELATION_NAMESPACE_ANNOTATION, " obs ")],
+            ),
+            (
+                Some("shop"),
+                vec![(RELATION_LABEL, "tempo")],
+                vec![(RELATION_NAMESPACE_ANNOTATION, "Bad_NS")],
+            ),
+            (
+                Some("shop"),
+                vec![(RELATION_LABEL, "tempo")],
+                vec![(RELATION_NAMESPACE_ANNOTATION, "  ")],
+            ),
+            (None, vec![(RELATION_LABEL, "tempo")], vec![]),
+            (Some("shop"), vec![], vec![]),
+        ];
+        let keys = [
+            RelationKey::new("shop", "tempo"),
+            RelationKey::new("obs", "tempo"),
+            RelationKey::new("shop", "other"),
+        ];
+        for (ns, labels, annotations) in metas {
+            let meta = ObjectMeta {
+                namespace: ns.map(str::to_string),
+                labels: Some(map(&labels)),
+                annotations: Some(map(&annotations)),
+                ..ObjectMeta::default()
+            };
+            for key in &keys {
+                assert_eq!(
+                    names_relation(&meta, key),
+                    named_relation(&meta).as_ref() == Some(key),
+                    "{meta:?} {key}"
+                );
+            }
+        }
+        for s in [
+            "shop/tempo",
+            "obs/tempo",
+            "shop/",
+            "/tempo",
+            "shop",
+            "shop/tempo/x",
+            "",
+        ] {
+            for key in &keys {
+                assert_eq!(
+                    key.is(s),
+                    RelationKey::parse(s).as_ref() == Some(key),
+                    "{s:?} {key}"
+                );
+            }
         }
     }
 

@@ -33,9 +33,9 @@ use crate::core::document::DATA_KEYS;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ownership {
     /// Data keys among [`DATA_KEYS`] that the entry owns.
-    pub data: BTreeSet<String>,
+    pub data: BTreeSet<&'static str>,
     /// Annotations among [`OPERATOR_ANNOTATIONS`] that the entry owns.
-    pub annotations: BTreeSet<String>,
+    pub annotations: BTreeSet<&'static str>,
     /// Whether it owns the managed label.
     pub managed_label: bool,
     /// Fields it owns that the operator never writes.
@@ -100,17 +100,15 @@ fn keys(v: Option<&Value>) -> impl Iterator<Item = &str> {
 /// `operator_keys`) and `foreign` (the others).
 fn sort_keys(
     sub: &Value,
-    operator_keys: &[&str],
-    ours: &mut BTreeSet<String>,
+    operator_keys: &[&'static str],
+    ours: &mut BTreeSet<&'static str>,
     foreign: &mut BTreeSet<String>,
 ) {
     for k in keys(Some(sub)) {
-        let set = if operator_keys.contains(&k) {
-            &mut *ours
-        } else {
-            &mut *foreign
+        match operator_keys.iter().find(|o| **o == k) {
+            Some(o) => ours.insert(*o),
+            None => foreign.insert(k.to_string()),
         };
-        set.insert(k.to_string());
     }
 }
 
@@ -123,11 +121,11 @@ pub fn mask<'a>(all: &[&str], names: impl IntoIterator<Item = &'a str>) -> u16 {
 }
 
 /// The names of `all` whose bits `mask` sets.
-fn unmask(all: &[&str], mask: u16) -> BTreeSet<String> {
+fn unmask(all: &[&'static str], mask: u16) -> BTreeSet<&'static str> {
     all.iter()
         .enumerate()
         .filter(|(i, _)| mask & (1 << i) != 0)
-        .map(|(_, k)| k.to_string())
+        .map(|(_, k)| *k)
         .collect()
 }
 
@@ -141,11 +139,8 @@ impl Ownership {
     /// which [`Ownership::of`] reads back. `None` for a forged record.
     pub fn compact(&self) -> Option<String> {
         self.foreign.is_empty().then(|| {
-            let data = mask(&DATA_KEYS, self.data.iter().map(String::as_str));
-            let ann = mask(
-                &OPERATOR_ANNOTATIONS,
-                self.annotations.iter().map(String::as_str),
-            );
+            let data = mask(&DATA_KEYS, self.data.iter().copied());
+            let ann = mask(&OPERATOR_ANNOTATIONS, self.annotations.iter().copied());
             format!("{COMPACT}{data:x}.{ann:x}.{}", u8::from(self.managed_label))
         })
     }

@@ -97,7 +97,7 @@ fn kept_data(cm: &ConfigMap, own: &Ownership) -> BTreeMap<String, String> {
     let data = cm.data.as_ref();
     own.data
         .iter()
-        .filter_map(|k| Some((k.clone(), data?.get(k)?.clone())))
+        .filter_map(|k| Some((k.to_string(), data?.get(*k)?.clone())))
         .collect()
 }
 

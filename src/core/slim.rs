@@ -156,7 +156,7 @@ fn elide_values(slim: &mut ConfigMap, own: &Ownership) {
         .iter()
         .filter_map(|k| data.remove_entry(*k))
         .collect();
-    if held.is_empty() || !held.keys().all(|k| own.data.contains(k)) {
+    if held.is_empty() || !held.keys().all(|k| own.data.contains(k.as_str())) {
         data.extend(held);
         return;
     }

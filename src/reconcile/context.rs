@@ -224,8 +224,11 @@ impl Ctx {
     /// Consumers that name relation `key` or hold its document.
     pub fn consumers_of(&self, key: &RelationKey) -> Vec<Arc<ConfigMap>> {
         self.caches().consumers.store.state_filter(|cm| {
-            declaration::named_relation(&cm.metadata).as_ref() == Some(key)
-                || bound_to(cm).as_ref() == Some(key)
+            declaration::names_relation(&cm.metadata, key)
+                || cm
+                    .annotations()
+                    .get(BOUND_TO_ANNOTATION)
+                    .is_some_and(|b| key.is(b))
         })
     }
 

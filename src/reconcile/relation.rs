@@ -156,9 +156,7 @@ fn build_status(
 fn names_me(cm: &ConfigMap, d: &Decision, me: &RelationKey) -> bool {
     match d {
         Decision::Bind { relation, .. } | Decision::Pending { relation, .. } => relation == me,
-        Decision::Reject(_) => {
-            crate::core::declaration::named_relation(&cm.metadata).as_ref() == Some(me)
-        }
+        Decision::Reject(_) => crate::core::declaration::names_relation(&cm.metadata, me),
     }
 }
 
