@@ -48,21 +48,21 @@ pub const ELIDED_ANNOTATION: &str = "tracing.relations.dev/.operator-data";
 
 /// The operator's data keys of a slim consumer without their values.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Elided {
+pub struct Elided<'a> {
     /// Which of [`DATA_KEYS`] are there (bit `i`: `DATA_KEYS[i]`).
     pub keys: u16,
     /// [`hash_of`] the keys and their values.
-    pub hash: String,
+    pub hash: &'a str,
 }
 
-impl Elided {
+impl Elided<'_> {
     /// The cached form of a slim consumer, if its values were elided.
-    pub fn of(cm: &ConfigMap) -> Option<Elided> {
+    pub fn of(cm: &ConfigMap) -> Option<Elided<'_>> {
         let v = cm.metadata.annotations.as_ref()?.get(ELIDED_ANNOTATION)?;
         let (keys, hash) = v.split_once(' ')?;
         Some(Elided {
             keys: u16::from_str_radix(keys, 16).ok()?,
-            hash: hash.to_string(),
+            hash,
         })
     }
 
@@ -93,17 +93,10 @@ pub fn consumer_keeping_values(cm: &mut ConfigMap) {
 }
 
 fn reduce(cm: &mut ConfigMap, elide: bool) {
-    let entry = operator_entry(&cm.metadata);
+    // Read from the entry as it came (a tree, borrowed), then kept reduced.
+    let own = Ownership::of(&cm.metadata);
     let mut slim = ConfigMap::default();
-    if let Some(e) = &entry {
-        slim.metadata.managed_fields = Some(vec![e.clone()]);
-    }
-    let own = Ownership::of(&slim.metadata);
-    // A record that names nothing foreign is kept as its masks.
-    if let (Some(compact), Some([e])) = (own.compact(), slim.metadata.managed_fields.as_deref_mut())
-    {
-        e.fields_v1 = Some(FieldsV1(Value::String(compact)));
-    }
+    slim.metadata.managed_fields = operator_entry(&cm.metadata, &own).map(|e| vec![e]);
     let f = &own.foreign;
     let meta = std::mem::take(&mut cm.metadata);
     slim.metadata = ObjectMeta {
@@ -179,17 +172,19 @@ fn keep<V>(
 }
 
 /// The operator's Apply entry (as [`Ownership::of`] finds it), reduced to its
-/// manager, operation and the names of the fields it owns.
-fn operator_entry(meta: &ObjectMeta) -> Option<ManagedFieldsEntry> {
+/// manager, operation and what it owns: the masks of [`Ownership::compact`],
+/// or for a forged record the names of the fields it owns as JSON text (a
+/// tree of maps costs several KiB a consumer). An entry already reduced stays.
+fn operator_entry(meta: &ObjectMeta, own: &Ownership) -> Option<ManagedFieldsEntry> {
     let e = our_entry(meta)?;
+    let fields = e.fields_v1.as_ref().map(|f| match &f.0 {
+        Value::String(text) => text.clone(),
+        tree => own.compact().unwrap_or_else(|| names(tree, 0).to_string()),
+    });
     Some(ManagedFieldsEntry {
         manager: e.manager.clone(),
         operation: e.operation.clone(),
-        // Kept as its JSON text: a tree of maps costs several KiB a consumer.
-        fields_v1: e
-            .fields_v1
-            .as_ref()
-            .map(|f| FieldsV1(Value::String(names(&f.0, 0).to_string()))),
+        fields_v1: fields.map(|f| FieldsV1(Value::String(f))),
         ..ManagedFieldsEntry::default()
     })
 }
@@ -215,6 +210,8 @@ fn names(v: &Value, depth: usize) -> Value {
         .collect();
     Value::Object(out)
 }
+
+pub mod wire;
 
 #[cfg(test)]
 #[path = "slim_tests.rs"]

@@ -340,3 +340,30 @@ fn bound_consumer_keeps_its_document_as_a_hash() {
         .expect("a write");
     assert_eq!(body["data"], json!(doc.data));
 }
+
+/// Read off the wire, every case is what `consumer` makes of the whole
+/// ConfigMap, with the fields the cache does not keep in any order and form.
+#[test]
+fn wire_form_is_the_slim_consumer() {
+    for (case, full) in cases() {
+        let mut want = full.clone();
+        consumer(&mut want);
+        let mut text = serde_json::to_value(&full).unwrap();
+        // Fields the wire form skips, as the API server sends them.
+        text["metadata"]["generateName"] = json!("cart-");
+        text["metadata"]["finalizers"] = json!(["example.com/x"]);
+        text["metadata"]["generation"] = json!(3);
+        let got: wire::SlimConfigMap = serde_json::from_value(text.clone()).unwrap();
+        assert_eq!(got.0, want, "{case}");
+        let got: wire::SlimConfigMap = serde_json::from_str(&text.to_string()).unwrap();
+        assert_eq!(got.0, want, "{case}: from text");
+    }
+    // An operator entry whose fields are not a map owns nothing, either way.
+    let odd = json!({"metadata": {"name": "x", "managedFields": [
+        {"manager": FIELD_MANAGER, "operation": "Apply", "fieldsV1": 7}]}});
+    let got: wire::SlimConfigMap = serde_json::from_str(&odd.to_string()).unwrap();
+    let mut want: ConfigMap = serde_json::from_value(odd).unwrap();
+    consumer(&mut want);
+    assert_eq!(got.0, want);
+    assert_eq!(Ownership::of(&got.0.metadata), Ownership::default());
+}

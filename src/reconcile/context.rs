@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::{Semaphore, mpsc};
@@ -82,8 +83,25 @@ pub struct Dereferenced {
     pub relation: Option<Arc<TracingRelation>>,
     /// The relation it names is being deleted: its finalizer owns the consumer.
     pub relation_deleting: bool,
-    pub namespace_labels: BTreeMap<String, String>,
+    pub namespace_labels: NamespaceLabels,
     pub backend: Option<Result<Endpoint, BackendError>>,
+}
+
+/// A consumer namespace's labels: the cached Namespace (shared, not copied per
+/// decision), or only its name label when namespaces are not watched.
+pub enum NamespaceLabels {
+    Cached(Arc<PartialObjectMeta<Namespace>>),
+    NameOnly(BTreeMap<String, String>),
+}
+
+impl NamespaceLabels {
+    pub fn get(&self) -> &BTreeMap<String, String> {
+        static NONE: BTreeMap<String, String> = BTreeMap::new();
+        match self {
+            NamespaceLabels::Cached(n) => n.metadata.labels.as_ref().unwrap_or(&NONE),
+            NamespaceLabels::NameOnly(m) => m,
+        }
+    }
 }
 
 impl Dereferenced {
@@ -94,7 +112,7 @@ impl Dereferenced {
             declaration: &self.declaration,
             ownership: &self.ownership,
             relation: self.relation.as_deref(),
-            namespace_labels: &self.namespace_labels,
+            namespace_labels: self.namespace_labels.get(),
             backend: self.backend.as_ref(),
         }
     }
@@ -139,15 +157,19 @@ impl Ctx {
 
     /// Labels of namespace `ns`. Without a namespace cache (namespaced mode) the
     /// API server's own name label is still known.
-    pub fn namespace_labels(&self, ns: &str) -> BTreeMap<String, String> {
-        let from_cache = self.caches().namespaces.as_ref().and_then(|c| {
-            c.store
-                .get(&ObjectRef::new(ns))
-                .map(|n| n.metadata.labels.clone().unwrap_or_default())
-        });
-        from_cache.unwrap_or_else(|| {
-            BTreeMap::from([("kubernetes.io/metadata.name".to_string(), ns.to_string())])
-        })
+    pub fn namespace_labels(&self, ns: &str) -> NamespaceLabels {
+        let from_cache = self
+            .caches()
+            .namespaces
+            .as_ref()
+            .and_then(|c| c.store.get(&ObjectRef::new(ns)));
+        match from_cache {
+            Some(n) => NamespaceLabels::Cached(n),
+            None => NamespaceLabels::NameOnly(BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_string(),
+                ns.to_string(),
+            )])),
+        }
     }
 
     /// Resolves a relation's backend from the Service cache: the Service(s) of

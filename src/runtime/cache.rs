@@ -16,6 +16,7 @@ use kube::{Client, Resource};
 
 use crate::api::TracingRelation;
 use crate::core::contract::RELATION_LABEL;
+use crate::core::slim::wire::SlimConfigMap;
 use crate::runtime::ca::CaCache;
 use crate::runtime::pods::PodCache;
 use crate::runtime::sd::Publications;
@@ -46,7 +47,8 @@ impl Caches {
     /// Starts all watches; `namespaces` empty means cluster-wide. Consumers are
     /// watched by their label only, so memory follows the number of consumers,
     /// and kept as [`crate::core::slim::consumer`] reduces them: what the
-    /// decisions read, not what the consumers hold.
+    /// decisions read, not what the consumers hold; they are read off the wire
+    /// in that form ([`crate::core::slim::wire`]).
     pub fn spawn(
         client: &Client,
         namespaces: &[String],
@@ -62,12 +64,12 @@ impl Caches {
             strip_managed_fields::<TracingRelation>,
         );
         let consumers_cfg = all().labels(RELATION_LABEL);
-        let consumers = Cache::watch(
+        let consumers = Cache::watch_as::<SlimConfigMap>(
             "ConfigMap",
             client,
             namespaces,
             consumers_cfg,
-            crate::core::slim::consumer,
+            ConfigMap::from,
         );
         let services = Cache::watch("Service", client, namespaces, all(), strip_service);
         let workloads = rollouts.map(|debounce| Workloads::spawn(client, namespaces, debounce));

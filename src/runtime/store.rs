@@ -272,16 +272,7 @@ where
         cfg: watcher::Config,
         strip: fn(&mut K),
     ) -> Self {
-        // One watcher per watched namespace, or one for the whole cluster.
-        let apis: Vec<(Option<String>, Api<K>)> = if namespaces.is_empty() {
-            vec![(None, Api::all(client.clone()))]
-        } else {
-            namespaces
-                .iter()
-                .map(|ns| (Some(ns.clone()), Api::namespaced(client.clone(), ns)))
-                .collect()
-        };
-        let streams = apis
+        let streams = scoped_apis::<K>(client, namespaces)
             .into_iter()
             .map(|(ns, api)| {
                 let s = watcher(api, cfg.clone())
@@ -292,5 +283,65 @@ where
             })
             .collect();
         Cache::spawn(kind, streams)
+    }
+}
+
+impl<K> Cache<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + Send + Sync + 'static,
+{
+    /// A cache of `K` read off the wire as `W` (a form that reads only what
+    /// the cache keeps), each object turned into `K` by `into`.
+    pub fn watch_as<W>(
+        kind: &'static str,
+        client: &Client,
+        namespaces: &[String],
+        cfg: watcher::Config,
+        into: fn(W) -> K,
+    ) -> Self
+    where
+        W: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + Debug
+            + Send
+            + 'static,
+    {
+        let streams = scoped_apis::<W>(client, namespaces)
+            .into_iter()
+            .map(|(ns, api)| {
+                let s = watcher(api, cfg.clone())
+                    .default_backoff()
+                    .map(move |ev| ev.map(|ev| map_event(ev, into)))
+                    .boxed();
+                (ns, s)
+            })
+            .collect();
+        Cache::spawn(kind, streams)
+    }
+}
+
+/// One API per watched namespace, or one for the whole cluster.
+fn scoped_apis<W>(client: &Client, namespaces: &[String]) -> Vec<(Option<String>, Api<W>)>
+where
+    W: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    if namespaces.is_empty() {
+        vec![(None, Api::all(client.clone()))]
+    } else {
+        namespaces
+            .iter()
+            .map(|ns| (Some(ns.clone()), Api::namespaced(client.clone(), ns)))
+            .collect()
+    }
+}
+
+fn map_event<W, K>(ev: Event<W>, into: fn(W) -> K) -> Event<K> {
+    match ev {
+        Event::Apply(o) => Event::Apply(into(o)),
+        Event::Delete(o) => Event::Delete(into(o)),
+        Event::InitApply(o) => Event::InitApply(into(o)),
+        Event::Init => Event::Init,
+        Event::InitDone => Event::InitDone,
     }
 }
