@@ -132,9 +132,11 @@ else
     echo "# Benchmarks"
     echo
     echo "Propagation benchmark of the operator (\`hack/bench.sh\`, \`tests/bench.rs\`) on its own"
-    echo "control plane (etcd + kube-apiserver, Kubernetes 1.33), one operator process with"
-    echo "\`--leader-elect=false\`. Targets: fan-out <= 1.3 x the floor at N=1000, 0 writes in steady"
-    echo "state and after a restart, peak RSS <= 40 MiB at N=1000 with 10,000 unrelated ConfigMaps."
+    echo "control plane (etcd + kube-apiserver, Kubernetes 1.33): one operator process with"
+    echo "\`--leader-elect=false\`, then the chart's topology (two replicas with leader election)."
+    echo "Targets (issue #19): fan-out <= 1.10 x the floor, operator CPU <= 1.3 x the bare client's,"
+    echo "one reconcile per consumer per fan-out, peak RSS <= 20 MiB at N=1000 and <= 45 MiB at"
+    echo "N=10,000 with 10,000 unrelated ConfigMaps, 0 writes in steady state and after a restart."
     echo
     cat "$block"
   } >BENCHMARKS.md
