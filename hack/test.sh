@@ -16,6 +16,8 @@ cache=${XDG_CACHE_HOME:-$HOME/.cache}/tracing-relation-operator
 mkdir -p "$cache"
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 t0=$SECONDS
+# One build per run: incremental state would only add gigabytes to the disk.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
 step "control plane binaries (kube-apiserver, kube-controller-manager, etcd, helm) from Go modules"
 start=$SECONDS
