@@ -291,7 +291,7 @@ fn expected(host: &str) -> Document {
 fn holds(cm: &ConfigMap, doc: &Document, relation_key: &str) -> bool {
     operator_data(cm) == doc.data
         && annotation(cm, STATE_ANNOTATION) == Some(STATE_BOUND)
-        && annotation(cm, HASH_ANNOTATION) == Some(doc.hash().as_str())
+        && annotation(cm, HASH_ANNOTATION) == Some(doc.hash())
         && annotation(cm, BOUND_TO_ANNOTATION) == Some(relation_key)
 }
 

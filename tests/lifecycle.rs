@@ -202,7 +202,7 @@ fn summary(cm: &ConfigMap) -> String {
 fn holds(cm: &ConfigMap, doc: &document::Document, bound_to: &str) -> bool {
     state(cm) == Some(STATE_BOUND)
         && operator_data(cm) == doc.data
-        && annotation(cm, HASH_ANNOTATION) == Some(doc.hash().as_str())
+        && annotation(cm, HASH_ANNOTATION) == Some(doc.hash())
         && annotation(cm, BOUND_TO_ANNOTATION) == Some(bound_to)
 }
 
@@ -864,7 +864,7 @@ async fn consumers_follow_the_service() {
             state(&got) == Some(STATE_PENDING)
                 && annotation(&got, REASON_ANNOTATION) == Some("BackendUnavailable")
                 && operator_data(&got) == doc.data
-                && annotation(&got, HASH_ANNOTATION) == Some(doc.hash().as_str())
+                && annotation(&got, HASH_ANNOTATION) == Some(doc.hash())
                 && annotation(&got, BOUND_TO_ANNOTATION) == Some(bound_to.as_str()),
             "consumer {n} did not keep its document, marked Pending, when the Service went:\n  {}",
             summary(&got)

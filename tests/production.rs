@@ -190,7 +190,7 @@ fn expected(hostname: &str) -> Expected {
     }
     Expected {
         hostname: hostname.to_string(),
-        hash: doc.hash(),
+        hash: doc.hash().to_string(),
         data: doc.data,
     }
 }

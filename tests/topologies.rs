@@ -163,7 +163,7 @@ async fn wait_holds(
             if let Ok(cm) = cms.get(name).await {
                 if annotation(&cm, STATE_ANNOTATION) == Some("Bound")
                     && annotation(&cm, BOUND_TO_ANNOTATION) == Some(bound_to.as_str())
-                    && annotation(&cm, HASH_ANNOTATION) == Some(doc.hash().as_str())
+                    && annotation(&cm, HASH_ANNOTATION) == Some(doc.hash())
                     && operator_data(&cm) == doc.data
                 {
                     return cm;

@@ -6,6 +6,7 @@ use std::fmt::{self, Write as _};
 use std::str::FromStr;
 use std::sync::Arc;
 
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::core::pyyaml::pyyaml_str;
@@ -314,7 +315,7 @@ pub fn render_tempo_endpoint(hostname: &str, ports: [u16; 4]) -> String {
 }
 
 /// Everything the operator writes into a bound consumer's data.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Document {
     /// Data keys and values, sorted by key.
     pub data: BTreeMap<String, String>,
@@ -322,10 +323,23 @@ pub struct Document {
     pub missing_seed_ports: Vec<&'static str>,
     /// The receivers written, sorted by name.
     pub receivers: Vec<Protocol>,
-    /// [`Document::hash`] and [`Document::keys`], computed once when built.
+    /// [`Document::hash`], [`Document::keys`] and [`Document::data_json`],
+    /// computed once when built: every consumer's apply body shares them.
     hash: String,
     keys: String,
+    data_json: Box<RawValue>,
 }
+
+/// Documents are equal when what they are built from is: the rest is derived.
+impl PartialEq for Document {
+    fn eq(&self, other: &Document) -> bool {
+        self.data == other.data
+            && self.missing_seed_ports == other.missing_seed_ports
+            && self.receivers == other.receivers
+    }
+}
+
+impl Eq for Document {}
 
 impl Document {
     fn new(
@@ -336,23 +350,31 @@ impl Document {
         let keys: Vec<&str> = data.keys().map(String::as_str).collect();
         let keys = keys.join(",");
         let hash = hash_of(&data);
+        let data_json =
+            serde_json::value::to_raw_value(&data).expect("a map of strings serializes");
         Document {
             data,
             missing_seed_ports,
             receivers,
             hash,
             keys,
+            data_json,
         }
     }
 
     /// The data keys, comma-separated (the keys annotation).
-    pub fn keys(&self) -> String {
-        self.keys.clone()
+    pub fn keys(&self) -> &str {
+        &self.keys
     }
 
     /// A stable hash of the data, for the document-hash annotation.
-    pub fn hash(&self) -> String {
-        self.hash.clone()
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The data as JSON text, serialized once for all the apply bodies that carry it.
+    pub fn data_json(&self) -> &RawValue {
+        &self.data_json
     }
 }
 

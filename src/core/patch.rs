@@ -9,9 +9,14 @@
 //! forged record; see [`crate::core::ownership`]) and, where data cannot change
 //! or must be kept, the operator's own current values.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 
 use k8s_openapi::api::core::v1::ConfigMap;
+use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::core::checks::{Decision, Rejection};
@@ -24,36 +29,41 @@ use crate::core::document::{DATA_KEYS, hash_of};
 use crate::core::ownership::{Forged, Ownership};
 use crate::core::slim::Elided;
 
-/// What the operator wants in the fields of a consumer that it owns.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Desired {
-    pub data: BTreeMap<String, String>,
-    pub annotations: BTreeMap<&'static str, String>,
+/// What the operator wants in the fields of a consumer that it owns. A bind
+/// borrows its document: nothing of it is copied per consumer.
+#[derive(Debug, Default)]
+pub struct Desired<'a> {
+    pub data: Cow<'a, BTreeMap<String, String>>,
+    pub annotations: BTreeMap<&'static str, Cow<'a, str>>,
+    /// The document's: its hash and its data as JSON text, made once.
+    shared: Option<(&'a str, &'a RawValue)>,
 }
 
 /// The fields of `decision` for consumer `cm`.
-pub fn desired(cm: &ConfigMap, own: &Ownership, decision: &Decision) -> Desired {
+pub fn desired<'a>(cm: &'a ConfigMap, own: &Ownership, decision: &'a Decision) -> Desired<'a> {
     match decision {
         Decision::Bind {
             relation, document, ..
         } => Desired {
-            data: document.data.clone(),
+            data: Cow::Borrowed(&document.data),
             annotations: BTreeMap::from([
-                (STATE_ANNOTATION, STATE_BOUND.to_string()),
-                (HASH_ANNOTATION, document.hash()),
-                (BOUND_TO_ANNOTATION, relation.to_string()),
-                (KEYS_ANNOTATION, document.keys()),
+                (STATE_ANNOTATION, Cow::Borrowed(STATE_BOUND)),
+                (HASH_ANNOTATION, Cow::Borrowed(document.hash())),
+                (BOUND_TO_ANNOTATION, Cow::Owned(relation.to_string())),
+                (KEYS_ANNOTATION, Cow::Borrowed(document.keys())),
             ]),
+            shared: Some((document.hash(), document.data_json())),
         },
         // The data of an immutable ConfigMap cannot change (its metadata can):
         // keep whatever of the operator's is there and only record the rejection.
         Decision::Reject(r) if cm.immutable == Some(true) => Desired {
-            data: kept_data(cm, own),
+            data: Cow::Owned(kept_data(cm, own)),
             annotations: noted(STATE_REJECTED, r),
+            shared: None,
         },
         Decision::Reject(r) => Desired {
-            data: BTreeMap::new(),
             annotations: noted(STATE_REJECTED, r),
+            ..Desired::default()
         },
         // The backend is gone for now: pods keep the last good document, which
         // the state marks as stale.
@@ -61,22 +71,26 @@ pub fn desired(cm: &ConfigMap, own: &Ownership, decision: &Decision) -> Desired 
             let mut annotations = noted(STATE_PENDING, why);
             for a in [HASH_ANNOTATION, BOUND_TO_ANNOTATION, KEYS_ANNOTATION] {
                 if let Some(v) = owned_annotation(cm, own, a) {
-                    annotations.insert(a, v.clone());
+                    annotations.insert(a, Cow::Borrowed(v.as_str()));
                 }
             }
             Desired {
-                data: kept_data(cm, own),
+                data: Cow::Owned(kept_data(cm, own)),
                 annotations,
+                shared: None,
             }
         }
     }
 }
 
-fn noted(state: &str, r: &Rejection) -> BTreeMap<&'static str, String> {
+fn noted<'a>(state: &'static str, r: &'a Rejection) -> BTreeMap<&'static str, Cow<'a, str>> {
     BTreeMap::from([
-        (STATE_ANNOTATION, state.to_string()),
-        (REASON_ANNOTATION, r.reason.as_str().to_string()),
-        (MESSAGE_ANNOTATION, truncate_to(&r.message, MAX_MESSAGE_LEN)),
+        (STATE_ANNOTATION, Cow::Borrowed(state)),
+        (REASON_ANNOTATION, Cow::Borrowed(r.reason.as_str())),
+        (
+            MESSAGE_ANNOTATION,
+            truncate_to(&r.message, MAX_MESSAGE_LEN).into(),
+        ),
     ])
 }
 
@@ -117,7 +131,11 @@ pub fn needs_write(cm: &ConfigMap, own: &Ownership, want: &Desired) -> bool {
     let data_differs = match Elided::of(cm) {
         Some(e) => {
             e.keys != Elided::mask(want.data.keys().map(String::as_str))
-                || (e.keys != 0 && e.hash != hash_of(&want.data))
+                || (e.keys != 0
+                    && match want.shared {
+                        Some((hash, _)) => e.hash != hash,
+                        None => e.hash != hash_of(&want.data),
+                    })
         }
         None => DATA_KEYS.iter().any(|k| {
             let cur = data.and_then(|d| d.get(*k));
@@ -128,7 +146,7 @@ pub fn needs_write(cm: &ConfigMap, own: &Ownership, want: &Desired) -> bool {
         }),
     };
     let annotations_differ = OPERATOR_ANNOTATIONS.iter().any(|k| {
-        let cur = ann.and_then(|a| a.get(*k));
+        let cur = ann.and_then(|a| a.get(*k)).map(String::as_str);
         match want.annotations.get(k) {
             Some(w) => cur != Some(w),
             None => cur.is_some() && own.annotations.contains(*k),
@@ -142,14 +160,42 @@ pub fn needs_write(cm: &ConfigMap, own: &Ownership, want: &Desired) -> bool {
     data_differs || annotations_differ || label.map(String::as_str) != Some("true")
 }
 
+/// A server-side apply body, as the JSON text that is sent.
+#[derive(Clone)]
+pub struct Body(Vec<u8>);
+
+impl Body {
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// The body as a JSON tree (for tests and fakes).
+    pub fn value(&self) -> Value {
+        serde_json::from_slice(&self.0).expect("an apply body is JSON")
+    }
+
+    fn of(v: &Value) -> Body {
+        Body(serde_json::to_vec(v).expect("a JSON tree serializes"))
+    }
+}
+
+/// Bodies are equal when they say the same, whatever the order of their fields.
+impl PartialEq for Body {
+    fn eq(&self, other: &Body) -> bool {
+        self.0 == other.0 || self.value() == other.value()
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.0))
+    }
+}
+
 /// The apply body that brings consumer `cm` to `decision`, or `None` when it
 /// already holds it. `Err` when the operator's record there is forged in a way
 /// that no apply can go through without deleting someone's field.
-pub fn patch(
-    cm: &ConfigMap,
-    own: &Ownership,
-    decision: &Decision,
-) -> Result<Option<Value>, Forged> {
+pub fn patch(cm: &ConfigMap, own: &Ownership, decision: &Decision) -> Result<Option<Body>, Forged> {
     if needs_values(cm, decision) {
         // Unreachable through the reconcilers, which read such a consumer
         // whole first; refused rather than applied without the values, which
@@ -162,25 +208,93 @@ pub fn patch(
     if !needs_write(cm, own, &want) {
         return Ok(None);
     }
+    if own.foreign.is_empty() {
+        return Ok(Some(written(cm, &want)));
+    }
+    let mut body = tree(cm, &want);
+    merge(&mut body, own.echo(cm)?);
+    Ok(Some(Body::of(&body)))
+}
+
+/// The body of `want`, as a tree: where a forged record's fields are added.
+fn tree(cm: &ConfigMap, want: &Desired) -> Value {
     let mut body = identity(cm);
     body["metadata"]["labels"] = json!({ MANAGED_LABEL: "true" });
     body["metadata"]["annotations"] = json!(want.annotations);
     if !want.data.is_empty() {
         body["data"] = json!(want.data);
     }
-    merge(&mut body, own.echo(cm)?);
-    Ok(Some(body))
+    body
+}
+
+/// The body of `want`, written straight to its text (no tree, and a bind's
+/// data as its document's text): what [`tree`] says, for a record that claims
+/// nothing foreign. Per consumer, only its name, namespace, uid and relation
+/// are written anew.
+fn written(cm: &ConfigMap, want: &Desired) -> Body {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Apply<'a> {
+        api_version: &'static str,
+        kind: &'static str,
+        metadata: Meta<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        data: Option<Data<'a>>,
+    }
+    #[derive(Serialize)]
+    struct Meta<'a> {
+        name: &'a Option<String>,
+        namespace: &'a Option<String>,
+        uid: &'a Option<String>,
+        labels: Managed,
+        annotations: &'a BTreeMap<&'static str, Cow<'a, str>>,
+    }
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    enum Data<'a> {
+        Shared(&'a RawValue),
+        Own(&'a BTreeMap<String, String>),
+    }
+    struct Managed;
+    impl Serialize for Managed {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut m = s.serialize_map(Some(1))?;
+            m.serialize_entry(MANAGED_LABEL, "true")?;
+            m.end()
+        }
+    }
+    let data = match want.shared {
+        Some((_, text)) => Some(Data::Shared(text)),
+        None => (!want.data.is_empty()).then_some(Data::Own(&want.data)),
+    };
+    let meta = &cm.metadata;
+    let body = Apply {
+        api_version: "v1",
+        kind: "ConfigMap",
+        metadata: Meta {
+            name: &meta.name,
+            namespace: &meta.namespace,
+            uid: &meta.uid,
+            labels: Managed,
+            annotations: &want.annotations,
+        },
+        data,
+    };
+    let size = 512 + want.shared.map_or(0, |(_, text)| text.get().len());
+    let mut out = Vec::with_capacity(size);
+    serde_json::to_writer(&mut out, &body).expect("an apply body serializes");
+    Body(out)
 }
 
 /// The apply body that removes everything the operator owns from a consumer
 /// that left, or `None` when nothing of the operator's is there.
-pub fn unbind(cm: &ConfigMap, own: &Ownership) -> Result<Option<Value>, Forged> {
+pub fn unbind(cm: &ConfigMap, own: &Ownership) -> Result<Option<Body>, Forged> {
     if *own == Ownership::default() {
         return Ok(None);
     }
     let mut body = identity(cm);
     merge(&mut body, own.echo(cm)?);
-    Ok(Some(body))
+    Ok(Some(Body::of(&body)))
 }
 
 fn identity(cm: &ConfigMap) -> Value {
@@ -217,214 +331,5 @@ fn merge(body: &mut Value, extra: Map<String, Value>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::core::declaration::RelationKey;
-    use crate::core::document::{Endpoint, build};
-    use crate::core::reason::Reason;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-        FieldsV1, ManagedFieldsEntry, ObjectMeta,
-    };
-
-    fn endpoint() -> Endpoint {
-        crate::core::fixtures::seed_endpoint("tempo.obs.svc.cluster.local")
-    }
-
-    fn bind() -> Decision {
-        Decision::Bind {
-            relation: RelationKey::new("obs", "tempo"),
-            document: build(&endpoint(), None).into(),
-            requested: None,
-        }
-    }
-
-    fn consumer(data: &[(&str, &str)]) -> ConfigMap {
-        ConfigMap {
-            metadata: ObjectMeta {
-                name: Some("cart".into()),
-                namespace: Some("shop".into()),
-                uid: Some("u-1".into()),
-                ..Default::default()
-            },
-            data: Some(
-                data.iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            ),
-            ..Default::default()
-        }
-    }
-
-    /// The consumer as the API server holds it after `body` was applied by the operator.
-    fn applied(cm: &ConfigMap, body: &Value) -> ConfigMap {
-        let mut out = cm.clone();
-        let ann: BTreeMap<String, String> =
-            serde_json::from_value(body["metadata"]["annotations"].clone()).unwrap_or_default();
-        let data: BTreeMap<String, String> =
-            serde_json::from_value(body["data"].clone()).unwrap_or_default();
-        let mut fields = json!({"f:metadata": {"f:annotations": {}, "f:labels": {"f:tracing.relations.dev/managed": {}}}, "f:data": {}});
-        for k in ann.keys() {
-            fields["f:metadata"]["f:annotations"][format!("f:{k}")] = json!({});
-        }
-        for k in data.keys() {
-            fields["f:data"][format!("f:{k}")] = json!({});
-        }
-        out.metadata.annotations = Some(ann);
-        out.metadata.labels = Some(BTreeMap::from([(MANAGED_LABEL.into(), "true".into())]));
-        let mut all = cm.data.clone().unwrap_or_default();
-        all.extend(data);
-        out.data = Some(all);
-        out.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
-            manager: Some(crate::core::contract::FIELD_MANAGER.into()),
-            operation: Some("Apply".into()),
-            fields_v1: Some(FieldsV1(fields)),
-            ..Default::default()
-        }]);
-        out
-    }
-
-    /// A bind writes the document, the state, hash, relation and key list, the
-    /// managed label and the uid precondition, and none of the consumer's keys.
-    #[test]
-    fn bind_body_is_exact() {
-        let cm = consumer(&[("app.conf", "mine")]);
-        let body = patch(&cm, &Ownership::default(), &bind())
-            .unwrap()
-            .expect("a write");
-        assert_eq!(body["metadata"]["uid"], "u-1");
-        assert_eq!(body["metadata"]["labels"][MANAGED_LABEL], "true");
-        let ann = &body["metadata"]["annotations"];
-        assert_eq!(ann[STATE_ANNOTATION], STATE_BOUND);
-        assert_eq!(ann[BOUND_TO_ANNOTATION], "obs/tempo");
-        assert!(
-            ann[HASH_ANNOTATION]
-                .as_str()
-                .unwrap()
-                .starts_with("sha256:")
-        );
-        assert!(
-            ann[KEYS_ANNOTATION]
-                .as_str()
-                .unwrap()
-                .contains("tempo_endpoint")
-        );
-        assert!(body["data"].get("app.conf").is_none());
-        assert!(body["data"].get("tempo_endpoint").is_some());
-    }
-
-    /// A consumer that already holds what the operator wants is not written again.
-    #[test]
-    fn converged_consumer_gets_no_write() {
-        let cm = consumer(&[("app.conf", "mine")]);
-        let body = patch(&cm, &Ownership::default(), &bind()).unwrap().unwrap();
-        let after = applied(&cm, &body);
-        let own = Ownership::of(&after.metadata);
-        assert_eq!(patch(&after, &own, &bind()).unwrap(), None);
-    }
-
-    /// A rejection removes the operator's keys (by leaving them out) but never
-    /// names a consumer key, and a bound consumer that is rejected is written.
-    #[test]
-    fn rejection_leaves_operator_keys_out() {
-        let cm = consumer(&[("app.conf", "mine")]);
-        let after = applied(
-            &cm,
-            &patch(&cm, &Ownership::default(), &bind()).unwrap().unwrap(),
-        );
-        let own = Ownership::of(&after.metadata);
-        let reject = Decision::Reject(crate::core::checks::relation_not_found(&RelationKey::new(
-            "obs", "tempo",
-        )));
-        let body = patch(&after, &own, &reject).unwrap().expect("a write");
-        assert!(body.get("data").is_none());
-        assert_eq!(
-            body["metadata"]["annotations"][STATE_ANNOTATION],
-            STATE_REJECTED
-        );
-        assert_eq!(
-            body["metadata"]["annotations"][REASON_ANNOTATION],
-            "RelationNotFound"
-        );
-    }
-
-    /// A pending consumer keeps its last document and hash, marked Pending.
-    #[test]
-    fn pending_keeps_the_last_document() {
-        let cm = consumer(&[]);
-        let after = applied(
-            &cm,
-            &patch(&cm, &Ownership::default(), &bind()).unwrap().unwrap(),
-        );
-        let own = Ownership::of(&after.metadata);
-        let pending = Decision::Pending {
-            relation: RelationKey::new("obs", "tempo"),
-            why: Rejection {
-                reason: Reason::BackendUnavailable,
-                message: "gone".into(),
-            },
-        };
-        let body = patch(&after, &own, &pending).unwrap().expect("a write");
-        assert_eq!(body["data"], json!(after.data.clone().unwrap()));
-        let ann = &body["metadata"]["annotations"];
-        assert_eq!(ann[STATE_ANNOTATION], STATE_PENDING);
-        assert_eq!(
-            ann[HASH_ANNOTATION],
-            after.metadata.annotations.as_ref().unwrap()[HASH_ANNOTATION]
-        );
-    }
-
-    /// An immutable consumer's data is never part of a change: whatever the
-    /// decision, the body keeps the operator's keys as they are (only the
-    /// annotations change), so no write to it can fail for being immutable.
-    #[test]
-    fn immutable_consumer_keeps_its_data() {
-        let cm = consumer(&[]);
-        let mut after = applied(
-            &cm,
-            &patch(&cm, &Ownership::default(), &bind()).unwrap().unwrap(),
-        );
-        after.immutable = Some(true);
-        let own = Ownership::of(&after.metadata);
-        let gone = Decision::Reject(crate::core::checks::relation_not_found(&RelationKey::new(
-            "obs", "tempo",
-        )));
-        let body = patch(&after, &own, &gone).unwrap().expect("a write");
-        assert_eq!(body["data"], json!(after.data.clone().unwrap()));
-        assert_eq!(
-            body["metadata"]["annotations"][STATE_ANNOTATION],
-            STATE_REJECTED
-        );
-    }
-
-    /// Messages are bounded, however long what they quote.
-    #[test]
-    fn messages_are_bounded() {
-        let cm = consumer(&[]);
-        let reject = Decision::Reject(Rejection {
-            reason: Reason::InvalidDeclaration,
-            message: "x".repeat(300_000),
-        });
-        let body = patch(&cm, &Ownership::default(), &reject).unwrap().unwrap();
-        let msg = body["metadata"]["annotations"][MESSAGE_ANNOTATION]
-            .as_str()
-            .unwrap();
-        assert!(msg.len() <= MAX_MESSAGE_LEN + 3);
-    }
-
-    /// Leaving: nothing of the operator's there means no write; otherwise an
-    /// empty apply, which removes exactly what the operator's record owns.
-    #[test]
-    fn unbind_is_empty_apply_or_nothing() {
-        let cm = consumer(&[("app.conf", "mine")]);
-        assert_eq!(unbind(&cm, &Ownership::default()).unwrap(), None);
-        let after = applied(
-            &cm,
-            &patch(&cm, &Ownership::default(), &bind()).unwrap().unwrap(),
-        );
-        let body = unbind(&after, &Ownership::of(&after.metadata))
-            .unwrap()
-            .unwrap();
-        assert!(body.get("data").is_none());
-        assert!(body["metadata"].get("annotations").is_none());
-    }
-}
+#[path = "patch_tests.rs"]
+mod tests;

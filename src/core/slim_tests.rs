@@ -317,7 +317,8 @@ fn bound_consumer_keeps_its_document_as_a_hash() {
     );
     let body = patch::patch(&cm, &own, &bind(&other))
         .unwrap()
-        .expect("a write");
+        .expect("a write")
+        .value();
     assert_eq!(body["data"], json!(other.data));
     let pending = checks::Decision::Pending {
         relation: declaration::RelationKey::new("shop", "tempo"),
@@ -337,7 +338,8 @@ fn bound_consumer_keeps_its_document_as_a_hash() {
     assert!(!patch::needs_values(&whole, &pending));
     let body = patch::patch(&whole, &Ownership::of(&whole.metadata), &pending)
         .unwrap()
-        .expect("a write");
+        .expect("a write")
+        .value();
     assert_eq!(body["data"], json!(doc.data));
 }
 

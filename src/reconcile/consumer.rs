@@ -15,7 +15,6 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use serde_json::Value;
 use tracing::{debug, info, instrument};
 
 use crate::core::backend::BackendError;
@@ -125,7 +124,7 @@ pub async fn apply(
 pub async fn write(
     ctx: &Ctx,
     cm: &ConfigMap,
-    body: Result<Option<Value>, crate::core::ownership::Forged>,
+    body: Result<Option<patch::Body>, crate::core::ownership::Forged>,
 ) -> Result<Applied, Error> {
     let Some(body) = body? else {
         ctx.metrics().writes_skipped.inc();
@@ -133,11 +132,13 @@ pub async fn write(
     };
     let ns = cm.namespace().unwrap_or_default();
     let action = || format!("patch configmaps in namespace {ns}");
-    // The body is serialized once: what is sent is what is fingerprinted.
+    // The body is the text the build step wrote (kube-core builds the URL and
+    // headers of an apply around it): what is sent is what is fingerprinted.
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut req = kube::core::Request::new(ConfigMap::url_path(&(), Some(&ns)))
-        .patch(&cm.name_any(), &params, &Patch::Apply(&body))
+        .patch(&cm.name_any(), &params, &Patch::Apply(()))
         .map_err(|e| Error::api(kube::Error::BuildRequest(e), action))?;
+    *req.body_mut() = body.into_bytes();
     req.extensions_mut().insert("patch");
     // A reconcile on a cache that has not seen this replica's last write yet
     // would send the same body again: its echo is on the way, and brings

@@ -169,7 +169,7 @@ fn holds(cm: &ConfigMap, d: &Decision) -> bool {
     Ownership::of(&cm.metadata)
         .annotations
         .contains(HASH_ANNOTATION)
-        && cm.annotations().get(HASH_ANNOTATION) == Some(&document.hash())
+        && cm.annotations().get(HASH_ANNOTATION).map(String::as_str) == Some(document.hash())
 }
 
 async fn apply(rel: &TracingRelation, ctx: &Ctx) -> Result<Action, Error> {

@@ -110,7 +110,7 @@ async fn converged_consumer_gets_no_request() {
     let body = patch::patch(&fresh, &found.ownership, &decision)
         .unwrap()
         .unwrap();
-    let converged = stored(&fresh, &body);
+    let converged = stored(&fresh, &body.value());
 
     let (ctx, mut api) = term(vec![converged.clone()]);
     let (res, sent) = run(&ctx, &mut api, &converged, |s| panic!("unexpected {s:#?}")).await;

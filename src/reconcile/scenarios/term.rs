@@ -35,7 +35,7 @@ fn orphans() -> Vec<ConfigMap> {
             let body = patch::patch(&cm, &found.ownership, &decision)
                 .expect("not forged")
                 .expect("a bind body");
-            let mut orphan = stored(&cm, &body);
+            let mut orphan = stored(&cm, &body.value());
             orphan
                 .metadata
                 .labels
