@@ -63,10 +63,58 @@ impl RelationKey {
 
     /// Reads `namespace/name` (the bound-to annotation's form).
     pub fn parse(s: &str) -> Option<Self> {
-        let (ns, name) = s.split_once('/')?;
-        (!ns.is_empty() && !name.is_empty()).then(|| RelationKey::new(ns, name))
+        let (ns, name) = split(s)?;
+        Some(RelationKey::new(ns, name))
     }
 }
+
+/// The `(namespace, name)` of `namespace/name`, borrowed.
+pub fn split(s: &str) -> Option<(&str, &str)> {
+    s.split_once('/')
+        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+}
+
+/// A relation's namespace and name, owned ([`RelationKey`]) or borrowed
+/// (`(&str, &str)`): a set of keys is searched by either, so looking a
+/// relation up builds no key.
+pub trait AsRelation {
+    fn parts(&self) -> (&str, &str);
+}
+
+impl AsRelation for RelationKey {
+    fn parts(&self) -> (&str, &str) {
+        (&self.namespace, &self.name)
+    }
+}
+
+impl AsRelation for (&str, &str) {
+    fn parts(&self) -> (&str, &str) {
+        *self
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn AsRelation + 'a> for RelationKey {
+    fn borrow(&self) -> &(dyn AsRelation + 'a) {
+        self
+    }
+}
+
+/// Hashes as [`RelationKey`]'s derived `Hash` does (a `String` hashes as its `str`).
+impl std::hash::Hash for dyn AsRelation + '_ {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let (ns, name) = self.parts();
+        ns.hash(h);
+        name.hash(h);
+    }
+}
+
+impl PartialEq for dyn AsRelation + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn AsRelation + '_ {}
 
 impl std::fmt::Display for RelationKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -88,7 +136,9 @@ pub fn names_relation(meta: &ObjectMeta, key: &RelationKey) -> bool {
     named(meta).is_some_and(|(ns, name)| ns == key.namespace && name == key.name)
 }
 
-fn named(meta: &ObjectMeta) -> Option<(&str, &str)> {
+/// The `(namespace, name)` of the relation ConfigMap `meta` names, borrowed
+/// (as [`named_relation`] reads it).
+pub fn named(meta: &ObjectMeta) -> Option<(&str, &str)> {
     let name = meta.labels.as_ref()?.get(RELATION_LABEL)?;
     let ns = meta
         .annotations
@@ -390,5 +440,33 @@ mod tests {
             parse("shop", &map(&[(RELATION_LABEL, "")]), &map(&[])),
             Err(DeclarationError::BadRelationName(_))
         ));
+    }
+
+    /// A set of keys is searched by a borrowed `(namespace, name)` exactly as
+    /// by the key itself (same hash, same equality).
+    #[test]
+    fn keys_are_found_by_borrowed_parts() {
+        let set: std::collections::HashSet<RelationKey> = [
+            RelationKey::new("shop", "tempo"),
+            RelationKey::new("obs", "tempo-a/b"),
+        ]
+        .into();
+        for (ns, name, found) in [
+            ("shop", "tempo", true),
+            ("obs", "tempo-a/b", true),
+            ("shop", "tempo2", false),
+            ("shopt", "empo", false),
+            ("", "shop/tempo", false),
+        ] {
+            assert_eq!(
+                set.contains(&(ns, name) as &dyn AsRelation),
+                found,
+                "{ns}/{name}"
+            );
+            assert_eq!(set.contains(&RelationKey::new(ns, name)), found);
+        }
+        assert_eq!(split("shop/tempo"), Some(("shop", "tempo")));
+        assert_eq!(split("/tempo"), None);
+        assert_eq!(split("shop/"), None);
     }
 }

@@ -33,13 +33,91 @@ use crate::core::document::DATA_KEYS;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ownership {
     /// Data keys among [`DATA_KEYS`] that the entry owns.
-    pub data: BTreeSet<&'static str>,
+    pub data: Names<DataKeys>,
     /// Annotations among [`OPERATOR_ANNOTATIONS`] that the entry owns.
-    pub annotations: BTreeSet<&'static str>,
+    pub annotations: Names<Annotations>,
     /// Whether it owns the managed label.
     pub managed_label: bool,
     /// Fields it owns that the operator never writes.
     pub foreign: Foreign,
+}
+
+/// A list of names the contract fixes: a [`Names`] is a set of them.
+pub trait NameList {
+    const ALL: &'static [&'static str];
+}
+
+/// The data keys the operator writes ([`DATA_KEYS`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DataKeys;
+
+impl NameList for DataKeys {
+    const ALL: &'static [&'static str] = &DATA_KEYS;
+}
+
+/// The annotations the operator writes ([`OPERATOR_ANNOTATIONS`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Annotations;
+
+impl NameList for Annotations {
+    const ALL: &'static [&'static str] = &OPERATOR_ANNOTATIONS;
+}
+
+/// A set of names out of the list `L`, as bits (bit `i`: `L::ALL[i]`):
+/// reading an ownership allocates nothing for it.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct Names<L> {
+    bits: u16,
+    list: std::marker::PhantomData<L>,
+}
+
+impl<L: NameList> Names<L> {
+    pub fn from_bits(bits: u16) -> Self {
+        Names {
+            bits: bits & ((1 << L::ALL.len()) - 1),
+            list: std::marker::PhantomData,
+        }
+    }
+
+    pub fn bits(self) -> u16 {
+        self.bits
+    }
+
+    fn index(name: &str) -> Option<usize> {
+        L::ALL.iter().position(|n| *n == name)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        Self::index(name).is_some_and(|i| self.bits & (1 << i) != 0)
+    }
+
+    /// Adds `name`; false (and nothing added) when it is not in the list.
+    pub fn insert(&mut self, name: &str) -> bool {
+        Self::index(name).map(|i| self.bits |= 1 << i).is_some()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bits == 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.bits.count_ones() as usize
+    }
+
+    /// The names, in the list's order.
+    pub fn iter(&self) -> impl Iterator<Item = &'static str> + '_ {
+        L::ALL
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.bits & (1 << i) != 0)
+            .map(|(_, n)| *n)
+    }
+}
+
+impl<L: NameList> std::fmt::Debug for Names<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
 }
 
 /// Fields of a forged record.
@@ -96,19 +174,13 @@ fn keys(v: Option<&Value>) -> impl Iterator<Item = &str> {
         .filter_map(|k| k.strip_prefix("f:"))
 }
 
-/// Sorts the keys of managed-fields map `sub` into `ours` (those in
-/// `operator_keys`) and `foreign` (the others).
-fn sort_keys(
-    sub: &Value,
-    operator_keys: &[&'static str],
-    ours: &mut BTreeSet<&'static str>,
-    foreign: &mut BTreeSet<String>,
-) {
+/// Sorts the keys of managed-fields map `sub` into `ours` (those of the
+/// list) and `foreign` (the others).
+fn sort_keys<L: NameList>(sub: &Value, ours: &mut Names<L>, foreign: &mut BTreeSet<String>) {
     for k in keys(Some(sub)) {
-        match operator_keys.iter().find(|o| **o == k) {
-            Some(o) => ours.insert(*o),
-            None => foreign.insert(k.to_string()),
-        };
+        if !ours.insert(k) {
+            foreign.insert(k.to_string());
+        }
     }
 }
 
@@ -118,15 +190,6 @@ pub fn mask<'a>(all: &[&str], names: impl IntoIterator<Item = &'a str>) -> u16 {
         .into_iter()
         .filter_map(|k| all.iter().position(|a| *a == k))
         .fold(0, |m, i| m | (1 << i))
-}
-
-/// The names of `all` whose bits `mask` sets.
-fn unmask(all: &[&'static str], mask: u16) -> BTreeSet<&'static str> {
-    all.iter()
-        .enumerate()
-        .filter(|(i, _)| mask & (1 << i) != 0)
-        .map(|(_, k)| *k)
-        .collect()
 }
 
 /// The first character of [`Ownership::compact`]'s form, which no JSON text has.
@@ -139,8 +202,7 @@ impl Ownership {
     /// which [`Ownership::of`] reads back. `None` for a forged record.
     pub fn compact(&self) -> Option<String> {
         self.foreign.is_empty().then(|| {
-            let data = mask(&DATA_KEYS, self.data.iter().copied());
-            let ann = mask(&OPERATOR_ANNOTATIONS, self.annotations.iter().copied());
+            let (data, ann) = (self.data.bits(), self.annotations.bits());
             format!("{COMPACT}{data:x}.{ann:x}.{}", u8::from(self.managed_label))
         })
     }
@@ -150,8 +212,8 @@ impl Ownership {
         let mut next = || u16::from_str_radix(parts.next()?, 16).ok();
         let (data, ann, label) = (next()?, next()?, next()?);
         Some(Ownership {
-            data: unmask(&DATA_KEYS, data),
-            annotations: unmask(&OPERATOR_ANNOTATIONS, ann),
+            data: Names::from_bits(data),
+            annotations: Names::from_bits(ann),
             managed_label: label == 1,
             foreign: Foreign::default(),
         })
@@ -172,7 +234,7 @@ impl Ownership {
         };
         for (field, sub) in tree {
             match field.as_str() {
-                "f:data" => sort_keys(sub, &DATA_KEYS, &mut own.data, &mut own.foreign.data),
+                "f:data" => sort_keys(sub, &mut own.data, &mut own.foreign.data),
                 "f:metadata" => own.read_metadata(sub),
                 "f:binaryData" => {
                     own.foreign.binary_data = keys(Some(sub)).map(str::to_string).collect()
@@ -189,12 +251,9 @@ impl Ownership {
         let Some(meta) = sub.as_object() else { return };
         for (field, sub) in meta {
             match field.as_str() {
-                "f:annotations" => sort_keys(
-                    sub,
-                    &OPERATOR_ANNOTATIONS,
-                    &mut self.annotations,
-                    &mut self.foreign.annotations,
-                ),
+                "f:annotations" => {
+                    sort_keys(sub, &mut self.annotations, &mut self.foreign.annotations)
+                }
                 "f:labels" => {
                     for k in keys(Some(sub)) {
                         if k == MANAGED_LABEL {
@@ -215,7 +274,7 @@ impl Ownership {
     pub fn holds_document(&self) -> bool {
         [STATE_ANNOTATION, HASH_ANNOTATION, KEYS_ANNOTATION]
             .iter()
-            .all(|a| self.annotations.contains(*a))
+            .all(|a| self.annotations.contains(a))
     }
 
     /// Whether data key `key` of `cm` is the operator's (see the module docs).

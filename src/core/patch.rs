@@ -111,7 +111,7 @@ fn kept_data(cm: &ConfigMap, own: &Ownership) -> BTreeMap<String, String> {
     let data = cm.data.as_ref();
     own.data
         .iter()
-        .filter_map(|k| Some((k.to_string(), data?.get(*k)?.clone())))
+        .filter_map(|k| Some((k.to_string(), data?.get(k)?.clone())))
         .collect()
 }
 
@@ -141,7 +141,7 @@ pub fn needs_write(cm: &ConfigMap, own: &Ownership, want: &Desired) -> bool {
             let cur = data.and_then(|d| d.get(*k));
             match want.data.get(*k) {
                 Some(w) => cur != Some(w),
-                None => cur.is_some() && own.data.contains(*k),
+                None => cur.is_some() && own.data.contains(k),
             }
         }),
     };
@@ -149,7 +149,7 @@ pub fn needs_write(cm: &ConfigMap, own: &Ownership, want: &Desired) -> bool {
         let cur = ann.and_then(|a| a.get(*k)).map(String::as_str);
         match want.annotations.get(k) {
             Some(w) => cur != Some(w),
-            None => cur.is_some() && own.annotations.contains(*k),
+            None => cur.is_some() && own.annotations.contains(k),
         }
     });
     let label = cm

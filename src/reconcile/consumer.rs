@@ -65,14 +65,15 @@ pub async fn reconcile(cm: Arc<ConfigMap>, ctx: Arc<Ctx>) -> Result<Action, Erro
     }
     if let Some(wait) = ctx
         .backoff
-        .gate(&key(&cm), cm.resource_version().as_deref())
+        .gate(|| key(&cm), cm.metadata.resource_version.as_deref())
     {
         return Ok(Action::requeue(wait));
     }
     let start = Instant::now();
     let (found, decision) = ctx.decide(&cm, None);
     if let Ok(declared) = &found.declaration {
-        tracing::Span::current().record("relation", tracing::field::display(declared.relation()));
+        let relation = format_args!("{}/{}", declared.relation_namespace, declared.relation_name);
+        tracing::Span::current().record("relation", tracing::field::display(relation));
     }
     // While the relation it names is being deleted, that relation's finalizer
     // owns the consumer: writing here too would only race it.
@@ -88,7 +89,7 @@ pub async fn reconcile(cm: Arc<ConfigMap>, ctx: Arc<Ctx>) -> Result<Action, Erro
     let res = report(&ctx, &cm, &decision, res).await;
     ctx.metrics().observe(CONSUMER, start.elapsed());
     res?;
-    ctx.backoff.succeeded(&key(&cm));
+    ctx.backoff.succeeded(|| key(&cm));
     Ok(Action::await_change())
 }
 
@@ -196,7 +197,6 @@ async fn report(
     decision: &Decision,
     res: Result<Applied, Error>,
 ) -> Result<(), Error> {
-    let named = declaration::named_relation(&cm.metadata);
     ctx.notify_consumer(cm);
     match res {
         Ok(Applied::Gone) => Ok(()),
@@ -206,6 +206,7 @@ async fn report(
             Ok(())
         }
         Err(e) => {
+            let named = declaration::named_relation(&cm.metadata);
             record_failure(ctx, cm, named, &e).await;
             Err(e)
         }

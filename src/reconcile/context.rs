@@ -18,7 +18,7 @@ use crate::api::TracingRelation;
 use crate::core::backend::{self, BackendError};
 use crate::core::checks::{self, Decision, Facts};
 use crate::core::contract::{BOUND_TO_ANNOTATION, MAX_EVENT_NOTE_LEN, truncate_to};
-use crate::core::declaration::{self, Declaration, DeclarationError, RelationKey};
+use crate::core::declaration::{self, AsRelation, Declaration, DeclarationError, RelationKey};
 use crate::core::document::Endpoint;
 use crate::core::ownership::Ownership;
 use crate::core::reason::Reason;
@@ -262,6 +262,16 @@ impl Ctx {
         }
     }
 
+    /// [`Ctx::notify`] for a borrowed `(namespace, name)`: a key is built only
+    /// for a relation not marked yet (every consumer of a fan-out marks the same one).
+    fn notify_parts(&self, r: Option<(&str, &str)>) {
+        if let (Some(r), Ok(mut dirty)) = (r, self.dirty.lock())
+            && !dirty.contains(&r as &dyn AsRelation)
+        {
+            dirty.insert(RelationKey::new(r.0, r.1));
+        }
+    }
+
     /// Records a status pass of relation `key` that began at `began`.
     pub fn status_pass(&self, key: &RelationKey, began: Instant) {
         if let Ok(mut m) = self.status_passes.lock() {
@@ -285,12 +295,16 @@ impl Ctx {
     /// Marks the relations `cm` concerns (the one it names, the one whose
     /// document it holds): what it holds counts in their status.
     pub fn notify_consumer(&self, cm: &ConfigMap) {
-        let named = declaration::named_relation(&cm.metadata);
-        let bound = bound_to(cm);
+        let named = declaration::named(&cm.metadata);
+        let bound = cm
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| declaration::split(a.get(BOUND_TO_ANNOTATION)?));
         if bound != named {
-            self.notify(bound);
+            self.notify_parts(bound);
         }
-        self.notify(named);
+        self.notify_parts(named);
     }
 
     /// Publishes an Event about `obj`; a failure to publish is logged, a
@@ -377,16 +391,22 @@ impl Backoff {
     }
 
     /// Forgets `key` after a success.
-    pub fn succeeded(&self, key: &str) {
-        if let Ok(mut m) = self.entries.lock() {
-            m.remove(key);
+    /// (Keys are built only when some object is backing off: none is, mostly.)
+    pub fn succeeded(&self, key: impl FnOnce() -> String) {
+        if let Ok(mut m) = self.entries.lock()
+            && !m.is_empty()
+        {
+            m.remove(&key());
         }
     }
 
     /// How long `key` must still wait, if it failed at this same `version`.
-    pub fn gate(&self, key: &str, version: Option<&str>) -> Option<Duration> {
+    pub fn gate(&self, key: impl FnOnce() -> String, version: Option<&str>) -> Option<Duration> {
         let m = self.entries.lock().ok()?;
-        let e = m.get(key)?;
+        if m.is_empty() {
+            return None;
+        }
+        let e = m.get(&key())?;
         if e.version.as_deref() != version {
             return None;
         }
@@ -412,15 +432,15 @@ mod tests {
     #[test]
     fn backoff_gates_unchanged_objects_only() {
         let b = Backoff::default();
-        assert_eq!(b.gate("k", Some("1")), None);
+        assert_eq!(b.gate(|| "k".into(), Some("1")), None);
         let first = b.failed("k", Some("1".into()), None);
         let second = b.failed("k", Some("1".into()), None);
         assert!(second > first);
-        assert!(b.gate("k", Some("1")).is_some());
-        assert_eq!(b.gate("k", Some("2")), None);
+        assert!(b.gate(|| "k".into(), Some("1")).is_some());
+        assert_eq!(b.gate(|| "k".into(), Some("2")), None);
         assert_eq!(b.failures("k"), 2);
-        b.succeeded("k");
-        assert_eq!(b.gate("k", Some("1")), None);
+        b.succeeded(|| "k".into());
+        assert_eq!(b.gate(|| "k".into(), Some("1")), None);
     }
 
     /// A relation's status passes are spaced to take at most 1/STATUS_SHARE of

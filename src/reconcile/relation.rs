@@ -56,7 +56,7 @@ fn relation_key(rel: &TracingRelation) -> RelationKey {
 pub async fn reconcile(rel: Arc<TracingRelation>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if let Some(wait) = ctx
         .backoff
-        .gate(&key(&rel), rel.resource_version().as_deref())
+        .gate(|| key(&rel), rel.metadata.resource_version.as_deref())
     {
         return Ok(Action::requeue(wait));
     }
@@ -82,7 +82,7 @@ pub async fn reconcile(rel: Arc<TracingRelation>, ctx: Arc<Ctx>) -> Result<Actio
     });
     ctx.metrics().observe(RELATION, start.elapsed());
     let action = res?;
-    ctx.backoff.succeeded(&key(&rel));
+    ctx.backoff.succeeded(|| key(&rel));
     Ok(action)
 }
 
