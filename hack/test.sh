@@ -18,6 +18,9 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 t0=$SECONDS
 # One build per run: incremental state would only add gigabytes to the disk.
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+# The builds below take about 4 GB (debug tests, release and musl binaries):
+# say what the disk has, so that a full disk is told apart from a failure.
+echo "free disk space: $(df -Ph . | awk 'NR == 2 { print $4 }') here, $(df -Ph "$cache" | awk 'NR == 2 { print $4 }') in $cache"
 
 step "control plane binaries (kube-apiserver, kube-controller-manager, etcd, helm) from Go modules"
 start=$SECONDS
