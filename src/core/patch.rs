@@ -263,9 +263,11 @@ fn written(cm: &ConfigMap, want: &Desired) -> Body {
             m.end()
         }
     }
+    // As in the tree: no `data` at all when there is none to write.
     let data = match want.shared {
+        _ if want.data.is_empty() => None,
         Some((_, text)) => Some(Data::Shared(text)),
-        None => (!want.data.is_empty()).then_some(Data::Own(&want.data)),
+        None => Some(Data::Own(&want.data)),
     };
     let meta = &cm.metadata;
     let body = Apply {
