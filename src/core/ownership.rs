@@ -63,6 +63,9 @@ impl NameList for Annotations {
     const ALL: &'static [&'static str] = &OPERATOR_ANNOTATIONS;
 }
 
+// Every list fits the bits of a `Names` (and of the compact record's masks).
+const _: () = assert!(DATA_KEYS.len() < 16 && OPERATOR_ANNOTATIONS.len() < 16);
+
 /// A set of names out of the list `L`, as bits (bit `i`: `L::ALL[i]`):
 /// reading an ownership allocates nothing for it.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
@@ -397,6 +400,33 @@ mod tests {
         assert!(own.is_operator_key(&c, "tempo_endpoint"));
         assert!(!own.is_operator_key(&c, "otlp_grpc_endpoint"));
         assert!(own.foreign.is_empty());
+    }
+
+    /// The compact record reads back as the ownership it was made from, and
+    /// the bit sets answer as sets of the contract's names do.
+    #[test]
+    fn compact_record_reads_back_the_same() {
+        let c = cm(vec![entry(FIELD_MANAGER, "Apply", bound_entry())], &[], &[]);
+        let own = Ownership::of(&c.metadata);
+        assert_eq!(
+            own.data.iter().collect::<Vec<_>>(),
+            ["tempo_endpoint", "receivers"],
+            "in the contract's order"
+        );
+        assert_eq!(own.annotations.len(), 3);
+        assert!(own.annotations.contains(HASH_ANNOTATION));
+        assert!(!own.annotations.contains(REASON_ANNOTATION));
+        assert!(!own.data.contains("app.conf"), "not a contract name");
+        let mut names = Names::<DataKeys>::default();
+        assert!(names.insert("receivers") && !names.insert("app.conf"));
+        assert_eq!((names.len(), names.is_empty()), (1, false));
+        let text = own.compact().expect("nothing foreign");
+        let compact = cm(
+            vec![entry(FIELD_MANAGER, "Apply", Value::String(text))],
+            &[],
+            &[],
+        );
+        assert_eq!(Ownership::of(&compact.metadata), own);
     }
 
     /// An Update entry under the operator's name (a client that claimed it) owns
