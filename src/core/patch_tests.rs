@@ -43,6 +43,14 @@ fn consumer(data: &[(&str, &str)]) -> ConfigMap {
     }
 }
 
+/// `cm` after the operator's first bind was applied to it.
+fn bound_from(cm: &ConfigMap) -> ConfigMap {
+    let body = patch_v(cm, &Ownership::default(), &bind())
+        .unwrap()
+        .expect("a bind body");
+    applied(cm, &body)
+}
+
 /// The consumer as the API server holds it after `body` was applied by the operator.
 fn applied(cm: &ConfigMap, body: &Value) -> ConfigMap {
     let mut out = cm.clone();
@@ -104,10 +112,7 @@ fn bind_body_is_exact() {
 #[test]
 fn converged_consumer_gets_no_write() {
     let cm = consumer(&[("app.conf", "mine")]);
-    let body = patch_v(&cm, &Ownership::default(), &bind())
-        .unwrap()
-        .unwrap();
-    let after = applied(&cm, &body);
+    let after = bound_from(&cm);
     let own = Ownership::of(&after.metadata);
     assert_eq!(patch_v(&after, &own, &bind()).unwrap(), None);
 }
@@ -117,12 +122,7 @@ fn converged_consumer_gets_no_write() {
 #[test]
 fn rejection_leaves_operator_keys_out() {
     let cm = consumer(&[("app.conf", "mine")]);
-    let after = applied(
-        &cm,
-        &patch_v(&cm, &Ownership::default(), &bind())
-            .unwrap()
-            .unwrap(),
-    );
+    let after = bound_from(&cm);
     let own = Ownership::of(&after.metadata);
     let reject = Decision::Reject(crate::core::checks::relation_not_found(&RelationKey::new(
         "obs", "tempo",
@@ -143,12 +143,7 @@ fn rejection_leaves_operator_keys_out() {
 #[test]
 fn pending_keeps_the_last_document() {
     let cm = consumer(&[]);
-    let after = applied(
-        &cm,
-        &patch_v(&cm, &Ownership::default(), &bind())
-            .unwrap()
-            .unwrap(),
-    );
+    let after = bound_from(&cm);
     let own = Ownership::of(&after.metadata);
     let pending = Decision::Pending {
         relation: RelationKey::new("obs", "tempo"),
@@ -173,12 +168,7 @@ fn pending_keeps_the_last_document() {
 #[test]
 fn immutable_consumer_keeps_its_data() {
     let cm = consumer(&[]);
-    let mut after = applied(
-        &cm,
-        &patch_v(&cm, &Ownership::default(), &bind())
-            .unwrap()
-            .unwrap(),
-    );
+    let mut after = bound_from(&cm);
     after.immutable = Some(true);
     let own = Ownership::of(&after.metadata);
     let gone = Decision::Reject(crate::core::checks::relation_not_found(&RelationKey::new(
@@ -215,12 +205,7 @@ fn messages_are_bounded() {
 fn unbind_is_empty_apply_or_nothing() {
     let cm = consumer(&[("app.conf", "mine")]);
     assert_eq!(unbind_v(&cm, &Ownership::default()).unwrap(), None);
-    let after = applied(
-        &cm,
-        &patch_v(&cm, &Ownership::default(), &bind())
-            .unwrap()
-            .unwrap(),
-    );
+    let after = bound_from(&cm);
     let body = unbind_v(&after, &Ownership::of(&after.metadata))
         .unwrap()
         .unwrap();
@@ -234,12 +219,7 @@ fn unbind_is_empty_apply_or_nothing() {
 #[test]
 fn written_body_is_the_tree() {
     let fresh = consumer(&[("app.conf", "mine")]);
-    let bound = applied(
-        &fresh,
-        &patch_v(&fresh, &Ownership::default(), &bind())
-            .unwrap()
-            .unwrap(),
-    );
+    let bound = bound_from(&fresh);
     let mut immutable = bound.clone();
     immutable.immutable = Some(true);
     let why = Rejection {
