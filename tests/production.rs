@@ -957,10 +957,16 @@ async fn metrics_count_reconciles_writes_states_and_rejections() {
     create_consumer(&client, &ns, &consumer("c-001", "tempo", None)).await;
     create_consumer(&client, &ns, &consumer("c-002", "tempo", None)).await;
     wait_all_hold(&client, &ns, "tempo", 3, &ep, &[], Duration::from_secs(60)).await;
-    let s3 = wait_metrics(&op, "three bound consumers", Duration::from_secs(60), |s| {
-        bound(s) == Some(3.0)
+    // The gauge reads the cache, which can see a write's echo before the
+    // reconcile that sent it has counted it: wait for both, then check that
+    // nothing more follows.
+    wait_metrics(&op, "three bound consumers", Duration::from_secs(60), |s| {
+        bound(s) == Some(3.0) && writes_sent(s) >= writes_sent(&s1) + 2.0
     })
     .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s3 = scrape(&op).await;
+    assert_eq!(bound(&s3), Some(3.0), "{}", s3.text);
     assert_eq!(writes_sent(&s3), writes_sent(&s1) + 2.0, "{}", s3.text);
 
     // A rejected consumer (its relation does not exist).
