@@ -20,7 +20,7 @@ use crate::core::slim::wire::SlimConfigMap;
 use crate::runtime::ca::CaCache;
 use crate::runtime::pods::PodCache;
 use crate::runtime::sd::Publications;
-pub use crate::runtime::store::{Cache, Change, ScopedStream};
+pub use crate::runtime::store::{BACKLOG, BACKLOG_CONSUMERS, Cache, Change, ScopedStream};
 use crate::runtime::workloads::Workloads;
 
 /// The caches every replica keeps.
@@ -58,6 +58,7 @@ impl Caches {
         let all = watcher::Config::default;
         let relations = Cache::watch(
             "TracingRelation",
+            BACKLOG,
             client,
             namespaces,
             all(),
@@ -66,12 +67,13 @@ impl Caches {
         let consumers_cfg = all().labels(RELATION_LABEL);
         let consumers = Cache::watch_as::<SlimConfigMap>(
             "ConfigMap",
+            BACKLOG_CONSUMERS,
             client,
             namespaces,
             consumers_cfg,
             ConfigMap::from,
         );
-        let services = Cache::watch("Service", client, namespaces, all(), strip_service);
+        let services = Cache::watch("Service", BACKLOG, client, namespaces, all(), strip_service);
         let workloads = rollouts.map(|debounce| Workloads::spawn(client, namespaces, debounce));
         let namespaces = namespaces.is_empty().then(|| {
             let api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
@@ -82,7 +84,7 @@ impl Caches {
                     ns.metadata.annotations = None;
                 })
                 .boxed();
-            Cache::spawn("Namespace", vec![(None, s)])
+            Cache::spawn("Namespace", BACKLOG, vec![(None, s)])
         });
         let ca = CaCache::new(Some(client.clone()));
         tokio::spawn(

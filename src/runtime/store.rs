@@ -24,6 +24,17 @@ pub type ScopedStream<K> = (
     BoxStream<'static, watcher::Result<Event<K>>>,
 );
 
+/// How many changes of a kind of few objects (relations, Services,
+/// namespaces, workloads) can wait for a slow receiver. One that falls further
+/// behind gets [`Change::Resync`] and reconsiders everything, which for these
+/// kinds is cheap. A slot of the channel is about 130 bytes (a `Change`: an
+/// `ObjectRef` of four strings), all allocated up front.
+pub const BACKLOG: usize = 1024;
+
+/// How many consumer changes can wait: a fan-out's writes come back as a burst
+/// of one echo per consumer, and a `Resync` there reconsiders every consumer.
+pub const BACKLOG_CONSUMERS: usize = 8192;
+
 /// What happened to an object of a cache.
 pub enum Change<K: Resource<DynamicType = ()>> {
     /// Added or modified; the store holds the new version. The reference
@@ -78,11 +89,13 @@ where
     }
 
     /// Starts the cache: `streams` holds one watcher stream per namespace
-    /// (`Some(ns)`) or a single cluster-wide one (`None`).
-    pub fn spawn(kind: &'static str, streams: Vec<ScopedStream<K>>) -> Self {
+    /// (`Some(ns)`) or a single cluster-wide one (`None`). `backlog` changes
+    /// can wait for a slow receiver before it gets `Resync` instead; the
+    /// channel's slots are allocated and written when it is made.
+    pub fn spawn(kind: &'static str, backlog: usize, streams: Vec<ScopedStream<K>>) -> Self {
         let writer: Writer<K> = Writer::default();
         let store = writer.as_reader();
-        let (tx, _) = broadcast::channel(8192);
+        let (tx, _) = broadcast::channel(backlog);
         let healthy = Arc::new(AtomicBool::new(true));
         let cache = Cache {
             store: store.clone(),
@@ -267,6 +280,7 @@ where
     /// (empty: the whole cluster), each reduced by `strip` before it is kept.
     pub fn watch(
         kind: &'static str,
+        backlog: usize,
         client: &Client,
         namespaces: &[String],
         cfg: watcher::Config,
@@ -282,7 +296,7 @@ where
                 (ns, s)
             })
             .collect();
-        Cache::spawn(kind, streams)
+        Cache::spawn(kind, backlog, streams)
     }
 }
 
@@ -294,6 +308,7 @@ where
     /// the cache keeps), each object turned into `K` by `into`.
     pub fn watch_as<W>(
         kind: &'static str,
+        backlog: usize,
         client: &Client,
         namespaces: &[String],
         cfg: watcher::Config,
@@ -317,7 +332,7 @@ where
                 (ns, s)
             })
             .collect();
-        Cache::spawn(kind, streams)
+        Cache::spawn(kind, backlog, streams)
     }
 }
 
@@ -343,5 +358,51 @@ fn map_event<W, K>(ev: Event<W>, into: fn(W) -> K) -> Event<K> {
         Event::InitApply(o) => Event::InitApply(into(o)),
         Event::Init => Event::Init,
         Event::InitDone => Event::InitDone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::ObjectMeta;
+
+    fn cm(name: &str) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                ..ObjectMeta::default()
+            },
+            ..ConfigMap::default()
+        }
+    }
+
+    /// A receiver that falls more than `backlog` changes behind gets `Resync`
+    /// (everything is reconsidered), then the changes still held.
+    #[tokio::test]
+    async fn a_receiver_further_behind_than_the_backlog_gets_resync() {
+        let (events, rx) = futures::channel::mpsc::unbounded();
+        let cache: Cache<ConfigMap> = Cache::spawn("ConfigMap", 4, vec![(None, rx.boxed())]);
+        let mut changes = std::pin::pin!(cache.changes());
+        events.unbounded_send(Ok(Event::Init)).unwrap();
+        events.unbounded_send(Ok(Event::InitDone)).unwrap();
+        for i in 0..10 {
+            events
+                .unbounded_send(Ok(Event::Apply(cm(&format!("c-{i}")))))
+                .unwrap();
+        }
+        while cache.store.state().len() < 10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(changes.next().await, Some(Change::Resync)));
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            match changes.next().await {
+                Some(Change::Applied(r)) => held.push(r.name),
+                _ => panic!("expected the last changes after Resync"),
+            }
+        }
+        assert_eq!(held, ["c-6", "c-7", "c-8", "c-9"]);
     }
 }

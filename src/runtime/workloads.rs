@@ -19,7 +19,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource};
 
 use crate::core::rollout::{ROLLOUT_SELECTOR, TEMPLATE_HASH_ANNOTATION};
-use crate::runtime::store::Cache;
+use crate::runtime::store::{BACKLOG, Cache};
 
 /// A workload kind whose pods can be rolled.
 pub trait Workload:
@@ -84,6 +84,7 @@ impl Workloads {
             debounce,
             deployments: Cache::watch(
                 Deployment::KIND,
+                BACKLOG,
                 client,
                 namespaces,
                 cfg.clone(),
@@ -91,12 +92,20 @@ impl Workloads {
             ),
             statefulsets: Cache::watch(
                 StatefulSet::KIND,
+                BACKLOG,
                 client,
                 namespaces,
                 cfg.clone(),
                 slim::<StatefulSet>,
             ),
-            daemonsets: Cache::watch(DaemonSet::KIND, client, namespaces, cfg, slim::<DaemonSet>),
+            daemonsets: Cache::watch(
+                DaemonSet::KIND,
+                BACKLOG,
+                client,
+                namespaces,
+                cfg,
+                slim::<DaemonSet>,
+            ),
         }
     }
 
