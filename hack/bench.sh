@@ -104,7 +104,7 @@ trap 'rm -f "$out" "$block"' EXIT
   echo "- $(rustc --version), $(cargo --version)"
   echo "- $("$CONTROLPLANE_BIN_DIR/kube-apiserver" --version), $("$CONTROLPLANE_BIN_DIR/etcd" --version | head -n1)"
   echo "- kube $(lock_version kube), k8s-openapi $(lock_version k8s-openapi) (feature v1_33), tokio $(lock_version tokio)"
-  echo "- operator: release profile (thin LTO, 4 codegen units), $shipped; harness (the floor's client): \`cargo test --release\`"
+  echo "- operator: release profile (opt-level \"s\", fat LTO, one codegen unit), $shipped; harness (the floor's client): \`cargo test --release\`"
   echo
   echo "### Reproduce"
   echo
