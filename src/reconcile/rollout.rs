@@ -194,7 +194,7 @@ fn controller<K: Workload>(
     }
     let own = cache.changes().filter_map(|c| async move {
         match c {
-            Change::Applied(r) => Some(r),
+            Change::Applied(r) => Some(*r),
             Change::Deleted(_) | Change::Resync => None,
         }
     });

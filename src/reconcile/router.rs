@@ -158,7 +158,7 @@ impl Router<'_> {
         match change {
             Change::Applied(r) => {
                 if !is_echo(self.ctx, &r) {
-                    let _ = self.consumers.send(r);
+                    let _ = self.consumers.send(*r);
                 } else if let Some(cm) = self.ctx.caches().consumers.store.get(&r) {
                     // Its relation's status counts what it holds, now in the cache.
                     self.ctx.notify_consumer(&cm);
@@ -194,6 +194,7 @@ impl Router<'_> {
     ) {
         match change {
             Change::Applied(r) => {
+                let r = *r;
                 let seen = self.ctx.caches().relations.store.get(&r).map(|rel| {
                     (
                         rel.metadata.generation,

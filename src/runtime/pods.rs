@@ -142,7 +142,7 @@ impl PodCache {
             let changed = match c {
                 Change::Applied(r) => {
                     let cm = store.get(&r);
-                    self.consumer(r, cm.as_deref())
+                    self.consumer(*r, cm.as_deref())
                 }
                 Change::Deleted(cm) => self.consumer(ObjectRef::from_obj(&*cm), None),
                 Change::Resync => {
