@@ -48,7 +48,7 @@ pub struct RunArgs {
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
 
-    /// Most writes in flight at once: consumer ConfigMaps applied and Events sent.
+    /// Most consumer ConfigMaps written at once during a fan-out.
     #[arg(long, env = "MAX_CONCURRENT_WRITES", default_value_t = 32)]
     pub max_concurrent_writes: u16,
 

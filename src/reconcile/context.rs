@@ -55,8 +55,7 @@ pub struct WriteFailure {
 /// Shared state of one term's reconcilers.
 pub struct Ctx {
     pub parts: Parts,
-    /// Bounds the writes in flight (`--max-concurrent-writes`): consumer
-    /// applies and Events, each of which holds a connection while in flight.
+    /// Bounds the writes in flight during a fan-out.
     pub writes: Semaphore,
     pub backoff: Backoff,
     /// Relations whose consumers changed; their status is recomputed at the next flush.
@@ -325,9 +324,6 @@ impl Ctx {
             action: action.to_string(),
             secondary: None,
         };
-        // An Event is a write like an apply: a bind sends one of each, and
-        // without the bound its Events would open as many more connections.
-        let _permit = self.writes.acquire().await;
         if let Err(e) = self.parts.recorder.publish(&ev, &obj.object_ref(&())).await {
             match crate::error::status(&e) {
                 Some(s) if s.code == 429 => {

@@ -296,34 +296,3 @@ async fn throttle_does_not_swallow_the_next_warning() {
     let (_, note) = assert_apply_then_event(&sent, "Warning", Reason::WriteFailed, "Write");
     assert!(note.contains("etcdserver: request timed out"), "{note}");
 }
-
-/// An Event takes a write permit like an apply: while every permit is taken
-/// nothing is sent, and once one is free the Event goes out.
-#[tokio::test]
-async fn an_event_waits_for_a_write_permit() {
-    let cm = fresh_consumer();
-    let (ctx, mut api) = term(vec![cm.clone()]);
-    let all = u32::from(ctx.parts.max_concurrent_writes);
-    let held = ctx.writes.acquire_many(all).await.expect("permits");
-    let event = ctx.event(
-        &cm,
-        crate::runtime::events::EventType::Normal,
-        Reason::Bound,
-        "Bind",
-        "bound",
-    );
-    let mut event = std::pin::pin!(event);
-    tokio::select! {
-        () = &mut event => panic!("the Event was sent while every write permit was taken"),
-        _ = api.next_request() => panic!("a request went out while every write permit was taken"),
-        () = tokio::time::sleep(Duration::from_millis(50)) => {}
-    }
-    drop(held);
-    let ((), sent) = serve(
-        &mut api,
-        event,
-        with_events(|s| panic!("not an Event: {s:?}")),
-    )
-    .await;
-    assert!(matches!(sent.as_slice(), [e] if e.is_event()), "{sent:#?}");
-}
