@@ -27,7 +27,7 @@ pub type ScopedStream<K> = (
 /// How many changes of a kind of few objects (relations, Services,
 /// namespaces, workloads) can wait for a slow receiver. One that falls further
 /// behind gets [`Change::Resync`] and reconsiders everything, which for these
-/// kinds is cheap. The channel's slots (48 bytes each) are allocated up front.
+/// kinds is cheap. The channel's slots (about 48 bytes each) are allocated up front.
 pub const BACKLOG: usize = 1024;
 
 /// How many consumer changes can wait: a fan-out's writes come back as a burst
@@ -38,8 +38,8 @@ pub const BACKLOG_CONSUMERS: usize = 8192;
 pub enum Change<K: Resource<DynamicType = ()>> {
     /// Added or modified; the store holds the new version. The reference
     /// carries the uid and resourceVersion of this very event. Boxed: the
-    /// channel's slots are as large as a `Change` and all allocated up front,
-    /// so a slot is 48 bytes instead of 128.
+    /// channel's slots hold a `Change` each and are all allocated up front,
+    /// and a boxed one is 16 bytes instead of 96.
     Applied(Box<ObjectRef<K>>),
     /// Gone from the watch (deleted, or its label no longer matches): the last version.
     Deleted(Arc<K>),
