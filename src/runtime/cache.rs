@@ -20,7 +20,8 @@ use crate::core::slim::wire::SlimConfigMap;
 use crate::runtime::ca::CaCache;
 use crate::runtime::pods::PodCache;
 use crate::runtime::sd::Publications;
-pub use crate::runtime::store::{BACKLOG, BACKLOG_CONSUMERS, Cache, Change, ScopedStream};
+use crate::runtime::store::{BACKLOG, BACKLOG_CONSUMERS};
+pub use crate::runtime::store::{Cache, Change, ScopedStream};
 use crate::runtime::workloads::Workloads;
 
 /// The caches every replica keeps.
